@@ -1,1 +1,7 @@
-Console.WriteLine("routereplay");
+using System.CommandLine;
+using RouteReplay.Cli.Commands;
+
+var root = new RootCommand("RouteReplay: an MoE inference engine whose every response carries its exact expert routing.");
+root.Subcommands.Add(MakeModelCommand.Create());
+root.Subcommands.Add(GenerateCommand.Create());
+return CommandRunner.Invoke(root, args);

@@ -1,0 +1,32 @@
+using System.CommandLine;
+using RouteReplay.Model;
+
+namespace RouteReplay.Cli.Commands;
+
+internal static class MakeModelCommand
+{
+    public static Command Create()
+    {
+        var preset = new Option<string>("--preset")
+        {
+            Description = $"Which preset to make: {string.Join(", ", ModelPresets.Names)}.",
+            Required = true,
+        };
+        preset.AcceptOnlyFromAmong([.. ModelPresets.Names]);
+        var output = new Option<DirectoryInfo>("--out") { Description = "Folder to write the checkpoint into.", Required = true };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the random weights.", DefaultValueFactory = _ => 0 };
+        var command = new Command("make-model", "Write a deterministic random-weights checkpoint in Hugging Face format (config.json, generation_config.json, model.safetensors, tokenizer files).")
+        {
+            preset, output, seed,
+        };
+        command.SetAction(parse =>
+        {
+            var chosen = ModelPresets.Get(parse.GetValue(preset)!);
+            var dir = parse.GetValue(output)!.FullName;
+            ModelMaker.Make(chosen, dir, parse.GetValue(seed));
+            Console.WriteLine($"Wrote the '{chosen.Name}' preset to {dir}");
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,288 @@
+using System.Buffers;
+using RouteReplay.Model;
+using RouteReplay.Routing;
+
+namespace RouteReplay.Backends.Cpu;
+
+/// <summary>
+/// The fp32 CPU forward of Qwen3-MoE over a paged KV cache. Each token follows one per-row code path whether it is
+/// part of a prefill chunk or a decode, attention reads K and V back from the cache in position order, and every
+/// reduction has a fixed order, so a token's outputs do not depend on which other tokens share its batch.
+/// </summary>
+public sealed class CpuBackend : IModelBackend
+{
+    private readonly Qwen3MoeWeights _weights;
+    private readonly CpuKvCache _cache;
+    private readonly RotaryEmbedding _rope;
+    private readonly MoeBlock _moe;
+    private readonly float _eps;
+    private readonly float _attentionScale;
+    private Scratch _scratch = new(0, null!);
+
+    private CpuBackend(ModelConfig config, Qwen3MoeWeights weights, int numBlocks, int blockSize)
+    {
+        Config = config;
+        RoutingFormat = RoutingFormat.For(config);
+        _weights = weights;
+        _cache = new CpuKvCache(config, numBlocks, blockSize);
+        _rope = new RotaryEmbedding(config);
+        _moe = new MoeBlock(config, RoutingFormat);
+        _eps = (float)config.RmsNormEps;
+        _attentionScale = 1f / MathF.Sqrt(config.HeadDim);
+    }
+
+    /// <summary>Loads the checkpoint's weights as fp32 and allocates a KV cache of <paramref name="numBlocks"/> blocks.</summary>
+    public static CpuBackend Load(Checkpoint checkpoint, int numBlocks, int blockSize) =>
+        new(checkpoint.Config, Qwen3MoeWeights.Load(checkpoint), numBlocks, blockSize);
+
+    public ModelConfig Config { get; }
+
+    public RoutingFormat RoutingFormat { get; }
+
+    public int BlockSize => _cache.BlockSize;
+
+    public int NumBlocks => _cache.NumBlocks;
+
+    internal CpuKvCache Cache => _cache;
+
+    public void Forward(ForwardBatch batch)
+    {
+        var n = batch.TokenCount;
+        if (n == 0)
+        {
+            return;
+        }
+        Validate(batch);
+        var s = EnsureScratch(n);
+        int h = Config.HiddenSize;
+        for (var t = 0; t < n; t++)
+        {
+            _weights.Embedding.AsSpan(batch.TokenIds[t] * h, h).CopyTo(s.Hidden.AsSpan(t * h, h));
+            _rope.Angles(batch.Positions[t], s.Cos.AsSpan(t * s.HalfHeadDim, s.HalfHeadDim), s.Sin.AsSpan(t * s.HalfHeadDim, s.HalfHeadDim));
+        }
+        var moeIndex = 0;
+        for (var layer = 0; layer < Config.NumHiddenLayers; layer++)
+        {
+            var weights = _weights.Layers[layer];
+            NormRows(s.Hidden, weights.InputNorm, s.Normed, n, h);
+            Attention(batch, layer, weights.Attention, s);
+            AddRows(s.Hidden, s.Projected, n * h);
+            NormRows(s.Hidden, weights.PostAttentionNorm, s.Normed, n, h);
+            if (weights.Moe is { } moe)
+            {
+                _moe.Forward(moe, batch, moeIndex++, s.Normed, s.Projected, n);
+            }
+            else
+            {
+                DenseMlp(weights.Dense!, s, n);
+            }
+            AddRows(s.Hidden, s.Projected, n * h);
+        }
+        ComputeLogits(batch, s);
+    }
+
+    private void Validate(ForwardBatch batch)
+    {
+        var slots = _cache.NumBlocks * _cache.BlockSize;
+        for (var t = 0; t < batch.TokenCount; t++)
+        {
+            if ((uint)batch.TokenIds[t] >= (uint)Config.VocabSize)
+            {
+                throw new ArgumentOutOfRangeException(nameof(batch), $"token id {batch.TokenIds[t]} is outside the vocabulary of {Config.VocabSize}");
+            }
+            if ((uint)batch.SlotMapping[t] >= (uint)slots)
+            {
+                throw new ArgumentOutOfRangeException(nameof(batch), $"slot {batch.SlotMapping[t]} is outside the KV cache of {slots} slots");
+            }
+            if ((uint)batch.Positions[t] >= (uint)(batch.MaxBlocksPerSequence * _cache.BlockSize))
+            {
+                throw new ArgumentOutOfRangeException(nameof(batch), $"position {batch.Positions[t]} is beyond the block table");
+            }
+        }
+    }
+
+    private Scratch EnsureScratch(int tokens)
+    {
+        if (_scratch.Capacity < tokens)
+        {
+            _scratch = new Scratch(Math.Max(tokens, _scratch.Capacity * 2), Config);
+        }
+        return _scratch;
+    }
+
+    private void NormRows(float[] source, float[] weight, float[] destination, int tokens, int width) =>
+        ParallelMath.For(tokens >= 64 ? Environment.ProcessorCount : 1, part =>
+        {
+            var parts = tokens >= 64 ? Environment.ProcessorCount : 1;
+            for (var t = part; t < tokens; t += parts)
+            {
+                Kernels.RmsNorm(source.AsSpan(t * width, width), weight, _eps, destination.AsSpan(t * width, width));
+            }
+        });
+
+    private static void AddRows(float[] accumulator, float[] addend, int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            accumulator[i] += addend[i];
+        }
+    }
+
+    private void Attention(ForwardBatch batch, int layer, AttentionWeights w, Scratch s)
+    {
+        var n = batch.TokenCount;
+        int hd = Config.HeadDim, heads = Config.NumAttentionHeads, kvHeads = Config.NumKeyValueHeads;
+        int qDim = heads * hd, kvDim = kvHeads * hd;
+        ParallelMath.MatMul(w.Q, s.Normed, 0, n, s.Query, 0);
+        ParallelMath.MatMul(w.K, s.Normed, 0, n, s.Key, 0);
+        ParallelMath.MatMul(w.V, s.Normed, 0, n, s.Value, 0);
+        var keys = _cache.Keys[layer];
+        var values = _cache.Values[layer];
+        for (var t = 0; t < n; t++)
+        {
+            var cos = s.Cos.AsSpan(t * s.HalfHeadDim, s.HalfHeadDim);
+            var sin = s.Sin.AsSpan(t * s.HalfHeadDim, s.HalfHeadDim);
+            for (var head = 0; head < heads; head++)
+            {
+                var q = s.Query.AsSpan((t * qDim) + (head * hd), hd);
+                Kernels.RmsNorm(q, w.QNorm, _eps, q);
+                RotaryEmbedding.Apply(q, cos, sin);
+            }
+            var slot = batch.SlotMapping[t];
+            for (var head = 0; head < kvHeads; head++)
+            {
+                var k = s.Key.AsSpan((t * kvDim) + (head * hd), hd);
+                Kernels.RmsNorm(k, w.KNorm, _eps, k);
+                RotaryEmbedding.Apply(k, cos, sin);
+            }
+            s.Key.AsSpan(t * kvDim, kvDim).CopyTo(keys.AsSpan(slot * kvDim, kvDim));
+            s.Value.AsSpan(t * kvDim, kvDim).CopyTo(values.AsSpan(slot * kvDim, kvDim));
+        }
+        ParallelMath.For(n * heads >= 8 ? Math.Min(n * heads, Environment.ProcessorCount * 4) : 1, part =>
+        {
+            var parts = n * heads >= 8 ? Math.Min(n * heads, Environment.ProcessorCount * 4) : 1;
+            for (var item = part; item < n * heads; item += parts)
+            {
+                AttendOneHead(batch, item / heads, item % heads, keys, values, s);
+            }
+        });
+        ParallelMath.MatMul(w.O, s.Attended, 0, n, s.Projected, 0);
+    }
+
+    /// <summary>Causal attention of one query head over positions <c>0..p</c> of its sequence, read from the cache.</summary>
+    private void AttendOneHead(ForwardBatch batch, int t, int head, float[] keys, float[] values, Scratch s)
+    {
+        int hd = Config.HeadDim, kvDim = Config.NumKeyValueHeads * hd;
+        var kvHead = head / (Config.NumAttentionHeads / Config.NumKeyValueHeads);
+        var position = batch.Positions[t];
+        var blockTable = batch.BlockTable(batch.TokenSequence[t]);
+        var q = s.Query.AsSpan((t * Config.NumAttentionHeads * hd) + (head * hd), hd);
+        var output = s.Attended.AsSpan((t * Config.NumAttentionHeads * hd) + (head * hd), hd);
+        var scores = ArrayPool<float>.Shared.Rent(position + 1);
+        try
+        {
+            var span = scores.AsSpan(0, position + 1);
+            for (var j = 0; j <= position; j++)
+            {
+                var slot = _cache.SlotOf(blockTable, j);
+                span[j] = Kernels.Dot(q, keys.AsSpan((slot * kvDim) + (kvHead * hd), hd)) * _attentionScale;
+            }
+            Kernels.Softmax(span);
+            output.Clear();
+            for (var j = 0; j <= position; j++)
+            {
+                var slot = _cache.SlotOf(blockTable, j);
+                Kernels.AddScaled(output, values.AsSpan((slot * kvDim) + (kvHead * hd), hd), span[j]);
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(scores);
+        }
+    }
+
+    private static void DenseMlp(SwiGluMlp mlp, Scratch s, int n)
+    {
+        ParallelMath.MatMul(mlp.Gate, s.Normed, 0, n, s.Gate, 0);
+        ParallelMath.MatMul(mlp.Up, s.Normed, 0, n, s.Up, 0);
+        var count = n * mlp.Gate.OutDim;
+        for (var i = 0; i < count; i++)
+        {
+            s.Gate[i] = Kernels.Silu(s.Gate[i]) * s.Up[i];
+        }
+        ParallelMath.MatMul(mlp.Down, s.Gate, 0, n, s.Projected, 0);
+    }
+
+    private void ComputeLogits(ForwardBatch batch, Scratch s)
+    {
+        var rows = batch.LogitRowCount;
+        if (rows == 0)
+        {
+            return;
+        }
+        var h = Config.HiddenSize;
+        for (var r = 0; r < rows; r++)
+        {
+            var t = batch.LogitTokens[r];
+            Kernels.RmsNorm(s.Hidden.AsSpan(t * h, h), _weights.FinalNorm, _eps, s.Normed.AsSpan(r * h, h));
+        }
+        ParallelMath.MatMul(_weights.LmHead, s.Normed, 0, rows, batch.Logits, 0);
+    }
+
+    public void Dispose()
+    {
+    }
+
+    /// <summary>Activation buffers for up to <see cref="Capacity"/> tokens, reused across steps.</summary>
+    private sealed class Scratch
+    {
+        public Scratch(int capacity, ModelConfig config)
+        {
+            Capacity = capacity;
+            if (capacity == 0)
+            {
+                Hidden = Normed = Query = Key = Value = Attended = Projected = Gate = Up = Cos = Sin = [];
+                return;
+            }
+            int h = config.HiddenSize, qDim = config.NumAttentionHeads * config.HeadDim, kvDim = config.NumKeyValueHeads * config.HeadDim;
+            HalfHeadDim = config.HeadDim / 2;
+            Hidden = new float[capacity * h];
+            Normed = new float[capacity * h];
+            Projected = new float[capacity * h];
+            Query = new float[capacity * qDim];
+            Attended = new float[capacity * qDim];
+            Key = new float[capacity * kvDim];
+            Value = new float[capacity * kvDim];
+            Gate = new float[capacity * config.IntermediateSize];
+            Up = new float[capacity * config.IntermediateSize];
+            Cos = new float[capacity * HalfHeadDim];
+            Sin = new float[capacity * HalfHeadDim];
+        }
+
+        public int Capacity { get; }
+
+        public int HalfHeadDim { get; }
+
+        public float[] Hidden { get; }
+
+        public float[] Normed { get; }
+
+        public float[] Projected { get; }
+
+        public float[] Query { get; }
+
+        public float[] Attended { get; }
+
+        public float[] Key { get; }
+
+        public float[] Value { get; }
+
+        public float[] Gate { get; }
+
+        public float[] Up { get; }
+
+        public float[] Cos { get; }
+
+        public float[] Sin { get; }
+    }
+}

@@ -1,0 +1,43 @@
+using RouteReplay.Model;
+
+namespace RouteReplay.Backends.Cpu;
+
+/// <summary>
+/// The paged KV cache in host memory, fp32: per layer, K and V of shape <c>[NumBlocks * BlockSize, KvHeads * HeadDim]</c>.
+/// A block's rows for one layer are contiguous, so a block's payload is a fixed set of contiguous ranges.
+/// </summary>
+internal sealed class CpuKvCache
+{
+    public CpuKvCache(ModelConfig config, int numBlocks, int blockSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numBlocks);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockSize);
+        NumBlocks = numBlocks;
+        BlockSize = blockSize;
+        KvDim = config.NumKeyValueHeads * config.HeadDim;
+        var perLayer = (long)numBlocks * blockSize * KvDim;
+        if (perLayer > Array.MaxLength)
+        {
+            throw new ArgumentOutOfRangeException(nameof(numBlocks), numBlocks, "the KV cache of one layer exceeds the largest array");
+        }
+        Keys = new float[config.NumHiddenLayers][];
+        Values = new float[config.NumHiddenLayers][];
+        for (var layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            Keys[layer] = GC.AllocateUninitializedArray<float>((int)perLayer, pinned: true);
+            Values[layer] = GC.AllocateUninitializedArray<float>((int)perLayer, pinned: true);
+        }
+    }
+
+    public int NumBlocks { get; }
+
+    public int BlockSize { get; }
+
+    public int KvDim { get; }
+
+    public float[][] Keys { get; }
+
+    public float[][] Values { get; }
+
+    public int SlotOf(ReadOnlySpan<int> blockTable, int position) => (blockTable[position / BlockSize] * BlockSize) + (position % BlockSize);
+}

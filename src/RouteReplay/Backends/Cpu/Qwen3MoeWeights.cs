@@ -1,0 +1,108 @@
+using RouteReplay.Model;
+
+namespace RouteReplay.Backends.Cpu;
+
+/// <summary>A linear layer's fp32 weight, <c>[OutDim, InDim]</c> row-major, with an optional bias.</summary>
+internal sealed record Linear(float[] Weight, int OutDim, int InDim, float[]? Bias = null);
+
+/// <summary>A SwiGLU MLP: <c>down(silu(gate(x)) * up(x))</c>. Used for dense layers and for each expert.</summary>
+internal sealed record SwiGluMlp(Linear Gate, Linear Up, Linear Down);
+
+internal sealed record AttentionWeights(Linear Q, Linear K, Linear V, Linear O, float[] QNorm, float[] KNorm);
+
+/// <summary>A sparse MoE block: the router <c>[NumExperts, Hidden]</c> and one SwiGLU MLP per expert.</summary>
+internal sealed record MoeWeights(Linear Router, SwiGluMlp[] Experts);
+
+internal sealed record LayerWeights(float[] InputNorm, float[] PostAttentionNorm, AttentionWeights Attention, SwiGluMlp? Dense, MoeWeights? Moe);
+
+/// <summary>The fp32 weights of a Qwen3-MoE checkpoint, read with the tensor names transformers uses.</summary>
+internal sealed class Qwen3MoeWeights
+{
+    private Qwen3MoeWeights(float[] embedding, LayerWeights[] layers, float[] finalNorm, Linear lmHead)
+    {
+        Embedding = embedding;
+        Layers = layers;
+        FinalNorm = finalNorm;
+        LmHead = lmHead;
+    }
+
+    /// <summary><c>[VocabSize, Hidden]</c>.</summary>
+    public float[] Embedding { get; }
+
+    public LayerWeights[] Layers { get; }
+
+    public float[] FinalNorm { get; }
+
+    /// <summary>The output projection; shares <see cref="Embedding"/> when the embeddings are tied.</summary>
+    public Linear LmHead { get; }
+
+    public static Qwen3MoeWeights Load(Checkpoint checkpoint)
+    {
+        var c = checkpoint.Config;
+        long h = c.HiddenSize;
+        var embedding = checkpoint.ReadFloat32("model.embed_tokens.weight", c.VocabSize, h);
+        var layers = new LayerWeights[c.NumHiddenLayers];
+        Parallel.For(0, c.NumHiddenLayers, i => layers[i] = LoadLayer(checkpoint, c, i));
+        var finalNorm = checkpoint.ReadFloat32("model.norm.weight", h);
+        var lmHead = c.TieWordEmbeddings
+            ? new Linear(embedding, c.VocabSize, c.HiddenSize)
+            : ReadLinear(checkpoint, "lm_head", c.VocabSize, c.HiddenSize, bias: false);
+        return new Qwen3MoeWeights(embedding, layers, finalNorm, lmHead);
+    }
+
+    private static LayerWeights LoadLayer(Checkpoint checkpoint, ModelConfig c, int layer)
+    {
+        var prefix = $"model.layers.{layer}";
+        var hd = c.HeadDim;
+        var attention = new AttentionWeights(
+            ReadLinear(checkpoint, $"{prefix}.self_attn.q_proj", c.NumAttentionHeads * hd, c.HiddenSize, c.AttentionBias),
+            ReadLinear(checkpoint, $"{prefix}.self_attn.k_proj", c.NumKeyValueHeads * hd, c.HiddenSize, c.AttentionBias),
+            ReadLinear(checkpoint, $"{prefix}.self_attn.v_proj", c.NumKeyValueHeads * hd, c.HiddenSize, c.AttentionBias),
+            ReadLinear(checkpoint, $"{prefix}.self_attn.o_proj", c.HiddenSize, c.NumAttentionHeads * hd, c.AttentionBias),
+            checkpoint.ReadFloat32($"{prefix}.self_attn.q_norm.weight", hd),
+            checkpoint.ReadFloat32($"{prefix}.self_attn.k_norm.weight", hd));
+        var inputNorm = checkpoint.ReadFloat32($"{prefix}.input_layernorm.weight", c.HiddenSize);
+        var postNorm = checkpoint.ReadFloat32($"{prefix}.post_attention_layernorm.weight", c.HiddenSize);
+        if (!c.IsMoeLayer(layer))
+        {
+            var dense = ReadMlp(checkpoint, $"{prefix}.mlp", c.IntermediateSize, c.HiddenSize);
+            return new LayerWeights(inputNorm, postNorm, attention, dense, null);
+        }
+        var router = ReadLinear(checkpoint, $"{prefix}.mlp.gate", c.NumExperts, c.HiddenSize, bias: false);
+        var experts = checkpoint.HasTensor($"{prefix}.mlp.experts.gate_up_proj")
+            ? ReadFusedExperts(checkpoint, $"{prefix}.mlp.experts", c)
+            : Enumerable.Range(0, c.NumExperts)
+                .Select(e => ReadMlp(checkpoint, $"{prefix}.mlp.experts.{e}", c.MoeIntermediateSize, c.HiddenSize))
+                .ToArray();
+        return new LayerWeights(inputNorm, postNorm, attention, null, new MoeWeights(router, experts));
+    }
+
+    private static SwiGluMlp ReadMlp(Checkpoint checkpoint, string prefix, int intermediate, int hidden) => new(
+        ReadLinear(checkpoint, $"{prefix}.gate_proj", intermediate, hidden, bias: false),
+        ReadLinear(checkpoint, $"{prefix}.up_proj", intermediate, hidden, bias: false),
+        ReadLinear(checkpoint, $"{prefix}.down_proj", hidden, intermediate, bias: false));
+
+    /// <summary>The fused layout transformers 5 keeps in memory: <c>gate_up_proj [E, 2I, H]</c>, <c>down_proj [E, H, I]</c>.</summary>
+    private static SwiGluMlp[] ReadFusedExperts(Checkpoint checkpoint, string prefix, ModelConfig c)
+    {
+        int e = c.NumExperts, i = c.MoeIntermediateSize, h = c.HiddenSize;
+        var gateUp = checkpoint.ReadFloat32($"{prefix}.gate_up_proj", e, 2L * i, h);
+        var down = checkpoint.ReadFloat32($"{prefix}.down_proj", e, h, i);
+        var experts = new SwiGluMlp[e];
+        for (var x = 0; x < e; x++)
+        {
+            var gateUpBase = (long)x * 2 * i * h;
+            experts[x] = new SwiGluMlp(
+                new Linear(gateUp.AsSpan((int)gateUpBase, i * h).ToArray(), i, h),
+                new Linear(gateUp.AsSpan((int)(gateUpBase + (long)i * h), i * h).ToArray(), i, h),
+                new Linear(down.AsSpan(x * h * i, h * i).ToArray(), h, i));
+        }
+        return experts;
+    }
+
+    private static Linear ReadLinear(Checkpoint checkpoint, string prefix, int outDim, int inDim, bool bias) => new(
+        checkpoint.ReadFloat32($"{prefix}.weight", outDim, inDim),
+        outDim,
+        inDim,
+        bias ? checkpoint.ReadFloat32($"{prefix}.bias", outDim) : null);
+}

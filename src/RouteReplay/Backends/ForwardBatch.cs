@@ -1,0 +1,140 @@
+using RouteReplay.Routing;
+
+namespace RouteReplay.Backends;
+
+/// <summary>
+/// One step's input and output buffers, sized once for the engine's limits and refilled every step so the step loop
+/// allocates nothing. Token <c>t</c> belongs to sequence <c>TokenSequence[t]</c>, sits at <c>Positions[t]</c> and
+/// writes its KV and routing to <c>SlotMapping[t]</c>; a sequence's block table lists its blocks in position order,
+/// so position <c>p</c> lives in slot <c>BlockTable[p / B] * B + p % B</c>.
+/// </summary>
+public sealed class ForwardBatch
+{
+    /// <param name="maxLogitRows">How many tokens of one step may ask for logits; defaults to one per sequence.</param>
+    public ForwardBatch(int maxTokens, int maxSequences, int maxBlocksPerSequence, RoutingFormat routing, int vocabSize, int maxLogitRows = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxTokens);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxSequences);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxBlocksPerSequence);
+        MaxTokens = maxTokens;
+        MaxSequences = maxSequences;
+        MaxBlocksPerSequence = maxBlocksPerSequence;
+        RoutingFormat = routing;
+        VocabSize = vocabSize;
+        TokenIds = new int[maxTokens];
+        Positions = new int[maxTokens];
+        SlotMapping = new int[maxTokens];
+        TokenSequence = new int[maxTokens];
+        BlockTables = new int[maxSequences * maxBlocksPerSequence];
+        MaxLogitRows = maxLogitRows > 0 ? maxLogitRows : maxSequences;
+        LogitTokens = new int[MaxLogitRows];
+        Routing = GC.AllocateArray<byte>(maxTokens * routing.RowBytes, pinned: true);
+        ForcedRouting = new byte[maxTokens * routing.RowBytes];
+        Logits = new float[(long)MaxLogitRows * vocabSize];
+    }
+
+    public int MaxTokens { get; }
+
+    public int MaxSequences { get; }
+
+    public int MaxBlocksPerSequence { get; }
+
+    public int MaxLogitRows { get; }
+
+    public RoutingFormat RoutingFormat { get; }
+
+    public int VocabSize { get; }
+
+    public int TokenCount { get; private set; }
+
+    public int SequenceCount { get; private set; }
+
+    public int LogitRowCount { get; private set; }
+
+    /// <summary>True when at least one token of this step carries a forced routing row.</summary>
+    public bool HasForcedRouting { get; private set; }
+
+    public int[] TokenIds { get; }
+
+    public int[] Positions { get; }
+
+    public int[] SlotMapping { get; }
+
+    public int[] TokenSequence { get; }
+
+    /// <summary><c>[MaxSequences, MaxBlocksPerSequence]</c>.</summary>
+    public int[] BlockTables { get; }
+
+    /// <summary>Indices of the tokens whose logits are computed, one row of <see cref="Logits"/> each, in order.</summary>
+    public int[] LogitTokens { get; }
+
+    /// <summary>The step's routing buffer <c>[MaxTokens, L_moe, K]</c>, filled by the forward.</summary>
+    public byte[] Routing { get; }
+
+    /// <summary><c>[MaxTokens, L_moe, K]</c>; a row starting with the sentinel means "route normally".</summary>
+    public byte[] ForcedRouting { get; }
+
+    /// <summary><c>[MaxLogitRows, VocabSize]</c>: row <c>i</c> holds the logits of token <c>LogitTokens[i]</c>.</summary>
+    public float[] Logits { get; }
+
+    public void Clear()
+    {
+        TokenCount = 0;
+        SequenceCount = 0;
+        LogitRowCount = 0;
+        HasForcedRouting = false;
+    }
+
+    /// <summary>Adds a sequence with its block table and returns its index within the batch.</summary>
+    public int AddSequence(ReadOnlySpan<int> blockTable)
+    {
+        if (SequenceCount == MaxSequences)
+        {
+            throw new InvalidOperationException($"the batch already holds {MaxSequences} sequences");
+        }
+        if (blockTable.Length > MaxBlocksPerSequence)
+        {
+            throw new ArgumentException($"a block table of {blockTable.Length} blocks exceeds {MaxBlocksPerSequence}", nameof(blockTable));
+        }
+        blockTable.CopyTo(BlockTables.AsSpan(SequenceCount * MaxBlocksPerSequence));
+        return SequenceCount++;
+    }
+
+    /// <summary>Adds one token; <paramref name="forcedRow"/> is empty for normal routing or one full routing row.</summary>
+    public void AddToken(int sequence, int tokenId, int position, int slot, bool needsLogits, ReadOnlySpan<byte> forcedRow = default)
+    {
+        if (TokenCount == MaxTokens)
+        {
+            throw new InvalidOperationException($"the batch already holds {MaxTokens} tokens");
+        }
+        var t = TokenCount++;
+        TokenIds[t] = tokenId;
+        Positions[t] = position;
+        SlotMapping[t] = slot;
+        TokenSequence[t] = sequence;
+        var forced = ForcedRouting.AsSpan(t * RoutingFormat.RowBytes, RoutingFormat.RowBytes);
+        if (forcedRow.IsEmpty)
+        {
+            RoutingFormat.Reset(forced);
+        }
+        else
+        {
+            forcedRow.CopyTo(forced);
+            HasForcedRouting = true;
+        }
+        if (needsLogits)
+        {
+            if (LogitRowCount == MaxLogitRows)
+            {
+                throw new InvalidOperationException($"the batch already computes logits for {MaxLogitRows} tokens");
+            }
+            LogitTokens[LogitRowCount++] = t;
+        }
+    }
+
+    public ReadOnlySpan<int> BlockTable(int sequence) => BlockTables.AsSpan(sequence * MaxBlocksPerSequence, MaxBlocksPerSequence);
+
+    public Span<byte> RoutingRow(int token) => Routing.AsSpan(token * RoutingFormat.RowBytes, RoutingFormat.RowBytes);
+
+    public ReadOnlySpan<float> LogitRow(int row) => Logits.AsSpan(row * VocabSize, VocabSize);
+}

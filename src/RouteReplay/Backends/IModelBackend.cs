@@ -1,0 +1,22 @@
+using RouteReplay.Model;
+using RouteReplay.Routing;
+
+namespace RouteReplay.Backends;
+
+/// <summary>Runs the model's forward pass over a paged KV cache that the backend owns.</summary>
+public interface IModelBackend : IDisposable
+{
+    ModelConfig Config { get; }
+
+    RoutingFormat RoutingFormat { get; }
+
+    int BlockSize { get; }
+
+    int NumBlocks { get; }
+
+    /// <summary>
+    /// Computes every token of <paramref name="batch"/>: writes each token's KV to its slot, its routing row to
+    /// <see cref="ForwardBatch.Routing"/> and the logits of the requested tokens to <see cref="ForwardBatch.Logits"/>.
+    /// </summary>
+    void Forward(ForwardBatch batch);
+}

@@ -1,0 +1,152 @@
+namespace RouteReplay.Engine;
+
+/// <summary>
+/// Picks the next token from one row of logits. Only ids below <c>tokenLimit</c> (the tokenizer's token count) are
+/// candidates: the padded rows of the embedding past the last real token are never sampled. Candidates are ranked by
+/// logit with ties to the lower id, so greedy and seeded sampling are reproducible. Reuses its buffers: one sampler
+/// per thread.
+/// </summary>
+public sealed class Sampler
+{
+    private readonly int[] _order;
+    private readonly double[] _weights;
+
+    public Sampler(int vocabSize)
+    {
+        _order = new int[vocabSize];
+        _weights = new double[vocabSize];
+    }
+
+    public int Sample(ReadOnlySpan<float> logits, int tokenLimit, SamplingParams sampling, ref SeededRandom random)
+    {
+        var limit = Math.Min(tokenLimit, logits.Length);
+        if (sampling.IsGreedy)
+        {
+            return ArgMax(logits[..limit]);
+        }
+        var candidates = RankCandidates(logits[..limit], sampling);
+        var maxLogit = logits[_order[0]];
+        var inverseTemperature = 1.0 / sampling.Temperature;
+        var total = 0.0;
+        for (var i = 0; i < candidates; i++)
+        {
+            _weights[i] = Math.Exp((logits[_order[i]] - maxLogit) * inverseTemperature);
+            total += _weights[i];
+        }
+        if (sampling.TopP < 1f)
+        {
+            var kept = 0.0;
+            var keep = 0;
+            while (keep < candidates)
+            {
+                kept += _weights[keep++];
+                if (kept >= sampling.TopP * total)
+                {
+                    break;
+                }
+            }
+            candidates = keep;
+            total = kept;
+        }
+        var target = random.NextDouble() * total;
+        var cumulative = 0.0;
+        for (var i = 0; i < candidates; i++)
+        {
+            cumulative += _weights[i];
+            if (target < cumulative)
+            {
+                return _order[i];
+            }
+        }
+        return _order[candidates - 1];
+    }
+
+    public static int ArgMax(ReadOnlySpan<float> logits)
+    {
+        var best = 0;
+        for (var i = 1; i < logits.Length; i++)
+        {
+            if (logits[i] > logits[best])
+            {
+                best = i;
+            }
+        }
+        return best;
+    }
+
+    /// <summary>
+    /// Fills the front of <c>_order</c> with the candidates in descending logit order (ties to the lower id) and
+    /// returns their count: the top-k when k is set, else enough of the ranking to cover top-p, else all.
+    /// </summary>
+    private int RankCandidates(ReadOnlySpan<float> logits, SamplingParams sampling)
+    {
+        var n = logits.Length;
+        var order = _order.AsSpan(0, n);
+        for (var i = 0; i < n; i++)
+        {
+            order[i] = i;
+        }
+        var wanted = sampling.TopK > 0 ? Math.Min(sampling.TopK, n) : n;
+        if (wanted == n && sampling.TopP >= 1f)
+        {
+            return n;
+        }
+        var heap = new LogitHeap(order, logits);
+        heap.Build();
+        for (var i = 0; i < wanted; i++)
+        {
+            order[n - 1 - i] = heap.Pop(n - i);
+        }
+        order[(n - wanted)..].Reverse();
+        order[(n - wanted)..].CopyTo(order);
+        return wanted;
+    }
+
+    /// <summary>A max-heap of token ids ordered by logit, ties to the lower id, stored in the id array itself.</summary>
+    private readonly ref struct LogitHeap(Span<int> ids, ReadOnlySpan<float> logits)
+    {
+        private readonly Span<int> _ids = ids;
+        private readonly ReadOnlySpan<float> _logits = logits;
+
+        public void Build()
+        {
+            for (var i = (_ids.Length / 2) - 1; i >= 0; i--)
+            {
+                SiftDown(i, _ids.Length);
+            }
+        }
+
+        /// <summary>Removes the best id from a heap of <paramref name="size"/> entries; the freed slot is the last one.</summary>
+        public int Pop(int size)
+        {
+            var top = _ids[0];
+            _ids[0] = _ids[size - 1];
+            SiftDown(0, size - 1);
+            return top;
+        }
+
+        private bool Before(int a, int b) => _logits[a] > _logits[b] || (_logits[a] == _logits[b] && a < b);
+
+        private void SiftDown(int i, int size)
+        {
+            while (true)
+            {
+                int left = (2 * i) + 1, right = left + 1, best = i;
+                if (left < size && Before(_ids[left], _ids[best]))
+                {
+                    best = left;
+                }
+                if (right < size && Before(_ids[right], _ids[best]))
+                {
+                    best = right;
+                }
+                if (best == i)
+                {
+                    return;
+                }
+                (_ids[i], _ids[best]) = (_ids[best], _ids[i]);
+                i = best;
+            }
+        }
+    }
+}

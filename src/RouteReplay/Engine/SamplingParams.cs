@@ -1,0 +1,44 @@
+namespace RouteReplay.Engine;
+
+/// <summary>
+/// How one request picks tokens. Temperature 0 is greedy; otherwise the logits are divided by the temperature,
+/// restricted to the <see cref="TopK"/> most likely tokens (0 = all) and to the smallest set whose probability
+/// reaches <see cref="TopP"/>, and sampled with a generator seeded by <see cref="Seed"/> (random when null).
+/// </summary>
+public sealed record SamplingParams
+{
+    public float Temperature { get; init; } = 1f;
+
+    public float TopP { get; init; } = 1f;
+
+    public int TopK { get; init; }
+
+    public ulong? Seed { get; init; }
+
+    public int MaxTokens { get; init; } = 16;
+
+    public bool IgnoreEos { get; init; }
+
+    public bool IsGreedy => Temperature == 0f || TopK == 1;
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the first field with an invalid value.</summary>
+    public void Validate()
+    {
+        if (!float.IsFinite(Temperature) || Temperature < 0f)
+        {
+            throw new ArgumentException($"temperature must be a finite number >= 0, got {Temperature}", "temperature");
+        }
+        if (!float.IsFinite(TopP) || TopP <= 0f || TopP > 1f)
+        {
+            throw new ArgumentException($"top_p must be in (0, 1], got {TopP}", "top_p");
+        }
+        if (TopK < 0)
+        {
+            throw new ArgumentException($"top_k must be >= 0 (0 means no limit), got {TopK}", "top_k");
+        }
+        if (MaxTokens < 1)
+        {
+            throw new ArgumentException($"max_tokens must be >= 1, got {MaxTokens}", "max_tokens");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+namespace RouteReplay.Model;
+
+/// <summary>What a weight tensor does, which decides how <see cref="ModelMaker"/> initializes it.</summary>
+internal enum WeightRole
+{
+    Embedding,
+    Norm,
+    Linear,
+    Router,
+    Bias,
+}

@@ -1,0 +1,70 @@
+using RouteReplay.Model;
+using Xunit;
+
+namespace RouteReplay.Tests.Model;
+
+public sealed class ModelPresetsTests
+{
+    [Fact]
+    public void Lists_tiny_and_small()
+    {
+        Assert.Equal(["tiny", "small"], ModelPresets.Names);
+        Assert.All(ModelPresets.Names, name => Assert.Equal(name, ModelPresets.Get(name).Name));
+    }
+
+    [Fact]
+    public void Unknown_name_lists_the_valid_ones()
+    {
+        var error = Assert.Throws<ArgumentException>(() => ModelPresets.Get("huge"));
+        Assert.Contains("huge", error.Message);
+        Assert.Contains("tiny", error.Message);
+        Assert.Contains("small", error.Message);
+    }
+
+    [Fact]
+    public void Tiny_has_a_dense_first_layer_and_three_moe_layers()
+    {
+        var config = ModelPresets.Get("tiny").Config;
+        Assert.Equal((64, 4, 4, 2, 16), (config.HiddenSize, config.NumHiddenLayers, config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim));
+        Assert.Equal((8, 2, 32, 128), (config.NumExperts, config.NumExpertsPerTok, config.MoeIntermediateSize, config.IntermediateSize));
+        Assert.Equal([1, 2, 3], config.MoeLayers);
+        AssertSharedSettings(config);
+    }
+
+    [Fact]
+    public void Small_has_eight_moe_layers_of_64_experts()
+    {
+        var config = ModelPresets.Get("small").Config;
+        Assert.Equal((256, 8, 8, 2, 32), (config.HiddenSize, config.NumHiddenLayers, config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim));
+        Assert.Equal((64, 8, 128, 512), (config.NumExperts, config.NumExpertsPerTok, config.MoeIntermediateSize, config.IntermediateSize));
+        Assert.Equal(Enumerable.Range(0, 8), config.MoeLayers);
+        AssertSharedSettings(config);
+    }
+
+    [Theory]
+    [InlineData("tiny")]
+    [InlineData("small")]
+    public void Config_round_trips_through_config_json(string name)
+    {
+        using var dir = new TempDirectory();
+        var config = ModelPresets.Get(name).Config;
+        ModelConfigWriter.Write(config, dir.File("config.json"));
+        Assert.Equal(config, ModelConfig.Load(dir.File("config.json")));
+    }
+
+    private static void AssertSharedSettings(ModelConfig config)
+    {
+        Assert.Equal("Qwen3MoeForCausalLM", config.Architecture);
+        Assert.True(config.NormTopkProb);
+        Assert.Equal(1, config.DecoderSparseStep);
+        Assert.Equal(151936, config.VocabSize);
+        Assert.True(config.TieWordEmbeddings);
+        Assert.Equal(1e-6, config.RmsNormEps);
+        Assert.Equal(1_000_000, config.RopeTheta);
+        Assert.Null(config.RopeScaling);
+        Assert.Equal(4096, config.MaxPositionEmbeddings);
+        Assert.Equal("bfloat16", config.DType);
+        Assert.Equal([151645, 151643], config.EosTokenIds);
+        Assert.False(config.AttentionBias);
+    }
+}

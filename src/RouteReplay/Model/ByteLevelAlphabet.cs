@@ -6,20 +6,20 @@ namespace RouteReplay.Model;
 /// </summary>
 internal static class ByteLevelAlphabet
 {
-    private const int _noByte = -1;
+    private const int NoByte = -1;
 
-    private static readonly char[] _byteToChar = BuildByteToChar();
-    private static readonly short[] _charToByte = BuildCharToByte();
+    private static readonly char[] ByteToChar = BuildByteToChar();
+    private static readonly short[] CharToByte = BuildCharToByte();
 
     /// <summary>The character that stands for <paramref name="value"/>.</summary>
-    public static char ToChar(byte value) => _byteToChar[value];
+    public static char ToChar(byte value) => ByteToChar[value];
 
     /// <summary>The byte <paramref name="symbol"/> stands for, or false when it is not in the alphabet.</summary>
     public static bool TryToByte(char symbol, out byte value)
     {
-        var mapped = symbol < _charToByte.Length ? _charToByte[symbol] : _noByte;
+        var mapped = symbol < CharToByte.Length ? CharToByte[symbol] : NoByte;
         value = (byte)mapped;
-        return mapped != _noByte;
+        return mapped != NoByte;
     }
 
     private static char[] BuildByteToChar()
@@ -36,10 +36,10 @@ internal static class ByteLevelAlphabet
     private static short[] BuildCharToByte()
     {
         var table = new short[256 + 256];
-        Array.Fill(table, (short)_noByte);
+        Array.Fill(table, (short)NoByte);
         for (var b = 0; b < 256; b++)
         {
-            table[_byteToChar[b]] = (short)b;
+            table[ByteToChar[b]] = (short)b;
         }
         return table;
     }

@@ -6,7 +6,7 @@ internal static class ModelConfigParser
     public const string Qwen3MoeArchitecture = "Qwen3MoeForCausalLM";
     public const string Qwen3MoeModelType = "qwen3_moe";
 
-    private static readonly string[] _supportedDTypes = ["bfloat16", "float16", "float32"];
+    private static readonly string[] SupportedDTypes = ["bfloat16", "float16", "float32"];
 
     public static ModelConfig Parse(string json, string fileName)
     {
@@ -91,9 +91,9 @@ internal static class ModelConfigParser
     {
         var key = fields.Has("dtype") ? "dtype" : "torch_dtype";
         var dtype = fields.OptionalString(key) ?? throw fields.Error("torch_dtype", "is required but missing (also as dtype)");
-        return _supportedDTypes.Contains(dtype)
+        return SupportedDTypes.Contains(dtype)
             ? dtype
-            : throw fields.Error(key, $"must be one of {string.Join(", ", _supportedDTypes)}, but is '{dtype}'");
+            : throw fields.Error(key, $"must be one of {string.Join(", ", SupportedDTypes)}, but is '{dtype}'");
     }
 
     private static void ValidateConsistency(ModelConfig config, JsonObjectReader fields)

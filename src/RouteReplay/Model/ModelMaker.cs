@@ -10,7 +10,7 @@ public static class ModelMaker
     /// <summary>The single weights file a made model has.</summary>
     public const string WeightsFileName = "model.safetensors";
 
-    private static readonly string[] _tokenizerFiles = ["tokenizer.json", "tokenizer_config.json"];
+    private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json"];
 
     /// <summary>Writes the checkpoint of <paramref name="preset"/> into <paramref name="outDir"/> (created if needed).</summary>
     /// <param name="preset">The architecture to build.</param>
@@ -27,7 +27,7 @@ public static class ModelMaker
         GenerationConfigWriter.Write(new GenerationConfig(config.EosTokenIds), Path.Combine(outDir, GenerationConfig.FileName));
         var weights = RandomWeightGenerator.Generate(Qwen3MoeWeightLayout.Enumerate(config).ToArray(), seed);
         SafetensorsWriter.Write(Path.Combine(outDir, WeightsFileName), weights);
-        foreach (var file in _tokenizerFiles)
+        foreach (var file in TokenizerFiles)
         {
             File.Copy(Path.Combine(tokenizerDirectory, file), Path.Combine(outDir, file), overwrite: true);
         }

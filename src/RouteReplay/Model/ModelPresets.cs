@@ -3,7 +3,7 @@ namespace RouteReplay.Model;
 /// <summary>The built-in Qwen3-MoE presets for random-weight checkpoints (tests, demos, benchmarks).</summary>
 public static class ModelPresets
 {
-    private static readonly ModelPreset[] _presets =
+    private static readonly ModelPreset[] Presets =
     [
         new("tiny", Qwen3Moe() with
         {
@@ -34,12 +34,12 @@ public static class ModelPresets
     ];
 
     /// <summary>The preset names, in the order listed above.</summary>
-    public static IReadOnlyList<string> Names { get; } = _presets.Select(preset => preset.Name).ToArray();
+    public static IReadOnlyList<string> Names { get; } = Presets.Select(preset => preset.Name).ToArray();
 
     /// <summary>The preset named <paramref name="name"/>.</summary>
     /// <exception cref="ArgumentException">No preset has that name; the message lists the valid names.</exception>
     public static ModelPreset Get(string name) =>
-        _presets.FirstOrDefault(preset => preset.Name == name)
+        Presets.FirstOrDefault(preset => preset.Name == name)
         ?? throw new ArgumentException($"unknown model preset '{name}'; valid presets: {string.Join(", ", Names)}", nameof(name));
 
     /// <summary>The settings all presets share; the size fields are overwritten by each preset.</summary>

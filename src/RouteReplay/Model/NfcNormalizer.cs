@@ -8,12 +8,12 @@ namespace RouteReplay.Model;
 /// </summary>
 internal static class NfcNormalizer
 {
-    private const int _hangulSBase = 0xAC00, _hangulLBase = 0x1100, _hangulVBase = 0x1161, _hangulTBase = 0x11A7;
-    private const int _hangulLCount = 19, _hangulVCount = 21, _hangulTCount = 28;
-    private const int _hangulNCount = _hangulVCount * _hangulTCount, _hangulSCount = _hangulLCount * _hangulNCount;
-    private const int _notComposite = -1;
+    private const int HangulSBase = 0xAC00, HangulLBase = 0x1100, HangulVBase = 0x1161, HangulTBase = 0x11A7;
+    private const int HangulLCount = 19, HangulVCount = 21, HangulTCount = 28;
+    private const int HangulNCount = HangulVCount * HangulTCount, HangulSCount = HangulLCount * HangulNCount;
+    private const int NotComposite = -1;
 
-    private static readonly Lazy<Tables> _tables = new(Tables.Build);
+    private static readonly Lazy<Tables> LazyTables = new(Tables.Build);
 
     /// <summary>Whether NFC leaves the text as it is (the quick check: no character that NFC may reorder, change or combine).</summary>
     public static bool IsNormalized(ReadOnlySpan<char> text)
@@ -57,18 +57,18 @@ internal static class NfcNormalizer
 
     private static void AppendDecomposition(List<int> output, int codePoint)
     {
-        var syllable = codePoint - _hangulSBase;
-        if (syllable is >= 0 and < _hangulSCount)
+        var syllable = codePoint - HangulSBase;
+        if (syllable is >= 0 and < HangulSCount)
         {
-            output.Add(_hangulLBase + (syllable / _hangulNCount));
-            output.Add(_hangulVBase + (syllable % _hangulNCount / _hangulTCount));
-            if (syllable % _hangulTCount != 0)
+            output.Add(HangulLBase + (syllable / HangulNCount));
+            output.Add(HangulVBase + (syllable % HangulNCount / HangulTCount));
+            if (syllable % HangulTCount != 0)
             {
-                output.Add(_hangulTBase + (syllable % _hangulTCount));
+                output.Add(HangulTBase + (syllable % HangulTCount));
             }
             return;
         }
-        if (!_tables.Value.Decompositions.TryGetValue(codePoint, out var parts))
+        if (!LazyTables.Value.Decompositions.TryGetValue(codePoint, out var parts))
         {
             output.Add(codePoint);
             return;
@@ -115,7 +115,7 @@ internal static class NfcNormalizer
             var current = codePoints[read];
             var currentClass = CombiningClass(current);
             var composite = Composite(codePoints[starterAt], current);
-            if (composite != _notComposite && (lastClass < currentClass || lastClass == 0))
+            if (composite != NotComposite && (lastClass < currentClass || lastClass == 0))
             {
                 codePoints[starterAt] = composite;
                 continue;
@@ -132,19 +132,19 @@ internal static class NfcNormalizer
 
     private static int Composite(int first, int second)
     {
-        var leading = first - _hangulLBase;
-        var vowel = second - _hangulVBase;
-        if (leading is >= 0 and < _hangulLCount && vowel is >= 0 and < _hangulVCount)
+        var leading = first - HangulLBase;
+        var vowel = second - HangulVBase;
+        if (leading is >= 0 and < HangulLCount && vowel is >= 0 and < HangulVCount)
         {
-            return _hangulSBase + (((leading * _hangulVCount) + vowel) * _hangulTCount);
+            return HangulSBase + (((leading * HangulVCount) + vowel) * HangulTCount);
         }
-        var syllable = first - _hangulSBase;
-        var trailing = second - _hangulTBase;
-        if (syllable is >= 0 and < _hangulSCount && syllable % _hangulTCount == 0 && trailing is > 0 and < _hangulTCount)
+        var syllable = first - HangulSBase;
+        var trailing = second - HangulTBase;
+        if (syllable is >= 0 and < HangulSCount && syllable % HangulTCount == 0 && trailing is > 0 and < HangulTCount)
         {
             return first + trailing;
         }
-        return _tables.Value.Compositions.TryGetValue(((long)first << 21) | (uint)second, out var composite) ? composite : _notComposite;
+        return LazyTables.Value.Compositions.TryGetValue(((long)first << 21) | (uint)second, out var composite) ? composite : NotComposite;
     }
 
     private static int CombiningClass(int codePoint) =>

@@ -8,16 +8,16 @@ namespace RouteReplay.Model;
 /// </summary>
 internal static class Qwen3ChatTemplate
 {
-    private const string _thinkOpen = "<think>";
-    private const string _thinkClose = "</think>";
-    private const string _toolResponseOpen = "<tool_response>";
-    private const string _toolResponseClose = "</tool_response>";
-    private const string _emptyThinking = "<think>\n\n</think>\n\n";
+    private const string ThinkOpen = "<think>";
+    private const string ThinkClose = "</think>";
+    private const string ToolResponseOpen = "<tool_response>";
+    private const string ToolResponseClose = "</tool_response>";
+    private const string EmptyThinking = "<think>\n\n</think>\n\n";
 
     /// <summary>Fragments only the Qwen3 template has together (its reasoning placement and its enable_thinking switch).</summary>
-    private static readonly string[] _signature = ["<|im_start|>", "last_query_index", "reasoning_content", "enable_thinking", "<think>\\n\\n</think>\\n\\n"];
+    private static readonly string[] Signature = ["<|im_start|>", "last_query_index", "reasoning_content", "enable_thinking", "<think>\\n\\n</think>\\n\\n"];
 
-    public static bool Recognizes(string template) => _signature.All(fragment => template.Contains(fragment, StringComparison.Ordinal));
+    public static bool Recognizes(string template) => Signature.All(fragment => template.Contains(fragment, StringComparison.Ordinal));
 
     public static string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, bool enableThinking)
     {
@@ -49,7 +49,7 @@ internal static class Qwen3ChatTemplate
             text.Append("<|im_start|>assistant\n");
             if (!enableThinking)
             {
-                text.Append(_emptyThinking);
+                text.Append(EmptyThinking);
             }
         }
         return text.ToString();
@@ -73,7 +73,7 @@ internal static class Qwen3ChatTemplate
     }
 
     private static bool IsToolResponse(string content) =>
-        content.StartsWith(_toolResponseOpen, StringComparison.Ordinal) && content.EndsWith(_toolResponseClose, StringComparison.Ordinal);
+        content.StartsWith(ToolResponseOpen, StringComparison.Ordinal) && content.EndsWith(ToolResponseClose, StringComparison.Ordinal);
 
     private static void AppendAssistant(StringBuilder text, ChatMessage message, bool showReasoning, bool isLast)
     {
@@ -101,16 +101,16 @@ internal static class Qwen3ChatTemplate
         {
             return (reasoning, content);
         }
-        var firstClose = content.IndexOf(_thinkClose, StringComparison.Ordinal);
+        var firstClose = content.IndexOf(ThinkClose, StringComparison.Ordinal);
         if (firstClose < 0)
         {
             return (string.Empty, content);
         }
-        var lastClose = content.LastIndexOf(_thinkClose, StringComparison.Ordinal);
-        var answer = content[(lastClose + _thinkClose.Length)..].TrimStart('\n');
+        var lastClose = content.LastIndexOf(ThinkClose, StringComparison.Ordinal);
+        var answer = content[(lastClose + ThinkClose.Length)..].TrimStart('\n');
         var beforeClose = content[..firstClose].TrimEnd('\n');
-        var lastOpen = beforeClose.LastIndexOf(_thinkOpen, StringComparison.Ordinal);
-        var thought = lastOpen < 0 ? beforeClose : beforeClose[(lastOpen + _thinkOpen.Length)..];
+        var lastOpen = beforeClose.LastIndexOf(ThinkOpen, StringComparison.Ordinal);
+        var thought = lastOpen < 0 ? beforeClose : beforeClose[(lastOpen + ThinkOpen.Length)..];
         return (thought.TrimStart('\n'), answer);
     }
 }

@@ -11,7 +11,7 @@ namespace RouteReplay.Model;
 /// </summary>
 internal static class RandomWeightGenerator
 {
-    private const int _chunkElements = 1 << 16;
+    private const int ChunkElements = 1 << 16;
 
     public static IReadOnlyList<TensorToWrite> Generate(IReadOnlyList<WeightSpec> weights, ulong seed)
     {
@@ -19,7 +19,7 @@ internal static class RandomWeightGenerator
         var chunks = new List<(int Weight, long Chunk)>();
         for (var w = 0; w < weights.Count; w++)
         {
-            var chunkCount = (buffers[w].Length / sizeof(ushort) + _chunkElements - 1) / _chunkElements;
+            var chunkCount = (buffers[w].Length / sizeof(ushort) + ChunkElements - 1) / ChunkElements;
             for (long chunk = 0; chunk < chunkCount; chunk++)
             {
                 chunks.Add((w, chunk));
@@ -34,8 +34,8 @@ internal static class RandomWeightGenerator
     private static void FillChunk(WeightSpec weight, byte[] destination, long chunk, ulong seed)
     {
         var elementCount = destination.Length / sizeof(ushort);
-        var start = chunk * _chunkElements;
-        var count = (int)Math.Min(_chunkElements, elementCount - start);
+        var start = chunk * ChunkElements;
+        var count = (int)Math.Min(ChunkElements, elementCount - start);
         var (mean, standardDeviation) = Distribution(weight);
         var values = ArrayPool<float>.Shared.Rent(count);
         try

@@ -6,7 +6,7 @@ namespace RouteReplay.Model;
 /// </summary>
 internal static class RopeConfigParser
 {
-    private const string _defaultType = "default";
+    private const string DefaultType = "default";
 
     public static (double Theta, RopeScaling? Scaling) Parse(JsonObjectReader fields)
     {
@@ -14,7 +14,7 @@ internal static class RopeConfigParser
         {
             var theta = parameters.OptionalDouble("rope_theta") ?? fields.OptionalDouble("rope_theta")
                 ?? throw parameters.Error("rope_theta", "is required but missing (also at the top level)");
-            return (PositiveTheta(parameters, theta), ParseScaling(fields, "rope_parameters", parameters, _defaultType));
+            return (PositiveTheta(parameters, theta), ParseScaling(fields, "rope_parameters", parameters, DefaultType));
         }
         var topLevelTheta = fields.RequiredDouble("rope_theta");
         var scaling = fields.OptionalObject("rope_scaling") is { } scalingFields
@@ -32,7 +32,7 @@ internal static class RopeConfigParser
             ?? throw root.Error(key, "must give its type as rope_type or type");
         switch (type)
         {
-            case _defaultType:
+            case DefaultType:
                 return null;
             case "linear":
                 return new RopeScaling(type, PositiveFactor(scaling), null, null, null, null);

@@ -11,10 +11,10 @@ namespace RouteReplay.Model;
 public sealed unsafe class SafetensorsFile : IDisposable
 {
     /// <summary>Headers past this size are rejected, as the reference implementation does.</summary>
-    private const long _maxHeaderBytes = 100_000_000;
+    private const long MaxHeaderBytes = 100_000_000;
 
     /// <summary>Conversion works in slices of this many elements, so tensors past 2 GiB of bytes are readable.</summary>
-    private const int _conversionSliceElements = 1 << 24;
+    private const int ConversionSliceElements = 1 << 24;
 
     private readonly MemoryMappedFile _mappedFile;
     private readonly MemoryMappedViewAccessor _view;
@@ -66,10 +66,10 @@ public sealed unsafe class SafetensorsFile : IDisposable
                 throw new CheckpointException(
                     path, null, $"{path}: the header length field says {headerLength} bytes, but the file holds only {fileLength - sizeof(ulong)} after it");
             }
-            if (headerLength > _maxHeaderBytes)
+            if (headerLength > MaxHeaderBytes)
             {
                 throw new CheckpointException(
-                    path, null, $"{path}: the header length field says {headerLength} bytes, past the {_maxHeaderBytes}-byte limit");
+                    path, null, $"{path}: the header length field says {headerLength} bytes, past the {MaxHeaderBytes}-byte limit");
             }
             var header = new ReadOnlySpan<byte>(start + sizeof(ulong), (int)headerLength);
             var dataStart = sizeof(ulong) + (long)headerLength;
@@ -108,9 +108,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
         var elementSize = TensorDTypes.SizeOf(info.DType);
         var source = _data + info.DataOffset;
-        for (var done = 0; done < destination.Length; done += _conversionSliceElements)
+        for (var done = 0; done < destination.Length; done += ConversionSliceElements)
         {
-            var count = Math.Min(_conversionSliceElements, destination.Length - done);
+            var count = Math.Min(ConversionSliceElements, destination.Length - done);
             var bytes = new ReadOnlySpan<byte>(source + ((long)done * elementSize), count * elementSize);
             FloatConversion.ToFloat32(info.DType, bytes, destination.Slice(done, count));
         }

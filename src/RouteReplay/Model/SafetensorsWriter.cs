@@ -11,7 +11,7 @@ namespace RouteReplay.Model;
 /// </summary>
 public static class SafetensorsWriter
 {
-    private const int _headerAlignment = 8;
+    private const int HeaderAlignment = 8;
 
     /// <summary>Writes <paramref name="tensors"/> to <paramref name="path"/>, replacing any existing file.</summary>
     /// <exception cref="ArgumentException">A name is empty, reserved or repeated, or a tensor's data does not match its shape.</exception>
@@ -104,7 +104,7 @@ public static class SafetensorsWriter
             }
             writer.WriteEndObject();
         }
-        var padding = (_headerAlignment - (buffer.WrittenCount % _headerAlignment)) % _headerAlignment;
+        var padding = (HeaderAlignment - (buffer.WrittenCount % HeaderAlignment)) % HeaderAlignment;
         var header = new byte[buffer.WrittenCount + padding];
         buffer.WrittenSpan.CopyTo(header);
         header.AsSpan(buffer.WrittenCount).Fill((byte)' ');

@@ -3,7 +3,7 @@ namespace RouteReplay.Model;
 /// <summary>The SplitMix64 generator: a tiny, fast, fully reproducible 64-bit PRNG (Steele, Lea and Flood, 2014).</summary>
 internal struct SplitMix64
 {
-    private const ulong _goldenGamma = 0x9E3779B97F4A7C15UL;
+    private const ulong GoldenGamma = 0x9E3779B97F4A7C15UL;
 
     private ulong _state;
 
@@ -19,7 +19,7 @@ internal struct SplitMix64
 
     public ulong NextUInt64()
     {
-        _state += _goldenGamma;
+        _state += GoldenGamma;
         return Mix(_state);
     }
 

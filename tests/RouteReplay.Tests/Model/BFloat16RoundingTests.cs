@@ -1,6 +1,5 @@
 using CsCheck;
 using RouteReplay.Model;
-using Xunit;
 
 namespace RouteReplay.Tests.Model;
 

@@ -1,14 +1,13 @@
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using RouteReplay.Model;
-using Xunit;
 
 namespace RouteReplay.Tests.Model;
 
 public sealed class CheckpointTests : IDisposable
 {
-    private static readonly float[] _first = [1f, 2f, 3f, 4f, 5f, 6f];
-    private static readonly float[] _second = [-1.5f, 0.25f];
+    private static readonly float[] First = [1f, 2f, 3f, 4f, 5f, 6f];
+    private static readonly float[] Second = [-1.5f, 0.25f];
 
     private readonly TempDirectory _dir = new();
 
@@ -18,13 +17,13 @@ public sealed class CheckpointTests : IDisposable
     public void Sharded_checkpoint_with_index_reads_tensors_from_every_shard()
     {
         WriteConfig();
-        WriteShard("model-00001-of-00002.safetensors", ("first", _first, [2, 3]));
-        WriteShard("model-00002-of-00002.safetensors", ("second", _second, [2]));
+        WriteShard("model-00001-of-00002.safetensors", ("first", First, [2, 3]));
+        WriteShard("model-00002-of-00002.safetensors", ("second", Second, [2]));
         WriteIndex(("first", "model-00001-of-00002.safetensors"), ("second", "model-00002-of-00002.safetensors"));
 
         using var checkpoint = Checkpoint.Open(_dir.Path);
-        Assert.Equal(_first, checkpoint.ReadFloat32("first", 2, 3));
-        Assert.Equal(_second, checkpoint.ReadFloat32("second", 2));
+        Assert.Equal(First, checkpoint.ReadFloat32("first", 2, 3));
+        Assert.Equal(Second, checkpoint.ReadFloat32("second", 2));
         Assert.True(checkpoint.HasTensor("second"));
         Assert.False(checkpoint.HasTensor("third"));
     }
@@ -33,7 +32,7 @@ public sealed class CheckpointTests : IDisposable
     public void Index_decides_which_tensors_exist()
     {
         WriteConfig();
-        WriteShard("a.safetensors", ("first", _first, [2, 3]), ("unlisted", _second, [2]));
+        WriteShard("a.safetensors", ("first", First, [2, 3]), ("unlisted", Second, [2]));
         WriteIndex(("first", "a.safetensors"));
 
         using var checkpoint = Checkpoint.Open(_dir.Path);
@@ -45,22 +44,22 @@ public sealed class CheckpointTests : IDisposable
     public void Sharded_checkpoint_without_index_reads_every_safetensors_file()
     {
         WriteConfig();
-        WriteShard("part-a.safetensors", ("first", _first, [2, 3]));
-        WriteShard("part-b.safetensors", ("second", _second, [2]));
+        WriteShard("part-a.safetensors", ("first", First, [2, 3]));
+        WriteShard("part-b.safetensors", ("second", Second, [2]));
 
         using var checkpoint = Checkpoint.Open(_dir.Path);
-        Assert.Equal(_second, checkpoint.ReadFloat32("second", 2));
+        Assert.Equal(Second, checkpoint.ReadFloat32("second", 2));
         var destination = new float[6];
         checkpoint.ReadFloat32("first", destination, 2, 3);
-        Assert.Equal(_first, destination);
+        Assert.Equal(First, destination);
     }
 
     [Fact]
     public void Tensor_in_two_files_without_index_is_an_error()
     {
         WriteConfig();
-        WriteShard("part-a.safetensors", ("first", _first, [2, 3]));
-        WriteShard("part-b.safetensors", ("first", _first, [6]));
+        WriteShard("part-a.safetensors", ("first", First, [2, 3]));
+        WriteShard("part-b.safetensors", ("first", First, [6]));
 
         var error = Assert.Throws<CheckpointException>(() => Checkpoint.Open(_dir.Path));
         Assert.Equal("first", error.Field);
@@ -72,7 +71,7 @@ public sealed class CheckpointTests : IDisposable
     public void Missing_tensor_is_named()
     {
         WriteConfig();
-        WriteShard("model.safetensors", ("first", _first, [2, 3]));
+        WriteShard("model.safetensors", ("first", First, [2, 3]));
 
         using var checkpoint = Checkpoint.Open(_dir.Path);
         var error = Assert.Throws<CheckpointException>(() => checkpoint.ReadFloat32("model.norm.weight", 64));
@@ -84,7 +83,7 @@ public sealed class CheckpointTests : IDisposable
     public void Mis_shaped_tensor_names_the_tensor_the_file_and_both_shapes()
     {
         WriteConfig();
-        WriteShard("model.safetensors", ("first", _first, [2, 3]));
+        WriteShard("model.safetensors", ("first", First, [2, 3]));
 
         using var checkpoint = Checkpoint.Open(_dir.Path);
         var error = Assert.Throws<CheckpointException>(() => checkpoint.ReadFloat32("first", 3, 2));
@@ -101,7 +100,7 @@ public sealed class CheckpointTests : IDisposable
     public void Truncated_weight_file_is_named()
     {
         WriteConfig();
-        WriteShard("model.safetensors", ("first", _first, [2, 3]));
+        WriteShard("model.safetensors", ("first", First, [2, 3]));
         var path = _dir.File("model.safetensors");
         var bytes = File.ReadAllBytes(path);
         File.WriteAllBytes(path, bytes[..^4]);
@@ -116,7 +115,7 @@ public sealed class CheckpointTests : IDisposable
     public void Index_pointing_at_a_missing_file_names_it()
     {
         WriteConfig();
-        WriteShard("model-00001-of-00002.safetensors", ("first", _first, [2, 3]));
+        WriteShard("model-00001-of-00002.safetensors", ("first", First, [2, 3]));
         WriteIndex(("first", "model-00001-of-00002.safetensors"), ("second", "model-00002-of-00002.safetensors"));
 
         var error = Assert.Throws<CheckpointException>(() => Checkpoint.Open(_dir.Path));
@@ -129,7 +128,7 @@ public sealed class CheckpointTests : IDisposable
     public void Index_mapping_a_tensor_to_a_file_without_it_names_both()
     {
         WriteConfig();
-        WriteShard("a.safetensors", ("first", _first, [2, 3]));
+        WriteShard("a.safetensors", ("first", First, [2, 3]));
         WriteIndex(("first", "a.safetensors"), ("second", "a.safetensors"));
 
         var error = Assert.Throws<CheckpointException>(() => Checkpoint.Open(_dir.Path));
@@ -141,7 +140,7 @@ public sealed class CheckpointTests : IDisposable
     public void Index_without_weight_map_names_the_field()
     {
         WriteConfig();
-        WriteShard("a.safetensors", ("first", _first, [2, 3]));
+        WriteShard("a.safetensors", ("first", First, [2, 3]));
         File.WriteAllText(_dir.File("model.safetensors.index.json"), """{"metadata": {}}""");
 
         var error = Assert.Throws<CheckpointException>(() => Checkpoint.Open(_dir.Path));
@@ -152,7 +151,7 @@ public sealed class CheckpointTests : IDisposable
     [Fact]
     public void Missing_config_names_config_json()
     {
-        WriteShard("model.safetensors", ("first", _first, [2, 3]));
+        WriteShard("model.safetensors", ("first", First, [2, 3]));
         var error = Assert.Throws<CheckpointException>(() => Checkpoint.Open(_dir.Path));
         Assert.Equal(_dir.File("config.json"), error.FileName);
         Assert.Contains("config.json", error.Message);
@@ -171,7 +170,7 @@ public sealed class CheckpointTests : IDisposable
     public void Eos_ids_come_from_the_generation_config_when_it_lists_them()
     {
         WriteConfig();
-        WriteShard("model.safetensors", ("first", _first, [2, 3]));
+        WriteShard("model.safetensors", ("first", First, [2, 3]));
         using (var checkpoint = Checkpoint.Open(_dir.Path))
         {
             Assert.Null(checkpoint.Generation);

@@ -1,12 +1,11 @@
 using System.Text.Json.Nodes;
 using RouteReplay.Model;
-using Xunit;
 
 namespace RouteReplay.Tests.Model;
 
 public sealed class ModelConfigErrorTests
 {
-    private const string _fileName = "/models/broken/config.json";
+    private const string FileName = "/models/broken/config.json";
 
     [Theory]
     [InlineData("hidden_size")]
@@ -121,9 +120,9 @@ public sealed class ModelConfigErrorTests
     [InlineData("")]
     public void Text_that_is_not_a_json_object_names_the_file(string json)
     {
-        var error = Assert.Throws<CheckpointException>(() => ModelConfig.Parse(json, _fileName));
-        Assert.Equal(_fileName, error.FileName);
-        Assert.Contains(_fileName, error.Message);
+        var error = Assert.Throws<CheckpointException>(() => ModelConfig.Parse(json, FileName));
+        Assert.Equal(FileName, error.FileName);
+        Assert.Contains(FileName, error.Message);
     }
 
     [Fact]
@@ -137,11 +136,11 @@ public sealed class ModelConfigErrorTests
 
     private static CheckpointException AssertNamesField(string json, string field)
     {
-        var error = Assert.Throws<CheckpointException>(() => ModelConfig.Parse(json, _fileName));
+        var error = Assert.Throws<CheckpointException>(() => ModelConfig.Parse(json, FileName));
         Assert.Equal(field, error.Field);
-        Assert.Equal(_fileName, error.FileName);
+        Assert.Equal(FileName, error.FileName);
         Assert.Contains(field, error.Message);
-        Assert.Contains(_fileName, error.Message);
+        Assert.Contains(FileName, error.Message);
         return error;
     }
 }

@@ -1,6 +1,5 @@
 using System.Text.Json.Nodes;
 using RouteReplay.Model;
-using Xunit;
 
 namespace RouteReplay.Tests.Model;
 

@@ -5,7 +5,6 @@ using System.Text;
 using System.Text.Json;
 using CsCheck;
 using RouteReplay.Model;
-using Xunit;
 
 namespace RouteReplay.Tests.Model;
 

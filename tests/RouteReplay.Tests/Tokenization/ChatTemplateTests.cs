@@ -1,34 +1,33 @@
 using System.Text.Json;
 using RouteReplay.Model;
-using Xunit;
 
 namespace RouteReplay.Tests.Tokenization;
 
 [Collection(Qwen3TokenizerCollection.Name)]
 public sealed class ChatTemplateTests(Qwen3TokenizerFixture fixture)
 {
-    private const string _expected = "chat_expected.json";
-    private const string _templateExpected = "chat_template_expected.json";
+    private const string Expected = "chat_expected.json";
+    private const string TemplateExpected = "chat_template_expected.json";
 
     private readonly TextTokenizer _tokenizer = fixture.Tokenizer;
 
-    public static TheoryData<int> Cases => FixtureFile.Indexes(_expected);
+    public static TheoryData<int> Cases => FixtureFile.Indexes(Expected);
 
-    public static TheoryData<int> TemplateCases => FixtureFile.Indexes(_templateExpected);
+    public static TheoryData<int> TemplateCases => FixtureFile.Indexes(TemplateExpected);
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Renders_like_hugging_face(int index) => AssertRendersLikeHuggingFace(FixtureFile.Entry(_expected, index));
+    public void Renders_like_hugging_face(int index) => AssertRendersLikeHuggingFace(FixtureFile.Entry(Expected, index));
 
     [Theory]
     [MemberData(nameof(TemplateCases))]
-    public void Renders_reasoning_and_roles_like_hugging_face(int index) => AssertRendersLikeHuggingFace(FixtureFile.Entry(_templateExpected, index));
+    public void Renders_reasoning_and_roles_like_hugging_face(int index) => AssertRendersLikeHuggingFace(FixtureFile.Entry(TemplateExpected, index));
 
     [Theory]
     [MemberData(nameof(Cases))]
     public void Rendered_chat_round_trips_through_token_ids(int index)
     {
-        var text = FixtureFile.String(FixtureFile.Entry(_expected, index), "text");
+        var text = FixtureFile.String(FixtureFile.Entry(Expected, index), "text");
         var ids = _tokenizer.Encode(text);
 
         Assert.Equal(text, _tokenizer.Decode([.. ids]));

@@ -1,25 +1,24 @@
 using RouteReplay.Model;
-using Xunit;
 
 namespace RouteReplay.Tests.Tokenization;
 
 [Collection(Qwen3TokenizerCollection.Name)]
 public sealed class EncodeTests(Qwen3TokenizerFixture fixture)
 {
-    private const string _expected = "tokenizer_expected.json";
-    private const string _nfcExpected = "tokenizer_nfc_expected.json";
+    private const string Expected = "tokenizer_expected.json";
+    private const string NfcExpected = "tokenizer_nfc_expected.json";
 
     private readonly TextTokenizer _tokenizer = fixture.Tokenizer;
 
-    public static TheoryData<int> Cases => FixtureFile.Indexes(_expected);
+    public static TheoryData<int> Cases => FixtureFile.Indexes(Expected);
 
-    public static TheoryData<int> NfcCases => FixtureFile.Indexes(_nfcExpected);
+    public static TheoryData<int> NfcCases => FixtureFile.Indexes(NfcExpected);
 
     [Theory]
     [MemberData(nameof(Cases))]
     public void Encodes_like_hugging_face(int index)
     {
-        var entry = FixtureFile.Entry(_expected, index);
+        var entry = FixtureFile.Entry(Expected, index);
         var text = FixtureFile.String(entry, "text");
 
         Assert.Equal(FixtureFile.Ids(entry.GetProperty("ids")), _tokenizer.Encode(text));
@@ -29,7 +28,7 @@ public sealed class EncodeTests(Qwen3TokenizerFixture fixture)
     [MemberData(nameof(Cases))]
     public void Decoding_the_encoding_gives_the_text_back(int index)
     {
-        var text = FixtureFile.String(FixtureFile.Entry(_expected, index), "text");
+        var text = FixtureFile.String(FixtureFile.Entry(Expected, index), "text");
 
         Assert.Equal(text, _tokenizer.Decode([.. _tokenizer.Encode(text)]));
     }
@@ -38,7 +37,7 @@ public sealed class EncodeTests(Qwen3TokenizerFixture fixture)
     [MemberData(nameof(NfcCases))]
     public void Normalizes_to_nfc_between_added_tokens_like_hugging_face(int index)
     {
-        var entry = FixtureFile.Entry(_nfcExpected, index);
+        var entry = FixtureFile.Entry(NfcExpected, index);
         var ids = _tokenizer.Encode(FixtureFile.String(entry, "text"));
 
         Assert.Equal(FixtureFile.Ids(entry.GetProperty("ids")), ids);

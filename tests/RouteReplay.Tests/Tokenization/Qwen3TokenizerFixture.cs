@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using RouteReplay.Model;
-using Xunit;
 
 namespace RouteReplay.Tests.Tokenization;
 

@@ -1,13 +1,12 @@
 using System.Text;
 using RouteReplay.Model;
-using Xunit;
 
 namespace RouteReplay.Tests.Tokenization;
 
 [Collection(Qwen3TokenizerCollection.Name)]
 public sealed class StreamingDetokenizerTests(Qwen3TokenizerFixture fixture)
 {
-    private const char _replacement = '\uFFFD';
+    private const char Replacement = '\uFFFD';
 
     private readonly TextTokenizer _tokenizer = fixture.Tokenizer;
 
@@ -38,7 +37,7 @@ public sealed class StreamingDetokenizerTests(Qwen3TokenizerFixture fixture)
 
         Assert.All(deltas, delta =>
         {
-            Assert.DoesNotContain(_replacement, delta);
+            Assert.DoesNotContain(Replacement, delta);
             Assert.False(delta.Length > 0 && char.IsHighSurrogate(delta[^1]), "A delta ends inside a surrogate pair.");
         });
     }
@@ -62,8 +61,8 @@ public sealed class StreamingDetokenizerTests(Qwen3TokenizerFixture fixture)
         stream.Append(11162);
         stream.Append(248);
 
-        Assert.Equal(_replacement.ToString(), stream.Flush());
-        Assert.Equal(_tokenizer.Decode([11162, 248]), " " + _replacement);
+        Assert.Equal(Replacement.ToString(), stream.Flush());
+        Assert.Equal(_tokenizer.Decode([11162, 248]), " " + Replacement);
     }
 
     [Fact]

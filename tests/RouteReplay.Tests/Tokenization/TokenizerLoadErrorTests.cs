@@ -1,12 +1,11 @@
 using RouteReplay.Model;
-using Xunit;
 
 namespace RouteReplay.Tests.Tokenization;
 
 public sealed class TokenizerLoadErrorTests : IDisposable
 {
-    private const string _validConfig = """{"eos_token": "<|im_end|>"}""";
-    private const string _tinyTokenizer = """
+    private const string ValidConfig = """{"eos_token": "<|im_end|>"}""";
+    private const string TinyTokenizer = """
         {
           "added_tokens": [{"id": 3, "content": "<|im_end|>", "special": true}],
           "normalizer": null,
@@ -23,7 +22,7 @@ public sealed class TokenizerLoadErrorTests : IDisposable
     [Fact]
     public void Loads_a_minimal_tokenizer()
     {
-        Write(_tinyTokenizer, _validConfig);
+        Write(TinyTokenizer, ValidConfig);
 
         var tokenizer = TextTokenizer.Load(_directory);
 
@@ -35,7 +34,7 @@ public sealed class TokenizerLoadErrorTests : IDisposable
     [Fact]
     public void Missing_tokenizer_json_is_named()
     {
-        File.WriteAllText(Path.Combine(_directory, "tokenizer_config.json"), _validConfig);
+        File.WriteAllText(Path.Combine(_directory, "tokenizer_config.json"), ValidConfig);
 
         AssertNamesFile("tokenizer.json", () => TextTokenizer.Load(_directory));
     }
@@ -43,7 +42,7 @@ public sealed class TokenizerLoadErrorTests : IDisposable
     [Fact]
     public void Missing_tokenizer_config_is_named()
     {
-        File.WriteAllText(Path.Combine(_directory, "tokenizer.json"), _tinyTokenizer);
+        File.WriteAllText(Path.Combine(_directory, "tokenizer.json"), TinyTokenizer);
 
         AssertNamesFile("tokenizer_config.json", () => TextTokenizer.Load(_directory));
     }
@@ -64,7 +63,7 @@ public sealed class TokenizerLoadErrorTests : IDisposable
     [InlineData("""{"normalizer": {"type": "NFKC"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "decoder": {"type": "ByteLevel"}, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "."}}}""")]
     public void Invalid_tokenizer_json_is_named(string json)
     {
-        Write(json, _validConfig);
+        Write(json, ValidConfig);
 
         AssertNamesFile("tokenizer.json", () => TextTokenizer.Load(_directory));
     }
@@ -75,7 +74,7 @@ public sealed class TokenizerLoadErrorTests : IDisposable
     [InlineData("""{"eos_token": "<|not_a_token|>"}""")]
     public void Invalid_tokenizer_config_is_named(string json)
     {
-        Write(_tinyTokenizer, json);
+        Write(TinyTokenizer, json);
 
         AssertNamesFile("tokenizer_config.json", () => TextTokenizer.Load(_directory));
     }
@@ -83,7 +82,7 @@ public sealed class TokenizerLoadErrorTests : IDisposable
     [Fact]
     public void Eos_token_may_be_an_object()
     {
-        Write(_tinyTokenizer, """{"eos_token": {"content": "<|im_end|>", "special": true}}""");
+        Write(TinyTokenizer, """{"eos_token": {"content": "<|im_end|>", "special": true}}""");
 
         Assert.Equal([3], TextTokenizer.Load(_directory).EosTokenIds);
     }
@@ -91,7 +90,7 @@ public sealed class TokenizerLoadErrorTests : IDisposable
     [Fact]
     public void Chat_without_a_template_is_refused_on_use()
     {
-        Write(_tinyTokenizer, _validConfig);
+        Write(TinyTokenizer, ValidConfig);
         var tokenizer = TextTokenizer.Load(_directory);
 
         var error = Assert.Throws<InvalidOperationException>(() => tokenizer.ApplyChatTemplate([new("user", "hi")]));
@@ -101,7 +100,7 @@ public sealed class TokenizerLoadErrorTests : IDisposable
     [Fact]
     public void Chat_with_another_template_is_refused_on_use()
     {
-        Write(_tinyTokenizer, """{"chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"}""");
+        Write(TinyTokenizer, """{"chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"}""");
         var tokenizer = TextTokenizer.Load(_directory);
 
         Assert.Throws<NotSupportedException>(() => tokenizer.ApplyChatTemplate([new("user", "hi")]));

@@ -1,22 +1,21 @@
 using RouteReplay.Model;
-using Xunit;
 
 namespace RouteReplay.Tests.Tokenization;
 
 [Collection(Qwen3TokenizerCollection.Name)]
 public sealed class VocabularyTests(Qwen3TokenizerFixture fixture)
 {
-    private const string _expected = "decode_expected.json";
+    private const string Expected = "decode_expected.json";
 
     private readonly TextTokenizer _tokenizer = fixture.Tokenizer;
 
-    public static TheoryData<int> DecodeCases => FixtureFile.Indexes(_expected);
+    public static TheoryData<int> DecodeCases => FixtureFile.Indexes(Expected);
 
     [Theory]
     [MemberData(nameof(DecodeCases))]
     public void Decodes_like_hugging_face(int index)
     {
-        var entry = FixtureFile.Entry(_expected, index);
+        var entry = FixtureFile.Entry(Expected, index);
         var skipSpecialTokens = entry.GetProperty("skip_special_tokens").GetBoolean();
 
         Assert.Equal(FixtureFile.String(entry, "text"), _tokenizer.Decode(FixtureFile.Ids(entry.GetProperty("ids")), skipSpecialTokens));

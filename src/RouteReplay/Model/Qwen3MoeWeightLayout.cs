@@ -6,17 +6,18 @@ internal static class Qwen3MoeWeightLayout
     public static IEnumerable<WeightSpec> Enumerate(ModelConfig config)
     {
         long hidden = config.HiddenSize;
+        var residualGain = 1.0 / Math.Sqrt(2.0 * config.NumHiddenLayers);
         yield return new("model.embed_tokens.weight", [config.VocabSize, hidden], WeightRole.Embedding);
         for (var layer = 0; layer < config.NumHiddenLayers; layer++)
         {
             var prefix = $"model.layers.{layer}";
             yield return new($"{prefix}.input_layernorm.weight", [hidden], WeightRole.Norm);
             yield return new($"{prefix}.post_attention_layernorm.weight", [hidden], WeightRole.Norm);
-            foreach (var weight in Attention(config, $"{prefix}.self_attn"))
+            foreach (var weight in Attention(config, $"{prefix}.self_attn", residualGain))
             {
                 yield return weight;
             }
-            var mlp = config.IsMoeLayer(layer) ? SparseMlp(config, $"{prefix}.mlp") : DenseMlp(config, $"{prefix}.mlp");
+            var mlp = config.IsMoeLayer(layer) ? SparseMlp(config, $"{prefix}.mlp", residualGain) : DenseMlp(config, $"{prefix}.mlp", residualGain);
             foreach (var weight in mlp)
             {
                 yield return weight;
@@ -29,7 +30,7 @@ internal static class Qwen3MoeWeightLayout
         }
     }
 
-    private static IEnumerable<WeightSpec> Attention(ModelConfig config, string prefix)
+    private static IEnumerable<WeightSpec> Attention(ModelConfig config, string prefix, double residualGain)
     {
         long hidden = config.HiddenSize;
         long queryWidth = (long)config.NumAttentionHeads * config.HeadDim;
@@ -43,7 +44,7 @@ internal static class Qwen3MoeWeightLayout
         ];
         foreach (var (name, outputs, inputs) in projections)
         {
-            yield return new($"{prefix}.{name}.weight", [outputs, inputs], WeightRole.Linear);
+            yield return new($"{prefix}.{name}.weight", [outputs, inputs], WeightRole.Linear, name == "o_proj" ? residualGain : 1.0);
             if (config.AttentionBias)
             {
                 yield return new($"{prefix}.{name}.bias", [outputs], WeightRole.Bias);
@@ -53,25 +54,25 @@ internal static class Qwen3MoeWeightLayout
         yield return new($"{prefix}.k_norm.weight", [config.HeadDim], WeightRole.Norm);
     }
 
-    private static IEnumerable<WeightSpec> SparseMlp(ModelConfig config, string prefix)
+    private static IEnumerable<WeightSpec> SparseMlp(ModelConfig config, string prefix, double residualGain)
     {
         yield return new($"{prefix}.gate.weight", [config.NumExperts, config.HiddenSize], WeightRole.Router);
         for (var expert = 0; expert < config.NumExperts; expert++)
         {
-            foreach (var weight in GatedMlp($"{prefix}.experts.{expert}", config.HiddenSize, config.MoeIntermediateSize))
+            foreach (var weight in GatedMlp($"{prefix}.experts.{expert}", config.HiddenSize, config.MoeIntermediateSize, residualGain))
             {
                 yield return weight;
             }
         }
     }
 
-    private static IEnumerable<WeightSpec> DenseMlp(ModelConfig config, string prefix) =>
-        GatedMlp(prefix, config.HiddenSize, config.IntermediateSize);
+    private static IEnumerable<WeightSpec> DenseMlp(ModelConfig config, string prefix, double residualGain) =>
+        GatedMlp(prefix, config.HiddenSize, config.IntermediateSize, residualGain);
 
-    private static IEnumerable<WeightSpec> GatedMlp(string prefix, long hidden, long intermediate) =>
+    private static IEnumerable<WeightSpec> GatedMlp(string prefix, long hidden, long intermediate, double residualGain) =>
     [
         new($"{prefix}.gate_proj.weight", [intermediate, hidden], WeightRole.Linear),
         new($"{prefix}.up_proj.weight", [intermediate, hidden], WeightRole.Linear),
-        new($"{prefix}.down_proj.weight", [hidden, intermediate], WeightRole.Linear),
+        new($"{prefix}.down_proj.weight", [hidden, intermediate], WeightRole.Linear, residualGain),
     ];
 }

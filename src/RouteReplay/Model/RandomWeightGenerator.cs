@@ -51,15 +51,16 @@ internal static class RandomWeightGenerator
     }
 
     /// <summary>
-    /// Linear weights get std 1/sqrt(fan_in) and the router 1/sqrt(hidden) (its fan-in), which keeps routing
-    /// non-degenerate; the embedding gets std 1 (hidden states are RMS-normalized before use, and the tied
+    /// Linear weights get std gain/sqrt(fan_in), where the residual-branch outputs (o_proj, down_proj) have gain
+    /// 1/sqrt(2 * layers) so the residual stream stays dominated by per-token content and deep layers still route
+    /// every expert; the router gets 1/sqrt(hidden) (its fan-in); the embedding gets std 1 (hidden states are RMS-normalized before use, and the tied
     /// logits then have a healthy spread); norm weights are 1 + 0.1 N(0, 1).
     /// </summary>
     private static (double Mean, double StandardDeviation) Distribution(WeightSpec weight) => weight.Role switch
     {
         WeightRole.Embedding => (0.0, 1.0),
         WeightRole.Norm => (1.0, 0.1),
-        WeightRole.Linear or WeightRole.Router => (0.0, 1.0 / Math.Sqrt(weight.Shape[^1])),
+        WeightRole.Linear or WeightRole.Router => (0.0, weight.Gain / Math.Sqrt(weight.Shape[^1])),
         WeightRole.Bias => (0.0, 0.02),
         _ => throw new ArgumentOutOfRangeException(nameof(weight), weight.Role, "unknown weight role"),
     };

@@ -78,7 +78,10 @@ public sealed class ModelMakerTests : IDisposable
         var embedding = checkpoint.ReadFloat32("model.embed_tokens.weight", 151936, 64);
         AssertDistribution(embedding, mean: 0, standardDeviation: 1);
         var downProjection = checkpoint.ReadFloat32("model.layers.0.mlp.down_proj.weight", 64, 128);
-        AssertDistribution(downProjection, mean: 0, standardDeviation: 1 / Math.Sqrt(128));
+        var residualGain = 1 / Math.Sqrt(2 * 4);
+        AssertDistribution(downProjection, mean: 0, standardDeviation: residualGain / Math.Sqrt(128));
+        var upProjection = checkpoint.ReadFloat32("model.layers.0.mlp.up_proj.weight", 128, 64);
+        AssertDistribution(upProjection, mean: 0, standardDeviation: 1 / Math.Sqrt(64));
         var router = checkpoint.ReadFloat32("model.layers.2.mlp.gate.weight", 8, 64);
         AssertDistribution(router, mean: 0, standardDeviation: 1 / Math.Sqrt(64), tolerance: 0.15);
         var norm = checkpoint.ReadFloat32("model.layers.3.input_layernorm.weight", 64);

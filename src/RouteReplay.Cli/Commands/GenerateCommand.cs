@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Diagnostics;
 using RouteReplay.Engine;
 using RouteReplay.Model;
-using RouteReplay.Routing;
 
 namespace RouteReplay.Cli.Commands;
 
@@ -12,21 +11,25 @@ internal static class GenerateCommand
     {
         var model = new Option<DirectoryInfo?>("--model") { Description = "Checkpoint folder (Hugging Face format). Default: the built-in tiny preset." };
         var prompt = new Option<string>("--prompt") { Description = "Prompt text.", DefaultValueFactory = _ => "The capital of France is" };
+        var promptsFile = new Option<FileInfo?>("--prompts-file") { Description = "JSONL of requests (prompt or messages; optional max_tokens, seed, n, temperature, top_p, top_k), run concurrently." };
         var chat = new Option<bool>("--chat") { Description = "Format the prompt as one user message with the model's chat template." };
         var system = new Option<string?>("--system") { Description = "With --chat: a system message before the prompt." };
         var noThinking = new Option<bool>("--no-thinking") { Description = "With --chat: the template's enable_thinking=false (an empty think block)." };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Most tokens to generate.", DefaultValueFactory = _ => 32 };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Most tokens to generate per choice.", DefaultValueFactory = _ => 32 };
         var temperature = new Option<float>("--temperature") { Description = "Sampling temperature; 0 is greedy.", DefaultValueFactory = _ => 0f };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling mass in (0, 1].", DefaultValueFactory = _ => 1f };
         var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens; 0 means all.", DefaultValueFactory = _ => 0 };
-        var seed = new Option<ulong?>("--seed") { Description = "Seed for reproducible sampling." };
-        var routingOut = new Option<FileInfo?>("--routing-out") { Description = "Write the routing rows as a NumPy .npy of shape (T-1, L_moe, K)." };
-        var maxModelLen = new Option<int>("--max-model-len") { Description = "Most tokens (prompt plus output) of a request.", DefaultValueFactory = _ => 4096 };
-        var blockSize = new Option<int>("--block-size") { Description = "Tokens per KV-cache block.", DefaultValueFactory = _ => 16 };
-        var command = new Command("generate", "Generate a completion on the CPU and write its expert routing.")
+        var seed = new Option<ulong?>("--seed") { Description = "Seed for reproducible sampling (choice i uses seed + i)." };
+        var routingOut = new Option<FileInfo?>("--routing-out") { Description = "Single prompt: write the routing rows as a NumPy .npy of shape (T-1, L_moe, K)." };
+        var routingDir = new Option<DirectoryInfo?>("--routing-dir") { Description = "Prompts file: write one .npy per request and choice, named <line>-<choice>.npy." };
+        var outputJsonl = new Option<FileInfo?>("--output-jsonl") { Description = "Write one JSON line per request and choice: tokens, text, finish reason, usage." };
+        var statsJson = new Option<FileInfo?>("--stats-json") { Description = "Write the engine counters as JSON." };
+        var flags = new EngineFlags();
+        var command = new Command("generate", "Generate completions on the CPU and write their expert routing.")
         {
-            model, prompt, chat, system, noThinking, maxTokens, temperature, topP, topK, seed, routingOut, maxModelLen, blockSize,
+            model, prompt, promptsFile, chat, system, noThinking, maxTokens, temperature, topP, topK, seed, routingOut, routingDir, outputJsonl, statsJson,
         };
+        flags.AddTo(command);
         command.SetAction(parse =>
         {
             var sampling = new SamplingParams
@@ -38,58 +41,95 @@ internal static class GenerateCommand
                 Seed = parse.GetValue(seed),
             };
             sampling.Validate();
-            var size = parse.GetValue(blockSize);
-            var length = parse.GetValue(maxModelLen);
-            if (size < 1)
-            {
-                throw new ArgumentException($"--block-size must be >= 1, got {size}");
-            }
-            if (length < 2)
-            {
-                throw new ArgumentException($"--max-model-len must be >= 2, got {length}");
-            }
+            var options = flags.Read(parse);
             var dir = parse.GetValue(model)?.FullName ?? DefaultModel.EnsureTinyModel(Console.Error);
-            using var loaded = LoadedModel.LoadCpu(dir, (length + size - 1) / size, size);
-            var text = parse.GetValue(prompt)!;
-            if (parse.GetValue(chat))
+            using var engine = LoadedModel.LoadCpu(dir, options);
+            var tokenizer = engine.Tokenizer;
+            var file = parse.GetValue(promptsFile);
+            var single = file is null;
+            List<(int Line, EngineRequest Request)> requests;
+            if (single)
             {
-                var messages = new List<ChatMessage>();
-                if (parse.GetValue(system) is { } systemText)
+                var text = parse.GetValue(prompt)!;
+                if (parse.GetValue(chat))
                 {
-                    messages.Add(new ChatMessage("system", systemText));
+                    var messages = new List<ChatMessage>();
+                    if (parse.GetValue(system) is { } systemText)
+                    {
+                        messages.Add(new ChatMessage("system", systemText));
+                    }
+                    messages.Add(new ChatMessage("user", text));
+                    text = tokenizer.ApplyChatTemplate(messages, addGenerationPrompt: true, enableThinking: !parse.GetValue(noThinking));
                 }
-                messages.Add(new ChatMessage("user", text));
-                text = loaded.Tokenizer.ApplyChatTemplate(messages, addGenerationPrompt: true, enableThinking: !parse.GetValue(noThinking));
+                requests = [(0, new EngineRequest { RequestId = "line-0", PromptTokenIds = tokenizer.Encode(text), Sampling = sampling })];
             }
-            var promptIds = loaded.Tokenizer.Encode(text);
-            var generator = new SingleSequenceGenerator(loaded.Backend, loaded.Tokenizer.TokenCount, loaded.EosTokenIds);
-            var detokenizer = new StreamingDetokenizer(loaded.Tokenizer);
+            else
+            {
+                requests = PromptsFile.Read(file!.FullName, tokenizer, sampling);
+            }
+
+            var collector = new ResultCollector(single ? Console.Out : null);
+            foreach (var (_, request) in requests)
+            {
+                engine.AddRequest(request, collector);
+            }
             var clock = Stopwatch.StartNew();
-            var firstTokenAt = TimeSpan.Zero;
-            var result = generator.Generate(promptIds, sampling, token =>
+            engine.RunToCompletion();
+            var elapsed = clock.Elapsed;
+            if (single)
             {
-                if (firstTokenAt == TimeSpan.Zero)
-                {
-                    firstTokenAt = clock.Elapsed;
-                }
-                Console.Write(detokenizer.Append(token));
-            });
-            var total = clock.Elapsed;
-            Console.WriteLine(detokenizer.Flush());
-            var generated = result.OutputTokenIds.Count;
-            var decodeSeconds = (total - firstTokenAt).TotalSeconds;
-            var decodeRate = generated > 1 && decodeSeconds > 0 ? (generated - 1) / decodeSeconds : 0;
-            var prefillRate = promptIds.Count / firstTokenAt.TotalSeconds;
-            if (parse.GetValue(routingOut) is { } file)
-            {
-                NpyFile.WriteRouting(file.FullName, result.RoutingFormat, result.Routing);
+                Console.WriteLine();
             }
-            Console.Error.WriteLine(
-                $"prompt_tokens={promptIds.Count} generated_tokens={generated} finish={result.FinishReason.ToString().ToLowerInvariant()} " +
-                $"moe_layers={result.RoutingFormat.MoeLayerCount} top_k={result.RoutingFormat.TopK} routing_rows={result.RoutingRowCount} " +
-                $"prefill_tokens_per_s={prefillRate:F1} decode_tokens_per_s={decodeRate:F1}");
-            return 0;
+
+            var results = requests.Select(r => (r.Line, Result: collector.Results[r.Request.RequestId])).ToList();
+            var failed = results.Where(r => r.Result.Error is not null).ToList();
+            foreach (var (line, result) in failed)
+            {
+                Console.Error.WriteLine($"error: request on line {line + 1} failed: {result.Error!.Message}");
+            }
+            OutputFiles.Write(results, engine.RoutingFormat, single ? parse.GetValue(routingOut)?.FullName : null, parse.GetValue(routingDir)?.FullName, parse.GetValue(outputJsonl)?.FullName);
+            if (parse.GetValue(statsJson) is { } stats)
+            {
+                OutputFiles.WriteStats(stats.FullName, engine, elapsed);
+            }
+            Console.Error.WriteLine(Summary(results.Select(r => r.Result).ToList(), engine, collector.FirstTokenAt, elapsed));
+            return failed.Count == 0 ? 0 : 1;
         });
         return command;
+    }
+
+    private static string Summary(List<RequestResult> results, LlmEngine engine, TimeSpan firstTokenAt, TimeSpan elapsed)
+    {
+        var prompt = results.Sum(r => r.Usage.PromptTokens);
+        var generated = results.Sum(r => r.Usage.CompletionTokens);
+        var first = results[0].Choices[0];
+        var finish = first.FinishReason.ToString().ToLowerInvariant();
+        var decodeSeconds = (elapsed - firstTokenAt).TotalSeconds;
+        var decodeRate = generated > results.Count && decodeSeconds > 0 ? (generated - results.Count) / decodeSeconds : 0;
+        return $"requests={results.Count} prompt_tokens={prompt} generated_tokens={generated} cached_tokens={results.Sum(r => r.Usage.CachedPromptTokens)} " +
+            $"finish={finish} moe_layers={engine.RoutingFormat.MoeLayerCount} top_k={engine.RoutingFormat.TopK} " +
+            $"routing_rows={results.Sum(r => r.Choices.Sum(c => c.Routing?.RowCount ?? 0))} " +
+            $"prefill_tokens_per_s={prompt / firstTokenAt.TotalSeconds:F1} decode_tokens_per_s={decodeRate:F1} tokens_per_s={generated / elapsed.TotalSeconds:F1}";
+    }
+
+    /// <summary>Keeps every result; in single-prompt mode also echoes the text as it streams.</summary>
+    private sealed class ResultCollector(TextWriter? echo) : IRequestSink
+    {
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+
+        public Dictionary<string, RequestResult> Results { get; } = [];
+
+        public TimeSpan FirstTokenAt { get; private set; }
+
+        public void OnDelta(StreamDelta delta)
+        {
+            if (FirstTokenAt == TimeSpan.Zero)
+            {
+                FirstTokenAt = _clock.Elapsed;
+            }
+            echo?.Write(delta.Text);
+        }
+
+        public void OnFinished(RequestResult result) => Results[result.RequestId] = result;
     }
 }

@@ -1,41 +1,25 @@
-using RouteReplay.Backends;
 using RouteReplay.Backends.Cpu;
+using RouteReplay.Cache;
 using RouteReplay.Model;
 
 namespace RouteReplay.Engine;
 
-/// <summary>A checkpoint folder made ready to run: its config, tokenizer, end-of-sequence ids and a backend.</summary>
-public sealed class LoadedModel : IDisposable
+/// <summary>Loads a checkpoint folder into a ready engine: config, tokenizer, end-of-sequence ids, backend, fingerprint.</summary>
+public static class LoadedModel
 {
-    private LoadedModel(string directory, ModelConfig config, TextTokenizer tokenizer, IReadOnlyList<int> eosTokenIds, IModelBackend backend)
+    /// <summary>
+    /// Loads <paramref name="directory"/> onto the CPU backend. The end-of-sequence ids are the generation config's
+    /// (else the model config's) and the tokenizer's. Block keys are seeded with the model fingerprint, which covers
+    /// the architecture, the shapes and the weights (their bytes' hash, or <see cref="EngineOptions.WeightsVersion"/>).
+    /// </summary>
+    public static LlmEngine LoadCpu(string directory, EngineOptions options, IEnumerable<BlockChannel>? auxiliaryChannels = null)
     {
-        Directory = directory;
-        Config = config;
-        Tokenizer = tokenizer;
-        EosTokenIds = eosTokenIds;
-        Backend = backend;
-    }
-
-    public string Directory { get; }
-
-    public ModelConfig Config { get; }
-
-    public TextTokenizer Tokenizer { get; }
-
-    /// <summary>The generation config's end-of-sequence ids (else the model config's) and the tokenizer's.</summary>
-    public IReadOnlyList<int> EosTokenIds { get; }
-
-    public IModelBackend Backend { get; }
-
-    /// <summary>Loads the checkpoint in <paramref name="directory"/> onto the CPU backend with a KV cache of the given size.</summary>
-    public static LoadedModel LoadCpu(string directory, int numBlocks, int blockSize)
-    {
+        options.Validate();
         using var checkpoint = Checkpoint.Open(directory);
         var tokenizer = TextTokenizer.Load(directory);
         var eos = checkpoint.EosTokenIds.Concat(tokenizer.EosTokenIds).Distinct().ToArray();
-        var backend = CpuBackend.Load(checkpoint, numBlocks, blockSize);
-        return new LoadedModel(directory, checkpoint.Config, tokenizer, eos, backend);
+        var fingerprint = ModelFingerprint.Compute(checkpoint.Config, options.WeightsVersion ?? ModelFingerprint.HashWeights(directory));
+        var backend = CpuBackend.Load(checkpoint, options.ResolvedNumBlocks, options.BlockSize);
+        return new LlmEngine(backend, tokenizer, eos, options, fingerprint, auxiliaryChannels);
     }
-
-    public void Dispose() => Backend.Dispose();
 }

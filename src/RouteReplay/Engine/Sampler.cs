@@ -24,35 +24,12 @@ public sealed class Sampler
         {
             return ArgMax(logits[..limit]);
         }
-        var candidates = RankCandidates(logits[..limit], sampling);
-        var maxLogit = logits[_order[0]];
-        var inverseTemperature = 1.0 / sampling.Temperature;
-        var total = 0.0;
-        for (var i = 0; i < candidates; i++)
-        {
-            _weights[i] = Math.Exp((logits[_order[i]] - maxLogit) * inverseTemperature);
-            total += _weights[i];
-        }
-        if (sampling.TopP < 1f)
-        {
-            var kept = 0.0;
-            var keep = 0;
-            while (keep < candidates)
-            {
-                kept += _weights[keep++];
-                if (kept >= sampling.TopP * total)
-                {
-                    break;
-                }
-            }
-            candidates = keep;
-            total = kept;
-        }
+        var candidates = RankCandidates(logits[..limit], sampling, out var total);
         var target = random.NextDouble() * total;
         var cumulative = 0.0;
         for (var i = 0; i < candidates; i++)
         {
-            cumulative += _weights[i];
+            cumulative += _weights[_order[i]];
             if (target < cumulative)
             {
                 return _order[i];
@@ -75,35 +52,78 @@ public sealed class Sampler
     }
 
     /// <summary>
-    /// Fills the front of <c>_order</c> with the candidates in descending logit order (ties to the lower id) and
-    /// returns their count: the top-k when k is set, else enough of the ranking to cover top-p, else all.
+    /// Computes every token's weight <c>exp((logit - max) / T)</c>, then fills the front of <c>_order</c> with the
+    /// candidates in descending logit order (ties to the lower id): the top-k when k is set, cut further to the
+    /// smallest prefix whose mass reaches top-p. Pops only as many ids from a heap as it keeps. Returns the count and
+    /// the candidates' total weight.
     /// </summary>
-    private int RankCandidates(ReadOnlySpan<float> logits, SamplingParams sampling)
+    private int RankCandidates(ReadOnlySpan<float> logits, SamplingParams sampling, out double kept)
     {
         var n = logits.Length;
+        var max = logits[ArgMax(logits)];
+        var inverseTemperature = 1.0 / sampling.Temperature;
         var order = _order.AsSpan(0, n);
+        var all = 0.0;
         for (var i = 0; i < n; i++)
         {
             order[i] = i;
+            _weights[i] = Math.Exp((logits[i] - max) * inverseTemperature);
+            all += _weights[i];
         }
         var wanted = sampling.TopK > 0 ? Math.Min(sampling.TopK, n) : n;
         if (wanted == n && sampling.TopP >= 1f)
         {
+            kept = all;
             return n;
         }
         var heap = new LogitHeap(order, logits);
         heap.Build();
-        for (var i = 0; i < wanted; i++)
+        var popped = 0;
+        var mass = 0.0;
+        if (sampling.TopK > 0)
         {
-            order[n - 1 - i] = heap.Pop(n - i);
+            while (popped < wanted)
+            {
+                mass += PopInto(ref heap, order, popped++);
+            }
+            all = mass;
         }
-        order[(n - wanted)..].Reverse();
-        order[(n - wanted)..].CopyTo(order);
-        return wanted;
+        var keep = popped;
+        if (sampling.TopP < 1f)
+        {
+            var cumulative = 0.0;
+            keep = 0;
+            while (keep < wanted)
+            {
+                if (keep == popped)
+                {
+                    mass += PopInto(ref heap, order, popped++);
+                }
+                cumulative += _weights[order[n - 1 - keep++]];
+                if (cumulative >= sampling.TopP * all)
+                {
+                    break;
+                }
+            }
+            mass = cumulative;
+        }
+        var taken = order[(n - keep)..];
+        taken.Reverse();
+        taken.CopyTo(order);
+        kept = mass;
+        return keep;
+    }
+
+    /// <summary>Moves the heap's best id to position <c>n - 1 - popped</c> and returns its weight.</summary>
+    private double PopInto(ref LogitHeap heap, Span<int> order, int popped)
+    {
+        var id = heap.Pop(order.Length - popped);
+        order[order.Length - 1 - popped] = id;
+        return _weights[id];
     }
 
     /// <summary>A max-heap of token ids ordered by logit, ties to the lower id, stored in the id array itself.</summary>
-    private readonly ref struct LogitHeap(Span<int> ids, ReadOnlySpan<float> logits)
+    private ref struct LogitHeap(Span<int> ids, ReadOnlySpan<float> logits)
     {
         private readonly Span<int> _ids = ids;
         private readonly ReadOnlySpan<float> _logits = logits;

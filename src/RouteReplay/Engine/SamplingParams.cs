@@ -15,7 +15,11 @@ public sealed record SamplingParams
 
     public ulong? Seed { get; init; }
 
-    public int MaxTokens { get; init; } = 16;
+    /// <summary>Most tokens to generate; null means whatever the model length leaves.</summary>
+    public int? MaxTokens { get; init; }
+
+    /// <summary>Token ids that end the choice like an end-of-sequence token (and are kept in the output).</summary>
+    public IReadOnlyList<int>? StopTokenIds { get; init; }
 
     public bool IgnoreEos { get; init; }
 

@@ -1,0 +1,37 @@
+using BenchmarkDotNet.Attributes;
+using RouteReplay.Cache;
+using RouteReplay.Engine;
+using RouteReplay.Model;
+
+namespace RouteReplay.Bench;
+
+/// <summary>One scheduling pass over 256 running sequences that each decode one token.</summary>
+[MemoryDiagnoser]
+public class SchedulerBenchmarks
+{
+    private Scheduler _scheduler = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var options = new EngineOptions { MaxNumSeqs = 256, MaxNumBatchedTokens = 8192, NumBlocks = 256 * 4, MaxModelLen = 64 }.Validate();
+        var pool = new BlockPool(options.ResolvedNumBlocks, options.BlockSize, enablePrefixCaching: true, []);
+        _scheduler = new Scheduler(options, pool);
+        var tokenizer = TextTokenizer.Load(Assets.Qwen3TokenizerDirectory);
+        for (var i = 0; i < 256; i++)
+        {
+            var request = new EngineRequest { RequestId = $"r{i}", PromptTokenIds = Enumerable.Range(i * 40, 20).ToArray(), Sampling = new SamplingParams { MaxTokens = 32 } };
+            var state = new RequestState(request);
+            state.Choices = [new Sequence(state, 0, 32, tokenizer, BlockKey.Root(1))];
+            _scheduler.Enqueue(state.Choices[0]);
+        }
+        foreach (var chunk in _scheduler.Schedule())
+        {
+            chunk.Sequence.ComputedTokens += chunk.Tokens;
+            chunk.Sequence.Append(1);
+        }
+    }
+
+    [Benchmark]
+    public int ScheduleStepWith256Running() => _scheduler.Schedule().Count;
+}

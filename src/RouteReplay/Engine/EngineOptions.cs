@@ -1,0 +1,52 @@
+namespace RouteReplay.Engine;
+
+/// <summary>
+/// The engine's settings, validated once. CLI flags map to these one to one in kebab-case
+/// (<c>--block-size</c>, <c>--num-blocks</c>, <c>--max-num-seqs</c>, ...).
+/// </summary>
+public sealed record EngineOptions
+{
+    /// <summary>Tokens per KV-cache block.</summary>
+    public int BlockSize { get; init; } = 16;
+
+    /// <summary>Size of the device KV pool in blocks; 0 sizes it to hold <see cref="MaxNumSeqs"/> requests of half the model length.</summary>
+    public int NumBlocks { get; init; }
+
+    /// <summary>Most sequences (choices) in one step.</summary>
+    public int MaxNumSeqs { get; init; } = 64;
+
+    /// <summary>Most tokens (prefill chunks plus decodes) in one step.</summary>
+    public int MaxNumBatchedTokens { get; init; } = 1024;
+
+    /// <summary>Most tokens (prompt plus output) of one sequence.</summary>
+    public int MaxModelLen { get; init; } = 4096;
+
+    public bool EnablePrefixCaching { get; init; } = true;
+
+    /// <summary>Identifies the weights in block keys; null hashes the checkpoint's weight files.</summary>
+    public string? WeightsVersion { get; init; }
+
+    public int ResolvedNumBlocks => NumBlocks > 0 ? NumBlocks : Math.Max(MaxNumSeqs * BlocksFor(MaxModelLen) / 2, BlocksFor(MaxModelLen));
+
+    public int BlocksFor(int tokens) => (tokens + BlockSize - 1) / BlockSize;
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the flag of the first invalid value.</summary>
+    public EngineOptions Validate()
+    {
+        Require(BlockSize is >= 1 and <= 1024, "block-size", $"must be in 1..1024, got {BlockSize}");
+        Require(NumBlocks >= 0, "num-blocks", $"must be >= 0 (0 = automatic), got {NumBlocks}");
+        Require(MaxNumSeqs >= 1, "max-num-seqs", $"must be >= 1, got {MaxNumSeqs}");
+        Require(MaxNumBatchedTokens >= 1, "max-num-batched-tokens", $"must be >= 1, got {MaxNumBatchedTokens}");
+        Require(MaxModelLen >= 2, "max-model-len", $"must be >= 2, got {MaxModelLen}");
+        Require(ResolvedNumBlocks >= 1, "num-blocks", "leaves no KV blocks");
+        return this;
+    }
+
+    private static void Require(bool condition, string flag, string message)
+    {
+        if (!condition)
+        {
+            throw new ArgumentException($"--{flag} {message}", flag);
+        }
+    }
+}

@@ -1,0 +1,329 @@
+using System.Runtime.InteropServices;
+using RouteReplay.Backends;
+using RouteReplay.Cache;
+using RouteReplay.Model;
+using RouteReplay.Routing;
+
+namespace RouteReplay.Engine;
+
+/// <summary>
+/// The synchronous engine: <see cref="AddRequest"/>, <see cref="Abort"/> and <see cref="Step"/>, all called from one
+/// thread. A step schedules, runs the forward, captures every channel's rows at the step's slots, then samples,
+/// commits newly full blocks to the prefix index and finishes requests, assembling their routing from the block table.
+/// </summary>
+public sealed class LlmEngine : IDisposable
+{
+    private readonly IModelBackend _backend;
+    private readonly TextTokenizer _tokenizer;
+    private readonly IReadOnlySet<int> _eosTokenIds;
+    private readonly BlockPool _pool;
+    private readonly RoutingChannel _routing;
+    private readonly Scheduler _scheduler;
+    private readonly ForwardBatch _batch;
+    private readonly Sampler _sampler;
+    private readonly BlockKey _rootKey;
+    private readonly Dictionary<string, (RequestState State, IRequestSink Sink)> _requests = [];
+    private readonly int[] _blockTokens;
+
+    /// <param name="auxiliaryChannels">Channels stored beside routing in every block (tests register one).</param>
+    public LlmEngine(IModelBackend backend, TextTokenizer tokenizer, IEnumerable<int> eosTokenIds, EngineOptions options, UInt128 fingerprint, IEnumerable<BlockChannel>? auxiliaryChannels = null)
+    {
+        Options = options.Validate();
+        if (backend.BlockSize != options.BlockSize || backend.NumBlocks != options.ResolvedNumBlocks)
+        {
+            throw new ArgumentException($"the backend's KV cache ({backend.NumBlocks} blocks of {backend.BlockSize}) does not match the options ({options.ResolvedNumBlocks} of {options.BlockSize})", nameof(backend));
+        }
+        _backend = backend;
+        _tokenizer = tokenizer;
+        _eosTokenIds = eosTokenIds.ToHashSet();
+        _routing = new RoutingChannel(backend.RoutingFormat, backend.NumBlocks, backend.BlockSize);
+        List<BlockChannel> channels = [_routing, .. auxiliaryChannels ?? []];
+        _pool = new BlockPool(backend.NumBlocks, backend.BlockSize, options.EnablePrefixCaching, channels);
+        _scheduler = new Scheduler(options, _pool);
+        var maxBlocksPerSequence = options.BlocksFor(options.MaxModelLen);
+        _batch = new ForwardBatch(options.MaxNumBatchedTokens, options.MaxNumSeqs, maxBlocksPerSequence, backend.RoutingFormat, backend.Config.VocabSize);
+        _sampler = new Sampler(backend.Config.VocabSize);
+        _rootKey = BlockKey.Root(fingerprint);
+        _blockTokens = new int[options.BlockSize];
+    }
+
+    public EngineOptions Options { get; }
+
+    public EngineStats Stats { get; } = new();
+
+    public RoutingFormat RoutingFormat => _backend.RoutingFormat;
+
+    public TextTokenizer Tokenizer => _tokenizer;
+
+    public BlockPool Pool => _pool;
+
+    public int WaitingCount => _scheduler.WaitingCount;
+
+    public int RunningCount => _scheduler.RunningCount;
+
+    public bool HasUnfinishedRequests => _requests.Count > 0;
+
+    /// <summary>
+    /// Queues a request. Throws an <see cref="ArgumentException"/> naming the field when it is invalid, or when it
+    /// could never fit the KV pool, instead of leaving it waiting forever.
+    /// </summary>
+    public void AddRequest(EngineRequest request, IRequestSink sink)
+    {
+        request.Validate(Options.MaxModelLen);
+        if (_requests.ContainsKey(request.RequestId))
+        {
+            throw new ArgumentException($"a request with id '{request.RequestId}' is already running", "request_id");
+        }
+        var prompt = request.PromptTokenIds;
+        foreach (var token in prompt)
+        {
+            if ((uint)token >= (uint)_backend.Config.VocabSize)
+            {
+                throw new ArgumentException($"prompt token id {token} is outside the vocabulary of {_backend.Config.VocabSize}", "prompt");
+            }
+        }
+        var maxTokens = Math.Min(request.Sampling.MaxTokens ?? int.MaxValue, Options.MaxModelLen - prompt.Count);
+        if (request.RoutingStart > prompt.Count)
+        {
+            throw new ArgumentException($"routed_experts_start {request.RoutingStart} is beyond the prompt's {prompt.Count} tokens", "routed_experts_start");
+        }
+        var needed = Options.BlocksFor(prompt.Count + maxTokens);
+        if (needed > _pool.NumBlocks)
+        {
+            throw new ArgumentException($"the request needs up to {needed} KV blocks ({prompt.Count} prompt tokens plus up to {maxTokens} generated) but the pool has {_pool.NumBlocks}", "max_tokens");
+        }
+        var state = new RequestState(request);
+        state.Choices = Enumerable.Range(0, request.N).Select(i => new Sequence(state, i, maxTokens, _tokenizer, _rootKey)).ToArray();
+        _requests.Add(request.RequestId, (state, sink));
+        foreach (var sequence in state.Choices)
+        {
+            _scheduler.Enqueue(sequence);
+        }
+    }
+
+    /// <summary>Ends a request now; its blocks are freed and its sink gets a result with finish reason abort.</summary>
+    public bool Abort(string requestId)
+    {
+        if (!_requests.TryGetValue(requestId, out var entry))
+        {
+            return false;
+        }
+        foreach (var sequence in entry.State.Choices)
+        {
+            if (sequence.Status != SequenceStatus.Finished)
+            {
+                _scheduler.Remove(sequence);
+                entry.State.Results[sequence.Choice] = new ChoiceResult(sequence.Choice, sequence.OutputTokens(), sequence.Text, FinishReason.Abort, null, sequence.Logprobs);
+            }
+        }
+        Stats.RequestsAborted++;
+        Complete(entry.State, entry.Sink);
+        return true;
+    }
+
+    /// <summary>Ends every request with <paramref name="error"/>, after a failure that leaves the engine unusable.</summary>
+    public void FailAll(Exception error)
+    {
+        foreach (var (state, sink) in _requests.Values.ToArray())
+        {
+            state.Error ??= error;
+            Complete(state, sink);
+        }
+    }
+
+    /// <summary>Runs one step; returns false when there was nothing to run.</summary>
+    public bool Step()
+    {
+        var chunks = _scheduler.Schedule();
+        if (chunks.Count == 0)
+        {
+            if (_scheduler.HasWork)
+            {
+                throw new InvalidOperationException("the scheduler has requests but scheduled nothing");
+            }
+            return false;
+        }
+        Stats.PrefixCacheHitTokens = _scheduler.PrefixHitTokens;
+        PrepareBatch(chunks);
+        _backend.Forward(_batch);
+        foreach (var channel in _pool.Channels)
+        {
+            channel.CaptureStep(_batch);
+        }
+        Stats.Steps++;
+        Stats.ComputedTokens += _batch.TokenCount;
+        Stats.PeakBatchedTokens = Math.Max(Stats.PeakBatchedTokens, _batch.TokenCount);
+        Postprocess(chunks);
+        return true;
+    }
+
+    /// <summary>Runs every queued request to completion, one step after another.</summary>
+    public void RunToCompletion()
+    {
+        while (Step())
+        {
+        }
+    }
+
+    private void PrepareBatch(IReadOnlyList<ScheduledChunk> chunks)
+    {
+        _batch.Clear();
+        var blockSize = Options.BlockSize;
+        foreach (var (sequence, tokens) in chunks)
+        {
+            var table = CollectionsMarshal.AsSpan(sequence.BlockTable);
+            var index = _batch.AddSequence(table);
+            for (var i = 0; i < tokens; i++)
+            {
+                var position = sequence.ComputedTokens + i;
+                var slot = (table[position / blockSize] * blockSize) + (position % blockSize);
+                _batch.AddToken(index, sequence.Tokens[position], position, slot, needsLogits: position == sequence.TokenCount - 1);
+            }
+        }
+    }
+
+    private void Postprocess(IReadOnlyList<ScheduledChunk> chunks)
+    {
+        var logitRow = 0;
+        foreach (var (sequence, tokens) in chunks)
+        {
+            sequence.ComputedTokens += tokens;
+            CommitFullBlocks(sequence);
+            if (sequence.ComputedTokens < sequence.TokenCount)
+            {
+                continue;
+            }
+            var logits = _batch.LogitRow(logitRow++);
+            var sampling = sequence.Request.Request.Sampling;
+            var token = _sampler.Sample(logits, _tokenizer.TokenCount, sampling, ref sequence.Random);
+            TokenLogprob? logprob = null;
+            if (sequence.Logprobs is { } logprobs)
+            {
+                logprob = LogprobCalculator.Compute(logits, _tokenizer.TokenCount, token, sequence.Request.Request.Logprobs!.Value);
+                logprobs.Add(logprob);
+            }
+            var text = sequence.Append(token);
+            Stats.GeneratedTokens++;
+            var finish = FinishReasonAfter(sequence, token);
+            if (finish is { } reason)
+            {
+                text += sequence.FlushText();
+            }
+            var entry = _requests[sequence.Request.Request.RequestId];
+            entry.Sink.OnDelta(new StreamDelta(sequence.Request.Request.RequestId, sequence.Choice, [token], text, logprob is null ? null : [logprob]));
+            if (finish is { } done)
+            {
+                FinishSequence(sequence, done, entry.Sink);
+            }
+        }
+    }
+
+    private FinishReason? FinishReasonAfter(Sequence sequence, int token)
+    {
+        var sampling = sequence.Request.Request.Sampling;
+        if (!sampling.IgnoreEos && _eosTokenIds.Contains(token))
+        {
+            return FinishReason.Stop;
+        }
+        if (sampling.StopTokenIds is { } stops && stops.Contains(token))
+        {
+            return FinishReason.Stop;
+        }
+        return sequence.OutputCount >= sequence.MaxTokens ? FinishReason.Length : null;
+    }
+
+    /// <summary>Keys every block that is now full and computed into the prefix index (chained from the previous block).</summary>
+    private void CommitFullBlocks(Sequence sequence)
+    {
+        var blockSize = Options.BlockSize;
+        while ((sequence.CommittedBlocks + 1) * blockSize <= sequence.ComputedTokens)
+        {
+            var b = sequence.CommittedBlocks;
+            for (var i = 0; i < blockSize; i++)
+            {
+                _blockTokens[i] = sequence.Tokens[(b * blockSize) + i];
+            }
+            var parent = sequence.LastCommittedKey;
+            var key = BlockKey.Chain(parent, _blockTokens);
+            var block = sequence.BlockTable[b];
+            if (!_pool.IsCached(block))
+            {
+                _pool.Commit(block, key, parent, _blockTokens);
+            }
+            sequence.LastCommittedKey = key;
+            sequence.CommittedBlocks++;
+        }
+    }
+
+    private void FinishSequence(Sequence sequence, FinishReason reason, IRequestSink sink)
+    {
+        var state = sequence.Request;
+        RoutingRows? routing = null;
+        try
+        {
+            if (state.Request.ReturnRouting)
+            {
+                routing = AssembleRouting(sequence);
+                Stats.RoutingBytesReturned += routing.Data.Length;
+            }
+        }
+        catch (RoutingIntegrityException e)
+        {
+            Stats.RoutingIntegrityFailures++;
+            state.Error ??= e;
+        }
+        _scheduler.Remove(sequence);
+        state.Results[sequence.Choice] = new ChoiceResult(sequence.Choice, sequence.OutputTokens(), sequence.Text, reason, routing, sequence.Logprobs);
+        if (--state.Unfinished == 0)
+        {
+            Stats.RequestsFinished++;
+            Complete(state, sink);
+        }
+    }
+
+    /// <summary>
+    /// Gathers rows <c>[start, T-1)</c> from the routing channel through the block table, like attention reads KV.
+    /// Every channel's rows for those positions are checked: a row still holding the unset sentinel fails the request.
+    /// </summary>
+    private RoutingRows AssembleRouting(Sequence sequence)
+    {
+        var start = sequence.Request.Request.RoutingStart;
+        var count = sequence.TokenCount - 1 - start;
+        var table = CollectionsMarshal.AsSpan(sequence.BlockTable);
+        RoutingRows? routing = null;
+        foreach (var channel in _pool.Channels)
+        {
+            var rows = new byte[count * channel.RowBytes];
+            channel.Gather(table, start, count, rows);
+            if (channel.ContainsUnset(rows))
+            {
+                throw new RoutingIntegrityException(
+                    $"request '{sequence.Request.Request.RequestId}' choice {sequence.Choice}: a '{channel.Name}' row of positions {start}..{start + count - 1} was never written");
+            }
+            if (ReferenceEquals(channel, _routing))
+            {
+                routing = new RoutingRows(start, _routing.Format, rows);
+            }
+            else
+            {
+                (sequence.AuxiliaryRows ??= [])[channel.Name] = rows;
+            }
+        }
+        return routing!;
+    }
+
+    private void Complete(RequestState state, IRequestSink sink)
+    {
+        _requests.Remove(state.Request.RequestId);
+        var first = state.Choices[0];
+        var usage = new Usage(first.PromptLength, state.Choices.Sum(c => c.OutputCount), first.CachedTokens);
+        Stats.PromptTokens += first.PromptLength;
+        var choices = state.Results.Select((r, i) => r ?? new ChoiceResult(i, [], "", FinishReason.Abort, null, null)).ToArray();
+        sink.OnFinished(new RequestResult(state.Request.RequestId, state.Request.PromptTokenIds, choices, usage, state.Error)
+        {
+            AuxiliaryRows = state.Choices.Select(c => c.AuxiliaryRows).ToArray(),
+        });
+    }
+
+    public void Dispose() => _backend.Dispose();
+}

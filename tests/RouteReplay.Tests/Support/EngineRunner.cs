@@ -1,0 +1,43 @@
+using RouteReplay.Cache;
+using RouteReplay.Engine;
+
+namespace RouteReplay.Tests.Support;
+
+/// <summary>Collects results from an engine's sinks, and runs workloads one at a time or all at once.</summary>
+public sealed class EngineRunner : IRequestSink
+{
+    public Dictionary<string, RequestResult> Results { get; } = [];
+
+    public Dictionary<string, List<StreamDelta>> Deltas { get; } = [];
+
+    public void OnDelta(StreamDelta delta)
+    {
+        if (!Deltas.TryGetValue(delta.RequestId, out var list))
+        {
+            Deltas[delta.RequestId] = list = [];
+        }
+        list.Add(delta);
+    }
+
+    public void OnFinished(RequestResult result) => Results.Add(result.RequestId, result);
+
+    public static LlmEngine Create(TinyModelFixture model, EngineOptions options, bool withTestChannel = true)
+    {
+        var resolved = options.Validate();
+        BlockChannel[] channels = withTestChannel ? [new TokenPositionChannel(resolved.ResolvedNumBlocks, resolved.BlockSize)] : [];
+        return LoadedModel.LoadCpu(model.Directory, options with { WeightsVersion = "test" }, channels);
+    }
+
+    /// <summary>The reference path: each request alone, prefix caching off, a token budget that fits any prompt.</summary>
+    public static Dictionary<string, RequestResult> OneAtATime(TinyModelFixture model, IEnumerable<EngineRequest> requests)
+    {
+        using var engine = Create(model, new EngineOptions { EnablePrefixCaching = false, MaxNumBatchedTokens = 4096, MaxNumSeqs = 8, NumBlocks = 256 });
+        var runner = new EngineRunner();
+        foreach (var request in requests)
+        {
+            engine.AddRequest(request, runner);
+            engine.RunToCompletion();
+        }
+        return runner.Results;
+    }
+}

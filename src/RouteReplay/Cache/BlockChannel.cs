@@ -1,0 +1,123 @@
+using RouteReplay.Backends;
+
+namespace RouteReplay.Cache;
+
+/// <summary>
+/// A per-slot auxiliary store: one fixed-size row for every KV slot, bound to the block like its KV. Routing is one
+/// channel; others (e.g. the router's gate weights) subclass the same way. A channel holds only what the block's
+/// tokens and the model determine, never per-request data, because blocks are shared between requests.
+/// </summary>
+/// <remarks>
+/// Slot math: position <c>p</c> of a sequence lives in slot <c>blockTable[p / BlockSize] * BlockSize + p % BlockSize</c>,
+/// and slot <c>s</c>'s row is bytes <c>[s * RowBytes, (s + 1) * RowBytes)</c> of one pinned array, so a block's rows
+/// are contiguous. Every byte starts as <see cref="UnsetByte"/>, the unset sentinel; a block allocated without a
+/// prefix hit is reset to it before use, so a row that no step wrote is detected instead of leaking the block's
+/// previous owner's data. Not thread-safe; the step loop owns it.
+/// </remarks>
+public abstract class BlockChannel
+{
+    /// <summary>The byte an unset row is filled with; for routing, all-0xFF elements are the uint8/uint16 sentinel.</summary>
+    public const byte UnsetByte = byte.MaxValue;
+
+    private readonly byte[] _storage;
+
+    /// <exception cref="ArgumentOutOfRangeException">A size is not positive or the storage would exceed one array.</exception>
+    protected BlockChannel(string name, int rowBytes, int numBlocks, int blockSize)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rowBytes);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numBlocks);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockSize);
+        var totalBytes = (long)numBlocks * blockSize * rowBytes;
+        if (totalBytes > Array.MaxLength)
+        {
+            throw new ArgumentOutOfRangeException(nameof(numBlocks), numBlocks, $"channel '{name}' would need {totalBytes} bytes, more than one array holds");
+        }
+        Name = name;
+        RowBytes = rowBytes;
+        NumBlocks = numBlocks;
+        BlockSize = blockSize;
+        _storage = GC.AllocateUninitializedArray<byte>((int)totalBytes, pinned: true);
+        _storage.AsSpan().Fill(UnsetByte);
+    }
+
+    /// <summary>The channel's name, unique within a pool (e.g. <c>routing</c>).</summary>
+    public string Name { get; }
+
+    /// <summary>Bytes of one slot's row.</summary>
+    public int RowBytes { get; }
+
+    public int NumBlocks { get; }
+
+    /// <summary>Slots per block (tokens per block).</summary>
+    public int BlockSize { get; }
+
+    /// <summary>The row of slot <paramref name="slot"/>.</summary>
+    public Span<byte> Row(int slot)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)slot, (uint)(NumBlocks * BlockSize), nameof(slot));
+        return _storage.AsSpan(slot * RowBytes, RowBytes);
+    }
+
+    /// <summary>The <see cref="BlockSize"/> rows of block <paramref name="block"/>, contiguous, in slot order.</summary>
+    public Span<byte> BlockRows(int block)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)block, (uint)NumBlocks, nameof(block));
+        var blockBytes = BlockSize * RowBytes;
+        return _storage.AsSpan(block * blockBytes, blockBytes);
+    }
+
+    /// <summary>Fills the block's rows with the unset sentinel.</summary>
+    public void ResetBlock(int block) => BlockRows(block).Fill(UnsetByte);
+
+    /// <summary>Copies every row of block <paramref name="source"/> over block <paramref name="destination"/>.</summary>
+    public void CopyBlock(int source, int destination) => BlockRows(source).CopyTo(BlockRows(destination));
+
+    /// <summary>Writes each of the step's tokens' rows to its slot: <c>Row(batch.SlotMapping[t])</c> for every t.</summary>
+    public void CaptureStep(ForwardBatch batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        var slots = batch.SlotMapping;
+        for (var t = 0; t < batch.TokenCount; t++)
+        {
+            WriteStepRow(batch, t, Row(slots[t]));
+        }
+    }
+
+    /// <summary>
+    /// Copies the rows of positions <c>[startPosition, startPosition + count)</c> of the sequence with
+    /// <paramref name="blockTable"/> into <paramref name="destination"/>, one run of contiguous rows per block.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than <c>count * RowBytes</c>.</exception>
+    public void Gather(ReadOnlySpan<int> blockTable, int startPosition, int count, Span<byte> destination)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(startPosition);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (destination.Length < (long)count * RowBytes)
+        {
+            throw new ArgumentException($"{count} rows of {RowBytes} bytes do not fit {destination.Length} bytes", nameof(destination));
+        }
+        var position = startPosition;
+        var end = startPosition + count;
+        while (position < end)
+        {
+            var offset = position % BlockSize;
+            var rows = Math.Min(BlockSize - offset, end - position);
+            BlockRows(blockTable[position / BlockSize]).Slice(offset * RowBytes, rows * RowBytes).CopyTo(destination);
+            destination = destination[(rows * RowBytes)..];
+            position += rows;
+        }
+    }
+
+    /// <summary>
+    /// True when <paramref name="rows"/> hold any unset element. The default treats any <see cref="UnsetByte"/> as
+    /// unset, which suits channels whose valid rows never contain that byte; channels with wider elements override it.
+    /// </summary>
+    public virtual bool ContainsUnset(ReadOnlySpan<byte> rows) => rows.Contains(UnsetByte);
+
+    /// <summary>Writes what this channel stores for token <paramref name="token"/> of the step into its slot's row.</summary>
+    /// <param name="batch">The step, after its forward pass.</param>
+    /// <param name="token">The token's index within the step.</param>
+    /// <param name="destination">The row of the token's slot, <see cref="RowBytes"/> long.</param>
+    protected abstract void WriteStepRow(ForwardBatch batch, int token, Span<byte> destination);
+}

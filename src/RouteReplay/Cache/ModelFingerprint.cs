@@ -1,0 +1,139 @@
+using System.Buffers;
+using System.Globalization;
+using System.IO.Hashing;
+using System.Text;
+using RouteReplay.Model;
+
+namespace RouteReplay.Cache;
+
+/// <summary>
+/// The seed of every block key chain: a hash of everything that decides what a block's payload holds for given
+/// tokens — architecture, shapes, dtype, routing layout, <see cref="PayloadLayoutVersion"/> and the weights. Two
+/// engines share KV (prefix cache, storage, transfer) only when their fingerprints are equal, and new weights in an
+/// RL step give new keys, so stale KV or routing can never be served.
+/// </summary>
+public static class ModelFingerprint
+{
+    /// <summary>The version of the block payload layout (KV and channel rows); bump it when the layout changes.</summary>
+    public const int PayloadLayoutVersion = 1;
+
+    private const string WeightFilePattern = "*.safetensors";
+
+    private const int WeightReadBufferBytes = 1 << 20;
+
+    /// <summary>
+    /// XxHash128 over <see cref="CanonicalText"/>: one <c>name=value</c> line per field, invariant culture, the
+    /// weights identity last and length-prefixed.
+    /// </summary>
+    /// <param name="config">The model's architecture.</param>
+    /// <param name="weightsIdentity">
+    /// <see cref="HashWeights"/> of the model folder, or a weights version string the user guarantees is unique.
+    /// </param>
+    public static UInt128 Compute(ModelConfig config, string weightsIdentity) =>
+        XxHash128.HashToUInt128(Encoding.UTF8.GetBytes(CanonicalText(config, weightsIdentity)));
+
+    /// <summary>The text <see cref="Compute"/> hashes; exposed so a fingerprint mismatch can be explained.</summary>
+    public static string CanonicalText(ModelConfig config, string weightsIdentity)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(weightsIdentity);
+        var text = new StringBuilder();
+        Line(text, "payload_layout_version", PayloadLayoutVersion);
+        Line(text, "architecture", config.Architecture);
+        Line(text, "hidden_size", config.HiddenSize);
+        Line(text, "num_hidden_layers", config.NumHiddenLayers);
+        Line(text, "num_attention_heads", config.NumAttentionHeads);
+        Line(text, "num_key_value_heads", config.NumKeyValueHeads);
+        Line(text, "head_dim", config.HeadDim);
+        Line(text, "intermediate_size", config.IntermediateSize);
+        Line(text, "moe_intermediate_size", config.MoeIntermediateSize);
+        Line(text, "num_experts", config.NumExperts);
+        Line(text, "num_experts_per_tok", config.NumExpertsPerTok);
+        Line(text, "norm_topk_prob", config.NormTopkProb);
+        Line(text, "decoder_sparse_step", config.DecoderSparseStep);
+        Line(text, "mlp_only_layers", string.Join(',', config.MlpOnlyLayers));
+        Line(text, "moe_layers", string.Join(',', config.MoeLayers));
+        Line(text, "rms_norm_eps", config.RmsNormEps);
+        Line(text, "rope_theta", config.RopeTheta);
+        Line(text, "rope_scaling", RopeScalingText(config.RopeScaling));
+        Line(text, "vocab_size", config.VocabSize);
+        Line(text, "tie_word_embeddings", config.TieWordEmbeddings);
+        Line(text, "max_position_embeddings", config.MaxPositionEmbeddings);
+        Line(text, "dtype", config.DType);
+        Line(text, "attention_bias", config.AttentionBias);
+        Line(text, "routing_dtype", RoutingDTypeName(config.NumExperts));
+        Line(text, "weights_identity_length", weightsIdentity.Length);
+        Line(text, "weights_identity", weightsIdentity);
+        return text.ToString();
+    }
+
+    /// <summary>
+    /// A weights identity for <see cref="Compute"/>: 32 lowercase hex digits of XxHash128 over every
+    /// <c>*.safetensors</c> file directly in <paramref name="modelDir"/>, in ordinal name order, each contributing its
+    /// name, its length and its bytes. Streams the files through one reused buffer, so any size is fine.
+    /// </summary>
+    /// <exception cref="CheckpointException">The folder holds no safetensors file.</exception>
+    public static string HashWeights(string modelDir)
+    {
+        ArgumentNullException.ThrowIfNull(modelDir);
+        var files = Directory.GetFiles(modelDir, WeightFilePattern, SearchOption.TopDirectoryOnly);
+        if (files.Length == 0)
+        {
+            throw new CheckpointException(modelDir, null, $"no {WeightFilePattern} file in {modelDir} to hash");
+        }
+        Array.Sort(files, StringComparer.Ordinal);
+        var hasher = new XxHash128();
+        var buffer = ArrayPool<byte>.Shared.Rent(WeightReadBufferBytes);
+        try
+        {
+            foreach (var file in files)
+            {
+                AppendFile(hasher, file, buffer);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return Convert.ToHexStringLower(hasher.GetCurrentHash());
+    }
+
+    private static void AppendFile(XxHash128 hasher, string path, byte[] buffer)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.SequentialScan);
+        hasher.Append(Encoding.UTF8.GetBytes($"{Path.GetFileName(path)}\n{stream.Length}\n"));
+        int read;
+        while ((read = stream.Read(buffer)) > 0)
+        {
+            hasher.Append(buffer.AsSpan(0, read));
+        }
+    }
+
+    private static string RoutingDTypeName(int numExperts) => numExperts switch
+    {
+        0 => "none",
+        <= byte.MaxValue => "uint8",
+        _ => "uint16",
+    };
+
+    private static string RopeScalingText(RopeScaling? scaling) => scaling is null
+        ? "none"
+        : string.Join(
+            ',',
+            scaling.Type,
+            Number(scaling.Factor),
+            scaling.OriginalMaxPositionEmbeddings?.ToString(CultureInfo.InvariantCulture) ?? "none",
+            scaling.AttentionFactor is { } attention ? Number(attention) : "none",
+            scaling.BetaFast is { } fast ? Number(fast) : "none",
+            scaling.BetaSlow is { } slow ? Number(slow) : "none");
+
+    private static void Line(StringBuilder text, string name, string value) => text.Append(name).Append('=').Append(value).Append('\n');
+
+    private static void Line(StringBuilder text, string name, int value) => Line(text, name, value.ToString(CultureInfo.InvariantCulture));
+
+    private static void Line(StringBuilder text, string name, double value) => Line(text, name, Number(value));
+
+    private static void Line(StringBuilder text, string name, bool value) => Line(text, name, value ? "true" : "false");
+
+    private static string Number(double value) => value.ToString("R", CultureInfo.InvariantCulture);
+}

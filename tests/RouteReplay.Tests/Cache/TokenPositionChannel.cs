@@ -1,0 +1,31 @@
+using System.Buffers.Binary;
+using RouteReplay.Backends;
+using RouteReplay.Cache;
+
+namespace RouteReplay.Tests.Cache;
+
+/// <summary>A test-only channel: each row is the token id and the position as two little-endian int32s.</summary>
+internal sealed class TokenPositionChannel(int numBlocks, int blockSize) : BlockChannel("token-position", 8, numBlocks, blockSize)
+{
+    public static (int TokenId, int Position) Read(ReadOnlySpan<byte> row) =>
+        (BinaryPrimitives.ReadInt32LittleEndian(row), BinaryPrimitives.ReadInt32LittleEndian(row[4..]));
+
+    /// <summary>Unset only when a whole row is 0xFF bytes: a valid id or position may contain a 0xFF byte.</summary>
+    public override bool ContainsUnset(ReadOnlySpan<byte> rows)
+    {
+        for (var offset = 0; offset < rows.Length; offset += RowBytes)
+        {
+            if (!rows.Slice(offset, RowBytes).ContainsAnyExcept(UnsetByte))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    protected override void WriteStepRow(ForwardBatch batch, int token, Span<byte> destination)
+    {
+        BinaryPrimitives.WriteInt32LittleEndian(destination, batch.TokenIds[token]);
+        BinaryPrimitives.WriteInt32LittleEndian(destination[4..], batch.Positions[token]);
+    }
+}

@@ -11,7 +11,7 @@ namespace RouteReplay.Engine;
 /// thread. A step schedules, runs the forward, captures every channel's rows at the step's slots, then samples,
 /// commits newly full blocks to the prefix index and finishes requests, assembling their routing from the block table.
 /// </summary>
-public sealed class LlmEngine : IDisposable
+public sealed partial class LlmEngine : IDisposable
 {
     private readonly IModelBackend _backend;
     private readonly TextTokenizer _tokenizer;
@@ -204,7 +204,7 @@ public sealed class LlmEngine : IDisposable
             }
             var text = sequence.Append(token);
             Stats.GeneratedTokens++;
-            var finish = FinishReasonAfter(sequence, token);
+            var finish = FinishReasonAfter(sequence, token, _eosTokenIds);
             if (finish is { } reason)
             {
                 text += sequence.FlushText();
@@ -218,10 +218,14 @@ public sealed class LlmEngine : IDisposable
         }
     }
 
-    private FinishReason? FinishReasonAfter(Sequence sequence, int token)
+    private static FinishReason? FinishReasonAfter(Sequence sequence, int token, IReadOnlySet<int> eosTokenIds)
     {
         var sampling = sequence.Request.Request.Sampling;
-        if (!sampling.IgnoreEos && _eosTokenIds.Contains(token))
+        if (sequence.StoppedByString)
+        {
+            return FinishReason.Stop;
+        }
+        if (!sampling.IgnoreEos && eosTokenIds.Contains(token))
         {
             return FinishReason.Stop;
         }

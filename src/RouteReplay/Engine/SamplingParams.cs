@@ -21,6 +21,9 @@ public sealed record SamplingParams
     /// <summary>Token ids that end the choice like an end-of-sequence token (and are kept in the output).</summary>
     public IReadOnlyList<int>? StopTokenIds { get; init; }
 
+    /// <summary>Strings that end the choice; the returned text stops before the first one (its tokens are kept).</summary>
+    public IReadOnlyList<string>? Stop { get; init; }
+
     public bool IgnoreEos { get; init; }
 
     public bool IsGreedy => Temperature == 0f || TopK == 1;
@@ -39,6 +42,10 @@ public sealed record SamplingParams
         if (TopK < 0)
         {
             throw new ArgumentException($"top_k must be >= 0 (0 means no limit), got {TopK}", "top_k");
+        }
+        if (Stop is { } stop && (stop.Count > 16 || stop.Any(string.IsNullOrEmpty)))
+        {
+            throw new ArgumentException("stop takes at most 16 non-empty strings", "stop");
         }
         if (MaxTokens < 1)
         {

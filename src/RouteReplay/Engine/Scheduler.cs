@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using RouteReplay.Cache;
 
 namespace RouteReplay.Engine;
@@ -73,7 +74,8 @@ internal sealed class Scheduler
         {
             _running.Remove(sequence);
         }
-        ReleaseBlocks(sequence.BlockTable);
+        _pool.ReleaseSequence(CollectionsMarshal.AsSpan(sequence.BlockTable));
+        sequence.BlockTable.Clear();
         sequence.Status = SequenceStatus.Finished;
     }
 
@@ -107,7 +109,7 @@ internal sealed class Scheduler
         var key = TakePrefixHits(sequence);
         if (_pool.FreeBlockCount - reserved < LifetimeBlocks(sequence) - _hits.Count)
         {
-            ReleaseBlocks(_hits);
+            _pool.ReleaseSequence(CollectionsMarshal.AsSpan(_hits));
             return false;
         }
         sequence.BlockTable.AddRange(_hits);
@@ -161,14 +163,5 @@ internal sealed class Scheduler
             key = next;
         }
         return key;
-    }
-
-    private void ReleaseBlocks(List<int> blocks)
-    {
-        for (var i = blocks.Count - 1; i >= 0; i--)
-        {
-            _pool.Release(blocks[i]);
-        }
-        blocks.Clear();
     }
 }

@@ -20,6 +20,7 @@ internal sealed class Sequence
     private readonly List<int> _tokens;
     private readonly StreamingDetokenizer _detokenizer;
     private readonly StringBuilder _text = new();
+    private int _emitted;
 
     public Sequence(RequestState request, int choice, int maxTokens, TextTokenizer tokenizer, BlockKey rootKey)
     {
@@ -75,20 +76,62 @@ internal sealed class Sequence
 
     public string Text => _text.ToString();
 
-    /// <summary>Appends a sampled token and returns the text it completes (UTF-8 safe).</summary>
+    /// <summary>True once the text reached one of the request's stop strings (the text was cut before it).</summary>
+    public bool StoppedByString { get; private set; }
+
+    /// <summary>
+    /// Appends a sampled token and returns the text that may be shown now (UTF-8 safe). With stop strings, the last
+    /// characters that could begin one are held back until the next token or the end decides.
+    /// </summary>
     public string Append(int token)
     {
         _tokens.Add(token);
-        var delta = _detokenizer.Append(token);
-        _text.Append(delta);
-        return delta;
+        _text.Append(_detokenizer.Append(token));
+        var stops = Request.Request.Sampling.Stop;
+        if (stops is null)
+        {
+            return TakeUnemitted(_text.Length);
+        }
+        var longest = 0;
+        foreach (var stop in stops)
+        {
+            longest = Math.Max(longest, stop.Length);
+        }
+        var searchFrom = Math.Max(0, _emitted - longest);
+        var text = _text.ToString(searchFrom, _text.Length - searchFrom);
+        var cut = -1;
+        foreach (var stop in stops)
+        {
+            var at = text.IndexOf(stop, StringComparison.Ordinal);
+            if (at >= 0 && (cut < 0 || at < cut))
+            {
+                cut = at;
+            }
+        }
+        if (cut >= 0)
+        {
+            _text.Length = searchFrom + cut;
+            StoppedByString = true;
+            return TakeUnemitted(_text.Length);
+        }
+        return TakeUnemitted(Math.Max(_emitted, _text.Length - (longest - 1)));
     }
 
+    /// <summary>Returns everything not yet shown, once the sequence has finished.</summary>
     public string FlushText()
     {
-        var rest = _detokenizer.Flush();
-        _text.Append(rest);
-        return rest;
+        if (!StoppedByString)
+        {
+            _text.Append(_detokenizer.Flush());
+        }
+        return TakeUnemitted(_text.Length);
+    }
+
+    private string TakeUnemitted(int upTo)
+    {
+        var delta = _text.ToString(_emitted, upTo - _emitted);
+        _emitted = upTo;
+        return delta;
     }
 
     public IReadOnlyList<int> OutputTokens() => _tokens.GetRange(PromptLength, OutputCount);

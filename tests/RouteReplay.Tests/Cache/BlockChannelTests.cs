@@ -2,6 +2,8 @@ using RouteReplay.Backends;
 using RouteReplay.Cache;
 using RouteReplay.Routing;
 
+using RouteReplay.Tests.Support;
+
 namespace RouteReplay.Tests.Cache;
 
 public sealed class BlockChannelTests

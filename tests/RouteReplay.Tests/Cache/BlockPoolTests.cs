@@ -1,6 +1,8 @@
 using RouteReplay.Cache;
 using RouteReplay.Routing;
 
+using RouteReplay.Tests.Support;
+
 namespace RouteReplay.Tests.Cache;
 
 public sealed class BlockPoolTests

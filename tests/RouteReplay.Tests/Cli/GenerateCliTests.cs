@@ -81,5 +81,50 @@ public sealed class GenerateCliTests : IDisposable
         Assert.Contains("prompt_tokens=", run.Stderr);
     }
 
+    [Fact]
+    public void A_prompts_file_writes_one_npy_per_request_and_choice_results_and_stats()
+    {
+        var prompts = Path.Combine(_work, "prompts.jsonl");
+        File.WriteAllLines(prompts,
+        [
+            """{"prompt": "The router picks experts for every token of the prompt and of the output", "max_tokens": 4}""",
+            "",
+            """{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "n": 2, "seed": 5, "temperature": 6}""",
+        ]);
+        var routing = Path.Combine(_work, "routing");
+        var jsonl = Path.Combine(_work, "out.jsonl");
+        var stats = Path.Combine(_work, "stats.json");
+        var (exit, _, stderr) = RunCli(_work, "generate", "--prompts-file", prompts, "--routing-dir", routing, "--output-jsonl", jsonl,
+            "--stats-json", stats, "--max-num-batched-tokens", "8", "--block-size", "4");
+        Assert.True(exit == 0, stderr);
+        Assert.Equal(new[] { "0-0.npy", "2-0.npy", "2-1.npy" }, Directory.GetFiles(routing).Select(Path.GetFileName).Order().ToArray());
+
+        var lines = File.ReadAllLines(jsonl).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToArray();
+        Assert.Equal(3, lines.Length);
+        foreach (var line in lines)
+        {
+            var prompt = line.GetProperty("prompt_token_ids").GetArrayLength();
+            var output = line.GetProperty("output_token_ids").GetArrayLength();
+            var npy = NpyReader.Read(Path.Combine(routing, $"{line.GetProperty("line").GetInt32()}-{line.GetProperty("choice").GetInt32()}.npy"));
+            Assert.Equal(new[] { prompt + output - 1, 3, 2 }, npy.Shape);
+            Assert.Equal(prompt, line.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        }
+        var statsJson = System.Text.Json.JsonDocument.Parse(File.ReadAllText(stats)).RootElement;
+        Assert.True(statsJson.GetProperty("steps").GetInt32() > 3);
+        Assert.Equal(8, statsJson.GetProperty("peak_batched_tokens").GetInt32());
+        Assert.Equal(0, statsJson.GetProperty("blocks_used").GetInt32());
+    }
+
+    [Fact]
+    public void A_bad_line_in_the_prompts_file_names_the_line()
+    {
+        var prompts = Path.Combine(_work, "bad.jsonl");
+        File.WriteAllLines(prompts, ["""{"prompt": "ok"}""", """{"max_tokens": 3}"""]);
+        var (exit, _, stderr) = RunCli(_work, "generate", "--prompts-file", prompts);
+        Assert.Equal(2, exit);
+        Assert.Contains("line 2", stderr);
+        Assert.Contains("'prompt' or 'messages'", stderr);
+    }
+
     public void Dispose() => Directory.Delete(_work, recursive: true);
 }

@@ -86,7 +86,7 @@ public sealed class EngineInvariantTests(TinyModelFixture model) : IClassFixture
                 Assert.Equal(request.RoutingStart, actual.Choices[c].Routing!.Start);
                 var all = request.PromptTokenIds.Concat(actual.Choices[c].TokenIds).ToArray();
                 Assert.Equal(all.Length - 1 - request.RoutingStart, actual.Choices[c].Routing!.RowCount);
-                Assert.Equal(TokenPositionChannel.Expected(all, request.RoutingStart, all.Length - 1 - request.RoutingStart), actual.AuxiliaryRows[c]!["token_position"]);
+                Assert.Equal(TokenPositionChannel.Expected(all, request.RoutingStart, all.Length - 1 - request.RoutingStart), actual.AuxiliaryRows[c]!["token-position"]);
             }
         }
         Assert.True(engine.Stats.PrefixCacheHitTokens > 0, "the batched run must hit the prefix cache");

@@ -82,6 +82,29 @@ public sealed class EngineLifecycleTests(TinyModelFixture model) : IClassFixture
     }
 
     [Fact]
+    public void A_stop_string_cuts_the_text_before_it_in_the_result_and_in_the_stream()
+    {
+        using var engine = EngineRunner.Create(model, new EngineOptions { NumBlocks = 32 });
+        var free = new EngineRunner();
+        engine.AddRequest(Request("free", "Tell me about routing", 12), free);
+        engine.RunToCompletion();
+        var full = free.Results["free"].Choices[0].Text;
+        Assert.True(full.Length >= 6, full);
+        var stop = full.Substring(full.Length / 2, 2);
+        var expected = full[..full.IndexOf(stop, StringComparison.Ordinal)];
+
+        var runner = new EngineRunner();
+        var request = Request("stopped", "Tell me about routing", 12);
+        engine.AddRequest(request with { Sampling = request.Sampling with { Stop = [stop, "never-appears"] } }, runner);
+        engine.RunToCompletion();
+        var choice = runner.Results["stopped"].Choices[0];
+        Assert.Equal(expected, choice.Text);
+        Assert.Equal(FinishReason.Stop, choice.FinishReason);
+        Assert.Equal(expected, string.Concat(runner.Deltas["stopped"].Select(d => d.Text)));
+        Assert.Equal(request.PromptTokenIds.Count + choice.TokenIds.Count - 1, choice.Routing!.RowCount);
+    }
+
+    [Fact]
     public async Task The_async_engine_streams_and_cancelling_the_reader_aborts()
     {
         await using var engine = new AsyncEngine(EngineRunner.Create(model, new EngineOptions { NumBlocks = 32 }));

@@ -9,7 +9,7 @@ namespace RouteReplay.Backends.Cpu;
 /// part of a prefill chunk or a decode, attention reads K and V back from the cache in position order, and every
 /// reduction has a fixed order, so a token's outputs do not depend on which other tokens share its batch.
 /// </summary>
-public sealed class CpuBackend : IModelBackend
+public sealed partial class CpuBackend : IModelBackend
 {
     private readonly Qwen3MoeWeights _weights;
     private readonly CpuKvCache _cache;

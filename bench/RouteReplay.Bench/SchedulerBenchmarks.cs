@@ -15,8 +15,10 @@ public class SchedulerBenchmarks
     public void Setup()
     {
         var options = new EngineOptions { MaxNumSeqs = 256, MaxNumBatchedTokens = 8192, NumBlocks = 256 * 4, MaxModelLen = 64 }.Validate();
-        var pool = new BlockPool(options.ResolvedNumBlocks, options.BlockSize, enablePrefixCaching: true, []);
-        _scheduler = new Scheduler(options, pool);
+        var format = new RouteReplay.Routing.RoutingFormat([0, 1, 2, 3], 8, 64);
+        var routing = new RoutingChannel(format, options.ResolvedNumBlocks, options.BlockSize);
+        var pool = new BlockPool(options.ResolvedNumBlocks, options.BlockSize, enablePrefixCaching: true, [routing]);
+        _scheduler = new Scheduler(options, pool, host: null, routing, new EngineStats());
         var tokenizer = TextTokenizer.Load(Assets.Qwen3TokenizerDirectory);
         for (var i = 0; i < 256; i++)
         {

@@ -14,6 +14,8 @@ internal sealed class EngineFlags
     private readonly Option<int> _maxNumBatchedTokens = new("--max-num-batched-tokens") { Description = "Most tokens (prefill chunks plus decodes) in one step.", DefaultValueFactory = _ => Defaults.MaxNumBatchedTokens };
     private readonly Option<int> _maxModelLen = new("--max-model-len") { Description = "Most tokens (prompt plus output) of a request.", DefaultValueFactory = _ => Defaults.MaxModelLen };
     private readonly Option<bool> _noPrefixCaching = new("--no-prefix-caching") { Description = "Turn off prefix caching." };
+    private readonly Option<double> _swapSpace = new("--swap-space") { Description = "Host-memory tier for swapped-out and demoted blocks, in GiB (allocated as used); 0 turns it off.", DefaultValueFactory = _ => Defaults.SwapSpaceGiB };
+    private readonly Option<PreemptionMode> _preemptionMode = new("--preemption-mode") { Description = "auto (swap when the host tier has room, else recompute), swap or recompute.", DefaultValueFactory = _ => Defaults.PreemptionMode };
     private readonly Option<string?> _weightsVersion = new("--weights-version") { Description = "Identify the weights in cache keys by this string instead of hashing the weight files." };
 
     public void AddTo(Command command)
@@ -24,6 +26,8 @@ internal sealed class EngineFlags
         command.Options.Add(_maxNumBatchedTokens);
         command.Options.Add(_maxModelLen);
         command.Options.Add(_noPrefixCaching);
+        command.Options.Add(_swapSpace);
+        command.Options.Add(_preemptionMode);
         command.Options.Add(_weightsVersion);
     }
 
@@ -35,6 +39,8 @@ internal sealed class EngineFlags
         MaxNumBatchedTokens = parse.GetValue(_maxNumBatchedTokens),
         MaxModelLen = parse.GetValue(_maxModelLen),
         EnablePrefixCaching = !parse.GetValue(_noPrefixCaching),
+        SwapSpaceGiB = parse.GetValue(_swapSpace),
+        PreemptionMode = parse.GetValue(_preemptionMode),
         WeightsVersion = parse.GetValue(_weightsVersion),
     }.Validate();
 }

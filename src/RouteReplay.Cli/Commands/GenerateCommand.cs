@@ -109,6 +109,7 @@ internal static class GenerateCommand
         return $"requests={results.Count} prompt_tokens={prompt} generated_tokens={generated} cached_tokens={results.Sum(r => r.Usage.CachedPromptTokens)} " +
             $"finish={finish} moe_layers={engine.RoutingFormat.MoeLayerCount} top_k={engine.RoutingFormat.TopK} " +
             $"routing_rows={results.Sum(r => r.Choices.Sum(c => c.Routing?.RowCount ?? 0))} " +
+            $"preemptions_swap={engine.Stats.PreemptionsBySwap} preemptions_recompute={engine.Stats.PreemptionsByRecompute} " +
             $"prefill_tokens_per_s={prompt / firstTokenAt.TotalSeconds:F1} decode_tokens_per_s={decodeRate:F1} tokens_per_s={generated / elapsed.TotalSeconds:F1}";
     }
 

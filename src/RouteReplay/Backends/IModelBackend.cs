@@ -19,4 +19,13 @@ public interface IModelBackend : IDisposable
     /// <see cref="ForwardBatch.Routing"/> and the logits of the requested tokens to <see cref="ForwardBatch.Logits"/>.
     /// </summary>
     void Forward(ForwardBatch batch);
+
+    /// <summary>Bytes of KV one block holds across all layers: the KV part of a block's payload.</summary>
+    int KvBytesPerBlock { get; }
+
+    /// <summary>Copies a block's KV (every layer, K and V) into <paramref name="destination"/>.</summary>
+    void ReadBlockKv(int block, Span<byte> destination);
+
+    /// <summary>Overwrites a block's KV (every layer, K and V) from <paramref name="source"/>.</summary>
+    void WriteBlockKv(int block, ReadOnlySpan<byte> source);
 }

@@ -71,6 +71,9 @@ public sealed class BlockPool
     /// <summary>Lookups whose key was indexed but whose stored parent key or token ids differed: counted as misses.</summary>
     public long HashCollisions { get; private set; }
 
+    /// <summary>Told about every cached block just before it is evicted, while its payload is still intact.</summary>
+    public IBlockEvictionSink? EvictionSink { get; set; }
+
     public bool CanAllocate(int count) => count <= _freeQueue.Count;
 
     /// <summary>
@@ -83,6 +86,7 @@ public sealed class BlockPool
         var block = _freeQueue.PopHead();
         if (_index.IsIndexed(block))
         {
+            EvictionSink?.OnEvict(block, _index.KeyOf(block), _index.ParentOf(block), _index.TokenIdsOf(block));
             _index.Remove(block);
             Evictions++;
         }
@@ -177,6 +181,9 @@ public sealed class BlockPool
             _index.Add(block, key, parent, tokenIds);
         }
     }
+
+    /// <summary>True when some block is indexed under <paramref name="key"/> (not verified: for deduplication only).</summary>
+    public bool Holds(BlockKey key) => _index.Contains(key);
 
     public int RefCount(int block)
     {

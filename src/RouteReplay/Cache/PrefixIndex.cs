@@ -62,5 +62,7 @@ internal sealed class PrefixIndex
         Array.Clear(_indexed);
     }
 
-    private ReadOnlySpan<int> TokenIdsOf(int block) => _tokenIds.AsSpan(block * _blockSize, _blockSize);
+    public BlockKey ParentOf(int block) => _parents[block];
+
+    public ReadOnlySpan<int> TokenIdsOf(int block) => _tokenIds.AsSpan(block * _blockSize, _blockSize);
 }

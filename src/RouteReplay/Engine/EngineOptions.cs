@@ -1,5 +1,18 @@
 namespace RouteReplay.Engine;
 
+/// <summary>How a running request gives up its blocks when a step cannot get the blocks it needs.</summary>
+public enum PreemptionMode
+{
+    /// <summary>Swap when the host tier has room (free or evictable demoted blocks), else recompute.</summary>
+    Auto,
+
+    /// <summary>Copy the victim's payloads to the host tier; recompute only when it cannot hold them.</summary>
+    Swap,
+
+    /// <summary>Free the victim's blocks; recompute its tokens later, replaying its saved routing rows.</summary>
+    Recompute,
+}
+
 /// <summary>
 /// The engine's settings, validated once. CLI flags map to these one to one in kebab-case
 /// (<c>--block-size</c>, <c>--num-blocks</c>, <c>--max-num-seqs</c>, ...).
@@ -23,6 +36,11 @@ public sealed record EngineOptions
 
     public bool EnablePrefixCaching { get; init; } = true;
 
+    /// <summary>Host-memory tier for swapped-out and demoted blocks, in GiB (allocated as used); 0 turns it off.</summary>
+    public double SwapSpaceGiB { get; init; } = 4;
+
+    public PreemptionMode PreemptionMode { get; init; } = PreemptionMode.Auto;
+
     /// <summary>Identifies the weights in block keys; null hashes the checkpoint's weight files.</summary>
     public string? WeightsVersion { get; init; }
 
@@ -39,6 +57,8 @@ public sealed record EngineOptions
         Require(MaxNumBatchedTokens >= 1, "max-num-batched-tokens", $"must be >= 1, got {MaxNumBatchedTokens}");
         Require(MaxModelLen >= 2, "max-model-len", $"must be >= 2, got {MaxModelLen}");
         Require(ResolvedNumBlocks >= 1, "num-blocks", "leaves no KV blocks");
+        Require(double.IsFinite(SwapSpaceGiB) && SwapSpaceGiB is >= 0 and <= 4096, "swap-space", $"must be in 0..4096 GiB, got {SwapSpaceGiB}");
+        Require(PreemptionMode != PreemptionMode.Swap || SwapSpaceGiB > 0, "preemption-mode", "swap needs --swap-space > 0");
         return this;
     }
 

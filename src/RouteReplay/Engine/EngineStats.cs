@@ -24,4 +24,11 @@ public sealed class EngineStats
     public long RoutingIntegrityFailures { get; internal set; }
 
     public long RoutingBytesReturned { get; internal set; }
+
+    public long PreemptionsBySwap { get; internal set; }
+
+    public long PreemptionsByRecompute { get; internal set; }
+
+    /// <summary>Tokens computed again after a preemption by recompute (with their routing replayed).</summary>
+    public long RecomputedTokens { get; internal set; }
 }

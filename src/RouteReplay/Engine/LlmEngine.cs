@@ -19,6 +19,8 @@ public sealed partial class LlmEngine : IDisposable
     private readonly BlockPool _pool;
     private readonly RoutingChannel _routing;
     private readonly Scheduler _scheduler;
+    private readonly HostTier? _host;
+    private readonly PayloadCopier _copier;
     private readonly ForwardBatch _batch;
     private readonly Sampler _sampler;
     private readonly BlockKey _rootKey;
@@ -39,7 +41,10 @@ public sealed partial class LlmEngine : IDisposable
         _routing = new RoutingChannel(backend.RoutingFormat, backend.NumBlocks, backend.BlockSize);
         List<BlockChannel> channels = [_routing, .. auxiliaryChannels ?? []];
         _pool = new BlockPool(backend.NumBlocks, backend.BlockSize, options.EnablePrefixCaching, channels);
-        _scheduler = new Scheduler(options, _pool);
+        _copier = new PayloadCopier(backend, _pool.Channels);
+        var hostBlocks = HostTier.BlocksFor(options.SwapSpaceGiB, _copier.PayloadBytes);
+        _host = hostBlocks > 0 ? new HostTier(_pool, _copier, hostBlocks) : null;
+        _scheduler = new Scheduler(options, _pool, _host, _routing, Stats);
         var maxBlocksPerSequence = options.BlocksFor(options.MaxModelLen);
         _batch = new ForwardBatch(options.MaxNumBatchedTokens, options.MaxNumSeqs, maxBlocksPerSequence, backend.RoutingFormat, backend.Config.VocabSize);
         _sampler = new Sampler(backend.Config.VocabSize);
@@ -56,6 +61,11 @@ public sealed partial class LlmEngine : IDisposable
     public TextTokenizer Tokenizer => _tokenizer;
 
     public BlockPool Pool => _pool;
+
+    /// <summary>The host-memory tier, or null when <see cref="EngineOptions.SwapSpaceGiB"/> is 0.</summary>
+    public HostTier? HostTier => _host;
+
+    public PayloadCopier PayloadCopier => _copier;
 
     public int WaitingCount => _scheduler.WaitingCount;
 
@@ -121,6 +131,10 @@ public sealed partial class LlmEngine : IDisposable
         return true;
     }
 
+    /// <summary>The live sequence of one choice, for tests that inspect or alter its state between steps.</summary>
+    internal Sequence? FindSequence(string requestId, int choice) =>
+        _requests.TryGetValue(requestId, out var entry) ? entry.State.Choices[choice] : null;
+
     /// <summary>Ends every request with <paramref name="error"/>, after a failure that leaves the engine unusable.</summary>
     public void FailAll(Exception error)
     {
@@ -177,7 +191,13 @@ public sealed partial class LlmEngine : IDisposable
             {
                 var position = sequence.ComputedTokens + i;
                 var slot = (table[position / blockSize] * blockSize) + (position % blockSize);
-                _batch.AddToken(index, sequence.Tokens[position], position, slot, needsLogits: position == sequence.TokenCount - 1);
+                var forced = ReadOnlySpan<byte>.Empty;
+                if (position < sequence.SavedRoutingRows)
+                {
+                    forced = sequence.SavedRouting.AsSpan(position * _routing.RowBytes, _routing.RowBytes);
+                    Stats.RecomputedTokens++;
+                }
+                _batch.AddToken(index, sequence.Tokens[position], position, slot, needsLogits: position == sequence.TokenCount - 1, forced);
             }
         }
     }

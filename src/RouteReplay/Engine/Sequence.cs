@@ -33,6 +33,7 @@ internal sealed class Sequence
         var seed = request.Request.Sampling.Seed;
         Random = SeededRandom.FromSeedOrEntropy(seed.HasValue ? seed.Value + (ulong)choice : null);
         _detokenizer = new StreamingDetokenizer(tokenizer, skipSpecialTokens: true);
+        RootKey = rootKey;
         LastCommittedKey = rootKey;
         Logprobs = request.Request.Logprobs.HasValue ? [] : null;
     }
@@ -62,6 +63,21 @@ internal sealed class Sequence
     public List<int> BlockTable { get; } = [];
 
     public int CommittedBlocks { get; set; }
+
+    public BlockKey RootKey { get; }
+
+    /// <summary>Host blocks holding this sequence's payloads while it is swapped out, in block-table order.</summary>
+    public List<int> HostBlocks { get; } = [];
+
+    public bool IsSwapped => HostBlocks.Count > 0;
+
+    /// <summary>
+    /// Routing rows of positions <c>[0, SavedRoutingRows)</c>, kept when the sequence was preempted by recompute and
+    /// replayed as forced routing while those positions are computed again, so its rows never change once produced.
+    /// </summary>
+    public byte[]? SavedRouting { get; set; }
+
+    public int SavedRoutingRows { get; set; }
 
     public BlockKey LastCommittedKey { get; set; }
 

@@ -139,6 +139,12 @@ public sealed class EngineLifecycleTests(TinyModelFixture model) : IClassFixture
 
         public int NumBlocks => inner.NumBlocks;
 
+        public int KvBytesPerBlock => inner.KvBytesPerBlock;
+
+        public void ReadBlockKv(int block, Span<byte> destination) => inner.ReadBlockKv(block, destination);
+
+        public void WriteBlockKv(int block, ReadOnlySpan<byte> source) => inner.WriteBlockKv(block, source);
+
         public void Forward(ForwardBatch batch)
         {
             inner.Forward(batch);

@@ -111,24 +111,10 @@ public sealed class PreemptionTests(TinyModelFixture model) : IClassFixture<Tiny
     [Fact]
     public void Recompute_replays_the_saved_rows_so_rows_altered_on_purpose_come_back_altered()
     {
-        var requests = Enumerable.Range(0, 2).Select(i => new EngineRequest
-        {
-            RequestId = $"r{i}",
-            PromptTokenIds = model.Tokenizer.Encode($"Request {i} asks the router to pick experts for a fairly long prompt, token after token."),
-            Sampling = new SamplingParams { Temperature = 0f, MaxTokens = 40, IgnoreEos = true },
-        }).ToArray();
+        var requests = TwoLongRequests();
         using var engine = EngineRunner.Create(model, new EngineOptions { NumBlocks = 5, MaxNumSeqs = 2, EnablePrefixCaching = false, PreemptionMode = PreemptionMode.Recompute, SwapSpaceGiB = 0 });
         var runner = new EngineRunner();
-        foreach (var request in requests)
-        {
-            engine.AddRequest(request, runner);
-        }
-        Sequence? victim = null;
-        for (var step = 0; step < 500 && victim is null && engine.Step(); step++)
-        {
-            victim = requests.Select(r => engine.FindSequence(r.RequestId, 0)).FirstOrDefault(s => s is { SavedRouting: not null, Status: SequenceStatus.Waiting });
-        }
-        Assert.NotNull(victim);
+        var victim = StepUntil(engine, requests, runner, s => s is { SavedRouting: not null, Status: SequenceStatus.Waiting });
         var format = engine.RoutingFormat;
         var altered = new byte[format.RowBytes];
         for (var i = 0; i < format.ElementsPerRow; i++)
@@ -146,29 +132,39 @@ public sealed class PreemptionTests(TinyModelFixture model) : IClassFixture<Tiny
     [Fact]
     public void Aborting_a_swapped_out_request_frees_its_host_blocks()
     {
-        var requests = Enumerable.Range(0, 2).Select(i => new EngineRequest
-        {
-            RequestId = $"r{i}",
-            PromptTokenIds = model.Tokenizer.Encode($"Request {i} asks the router to pick experts for a fairly long prompt, token after token."),
-            Sampling = new SamplingParams { Temperature = 0f, MaxTokens = 40, IgnoreEos = true },
-        }).ToArray();
+        var requests = TwoLongRequests();
         using var engine = EngineRunner.Create(model, new EngineOptions { NumBlocks = 5, MaxNumSeqs = 2, PreemptionMode = PreemptionMode.Swap, SwapSpaceGiB = 0.01 });
         var runner = new EngineRunner();
-        foreach (var request in requests)
-        {
-            engine.AddRequest(request, runner);
-        }
-        Sequence? swapped = null;
-        for (var step = 0; step < 500 && swapped is null && engine.Step(); step++)
-        {
-            swapped = requests.Select(r => engine.FindSequence(r.RequestId, 0)).FirstOrDefault(s => s is { IsSwapped: true });
-        }
-        Assert.NotNull(swapped);
+        var swapped = StepUntil(engine, requests, runner, s => s is { IsSwapped: true });
         Assert.True(engine.HostTier!.UsedBlockCount > 0);
         Assert.True(engine.Abort(swapped.Request.Request.RequestId));
         Assert.Equal(0, engine.HostTier.UsedBlockCount);
         engine.RunToCompletion();
         Assert.Equal(0, engine.Pool.UsedBlockCount);
         Assert.Equal(FinishReason.Abort, runner.Results[swapped.Request.Request.RequestId].Choices[0].FinishReason);
+    }
+
+    private EngineRequest[] TwoLongRequests() => Enumerable.Range(0, 2).Select(i => new EngineRequest
+    {
+        RequestId = $"r{i}",
+        PromptTokenIds = model.Tokenizer.Encode($"Request {i} asks the router to pick experts for a fairly long prompt, token after token."),
+        Sampling = new SamplingParams { Temperature = 0f, MaxTokens = 40, IgnoreEos = true },
+    }).ToArray();
+
+    /// <summary>Adds the requests, then steps until one of their sequences is in the wanted state, and returns it.</summary>
+    private static Sequence StepUntil(LlmEngine engine, EngineRequest[] requests, EngineRunner runner, Func<Sequence?, bool> wanted)
+    {
+        foreach (var request in requests)
+        {
+            engine.AddRequest(request, runner);
+        }
+        for (var step = 0; step < 500 && engine.Step(); step++)
+        {
+            if (requests.Select(r => engine.FindSequence(r.RequestId, 0)).FirstOrDefault(wanted) is { } found)
+            {
+                return found;
+            }
+        }
+        throw new Xunit.Sdk.XunitException("no sequence reached the wanted state");
     }
 }

@@ -127,6 +127,24 @@ public sealed class CpuBackendTests(TinyModelFixture model) : IClassFixture<Tiny
     }
 
     [Fact]
+    public void The_bf16_matrix_kernel_equals_the_fp32_kernel_bit_for_bit()
+    {
+        var random = new RouteReplay.Engine.SeededRandom(3);
+        const int rows = 37, dim = 67, tokens = 3;
+        var weight = Enumerable.Range(0, rows * dim)
+            .Select(_ => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits((float)(random.NextDouble() - 0.5)) & unchecked((int)0xFFFF0000)))
+            .ToArray();
+        var input = Enumerable.Range(0, tokens * dim).Select(_ => (float)random.NextDouble()).ToArray();
+        var bf16 = Kernels.ToBf16IfLossless(weight)!;
+        float[] expected = new float[tokens * rows], actual = new float[tokens * rows];
+        Kernels.MatMul(weight, dim, rows, input, tokens, expected, 0, rows);
+        Kernels.MatMulBf16(bf16, dim, rows, input, tokens, actual, 0, rows);
+        Assert.Equal(expected, actual);
+        weight[5] = 1.0000001f;
+        Assert.Null(Kernels.ToBf16IfLossless(weight));
+    }
+
+    [Fact]
     public void Top_k_orders_by_probability_and_breaks_ties_to_the_lower_id()
     {
         Span<int> selected = stackalloc int[3];

@@ -57,7 +57,7 @@ public sealed partial class CpuBackend : IModelBackend
         int h = Config.HiddenSize;
         for (var t = 0; t < n; t++)
         {
-            _weights.Embedding.AsSpan(batch.TokenIds[t] * h, h).CopyTo(s.Hidden.AsSpan(t * h, h));
+            _weights.Embed(batch.TokenIds[t], s.Hidden.AsSpan(t * h, h));
             _rope.Angles(batch.Positions[t], s.Cos.AsSpan(t * s.HalfHeadDim, s.HalfHeadDim), s.Sin.AsSpan(t * s.HalfHeadDim, s.HalfHeadDim));
         }
         var moeIndex = 0;

@@ -41,8 +41,19 @@ internal static class ParallelMath
         }
     }
 
-    private static void MatMulRows(Linear w, float[] x, int xOffset, int tokens, float[] y, int yOffset, int rowStart, int rowEnd) =>
-        Kernels.MatMul(w.Weight, w.InDim, w.OutDim, x.AsSpan(xOffset, tokens * w.InDim), tokens, y.AsSpan(yOffset, tokens * w.OutDim), rowStart, rowEnd);
+    private static void MatMulRows(Linear w, float[] x, int xOffset, int tokens, float[] y, int yOffset, int rowStart, int rowEnd)
+    {
+        var input = x.AsSpan(xOffset, tokens * w.InDim);
+        var output = y.AsSpan(yOffset, tokens * w.OutDim);
+        if (w.Bf16Weight is { } bf16)
+        {
+            Kernels.MatMulBf16(bf16, w.InDim, w.OutDim, input, tokens, output, rowStart, rowEnd);
+        }
+        else
+        {
+            Kernels.MatMul(w.Weight, w.InDim, w.OutDim, input, tokens, output, rowStart, rowEnd);
+        }
+    }
 
     /// <summary>Runs <paramref name="body"/> for every index, inline when there is a single one.</summary>
     public static void For(int count, Action<int> body)

@@ -3,7 +3,11 @@ using RouteReplay.Model;
 namespace RouteReplay.Backends.Cpu;
 
 /// <summary>A linear layer's fp32 weight, <c>[OutDim, InDim]</c> row-major, with an optional bias.</summary>
-internal sealed record Linear(float[] Weight, int OutDim, int InDim, float[]? Bias = null);
+/// <summary>
+/// A linear layer's weight, <c>[OutDim, InDim]</c> row-major, with an optional bias. A weight that is exactly
+/// representable in bf16 may be held as <see cref="Bf16Weight"/> only (then <see cref="Weight"/> is empty).
+/// </summary>
+internal sealed record Linear(float[] Weight, int OutDim, int InDim, float[]? Bias = null, ushort[]? Bf16Weight = null);
 
 /// <summary>A SwiGLU MLP: <c>down(silu(gate(x)) * up(x))</c>. Used for dense layers and for each expert.</summary>
 internal sealed record SwiGluMlp(Linear Gate, Linear Up, Linear Down);
@@ -18,7 +22,7 @@ internal sealed record LayerWeights(float[] InputNorm, float[] PostAttentionNorm
 /// <summary>The fp32 weights of a Qwen3-MoE checkpoint, read with the tensor names transformers uses.</summary>
 internal sealed class Qwen3MoeWeights
 {
-    private Qwen3MoeWeights(float[] embedding, LayerWeights[] layers, float[] finalNorm, Linear lmHead)
+    private Qwen3MoeWeights(Linear embedding, LayerWeights[] layers, float[] finalNorm, Linear lmHead)
     {
         Embedding = embedding;
         Layers = layers;
@@ -26,8 +30,8 @@ internal sealed class Qwen3MoeWeights
         LmHead = lmHead;
     }
 
-    /// <summary><c>[VocabSize, Hidden]</c>.</summary>
-    public float[] Embedding { get; }
+    /// <summary><c>[VocabSize, Hidden]</c>, as a matrix so a tied output projection can share it.</summary>
+    public Linear Embedding { get; }
 
     public LayerWeights[] Layers { get; }
 
@@ -40,13 +44,13 @@ internal sealed class Qwen3MoeWeights
     {
         var c = checkpoint.Config;
         long h = c.HiddenSize;
-        var embedding = checkpoint.ReadFloat32("model.embed_tokens.weight", c.VocabSize, h);
+        var embedding = Compact(checkpoint.ReadFloat32("model.embed_tokens.weight", c.VocabSize, h), c.VocabSize, c.HiddenSize);
         var layers = new LayerWeights[c.NumHiddenLayers];
         Parallel.For(0, c.NumHiddenLayers, i => layers[i] = LoadLayer(checkpoint, c, i));
         var finalNorm = checkpoint.ReadFloat32("model.norm.weight", h);
         var lmHead = c.TieWordEmbeddings
-            ? new Linear(embedding, c.VocabSize, c.HiddenSize)
-            : ReadLinear(checkpoint, "lm_head", c.VocabSize, c.HiddenSize, bias: false);
+            ? embedding
+            : Compact(checkpoint.ReadFloat32("lm_head.weight", c.VocabSize, h), c.VocabSize, c.HiddenSize);
         return new Qwen3MoeWeights(embedding, layers, finalNorm, lmHead);
     }
 
@@ -76,6 +80,24 @@ internal sealed class Qwen3MoeWeights
                 .ToArray();
         return new LayerWeights(inputNorm, postNorm, attention, null, new MoeWeights(router, experts));
     }
+
+    /// <summary>Writes token <paramref name="token"/>'s embedding into <paramref name="destination"/>.</summary>
+    public void Embed(int token, Span<float> destination)
+    {
+        var h = Embedding.InDim;
+        if (Embedding.Bf16Weight is { } bf16)
+        {
+            Kernels.Bf16ToSingle(bf16.AsSpan(token * h, h), destination);
+        }
+        else
+        {
+            Embedding.Weight.AsSpan(token * h, h).CopyTo(destination);
+        }
+    }
+
+    /// <summary>The vocabulary-sized matrices are the largest: keep them as bf16 (half the memory) when that loses nothing.</summary>
+    private static Linear Compact(float[] weight, int outDim, int inDim) =>
+        Kernels.ToBf16IfLossless(weight) is { } bf16 ? new Linear([], outDim, inDim, null, bf16) : new Linear(weight, outDim, inDim);
 
     private static SwiGluMlp ReadMlp(Checkpoint checkpoint, string prefix, int intermediate, int hidden) => new(
         ReadLinear(checkpoint, $"{prefix}.gate_proj", intermediate, hidden, bias: false),

@@ -93,6 +93,7 @@ public sealed class OpenAiEndpoints(EngineHost host, ILogger logger)
         http.Headers.CacheControl = "no-cache";
         http.Headers["X-Accel-Buffering"] = "no";
         await http.StartAsync(context.RequestAborted).ConfigureAwait(false);
+        await http.BodyWriter.FlushAsync(context.RequestAborted).ConfigureAwait(false);
         var sse = new SseWriter(http.BodyWriter);
         response.WriteStart(sse);
         var reader = running.Stream.Reader;

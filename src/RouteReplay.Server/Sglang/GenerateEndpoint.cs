@@ -165,6 +165,7 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
         http.Headers.CacheControl = "no-cache";
         http.Headers["X-Accel-Buffering"] = "no";
         await http.StartAsync(context.RequestAborted).ConfigureAwait(false);
+        await http.BodyWriter.FlushAsync(context.RequestAborted).ConfigureAwait(false);
         var sse = new SseWriter(http.BodyWriter);
         var n = parsed.Request.N;
         var tokens = new List<int>[n];

@@ -36,7 +36,9 @@ public sealed class TestServer : IAsyncDisposable
         var engine = LoadedModel.LoadCpu(modelDir, engineOptions ?? DefaultEngineOptions);
         var server = RolloutServer.Create(engine, options, WeightsVersion, logging => logging.SetMinimumLevel(LogLevel.Warning));
         await server.StartAsync();
-        var client = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromMinutes(2) };
+        // No draining of unread responses: disposing one closes the connection, as a client that goes away does.
+        var handler = new SocketsHttpHandler { MaxResponseDrainSize = 0, ResponseDrainTimeout = TimeSpan.Zero };
+        var client = new HttpClient(handler) { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromMinutes(2) };
         return new TestServer(server, client);
     }
 

@@ -110,8 +110,10 @@ public sealed class RolloutServer : IAsyncDisposable
         app.MapGet("/get_model_info", (RequestDelegate)control.GetModelInfoAsync);
         app.MapGet("/health", (RequestDelegate)control.HealthAsync);
         app.MapGet("/metrics", (RequestDelegate)metrics.HandleAsync);
-        app.MapFallback((RequestDelegate)(context =>
-            throw new ApiException(404, $"no route {context.Request.Method} {context.Request.Path}", null, "not_found")));
+        HashSet<string> routes = ["/v1/models", "/v1/completions", "/v1/chat/completions", "/generate", "/update_weights_from_disk", "/flush_cache", "/abort_request", "/get_model_info", "/health", "/metrics"];
+        app.MapFallback((RequestDelegate)(context => throw (routes.Contains(context.Request.Path.Value ?? "")
+            ? new ApiException(405, $"{context.Request.Method} is not allowed on {context.Request.Path}", null, "method_not_allowed")
+            : new ApiException(404, $"no route {context.Request.Method} {context.Request.Path}", null, "not_found"))));
     }
 
     /// <summary>Authentication, then OpenAI-style errors for every failure, and response counting.</summary>

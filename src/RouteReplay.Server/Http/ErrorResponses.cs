@@ -33,6 +33,11 @@ public static class ErrorResponses
         {
             response.Headers.RetryAfter = retry.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
+        if (status == 413)
+        {
+            // The body was not read to its end, so the connection cannot carry another request.
+            response.Headers.Connection = "close";
+        }
         if (status == 401)
         {
             response.Headers.WWWAuthenticate = "Bearer";

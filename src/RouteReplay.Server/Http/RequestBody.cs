@@ -50,6 +50,10 @@ public static class RequestBody
         {
             throw ApiException.BadRequest("the request body is empty; send a JSON object");
         }
+        if (!System.Text.Unicode.Utf8.IsValid(buffer.WrittenSpan))
+        {
+            throw new ApiException(400, "the request body is not valid UTF-8", null, "invalid_json");
+        }
         JsonDocument document;
         try
         {

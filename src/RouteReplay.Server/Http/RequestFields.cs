@@ -71,7 +71,7 @@ public readonly struct RequestFields(JsonElement element, string prefix = "")
         {
             throw ApiException.BadRequest($"'{Name(field)}' must be a string, got {Show(value)}", Name(field));
         }
-        var text = value.GetString()!;
+        var text = Text(value, Name(field));
         if (text.Length > maxLength)
         {
             throw ApiException.BadRequest($"'{Name(field)}' is longer than {maxLength} characters", Name(field));
@@ -88,7 +88,7 @@ public readonly struct RequestFields(JsonElement element, string prefix = "")
         }
         if (value.ValueKind == JsonValueKind.String)
         {
-            return [value.GetString()!];
+            return [Text(value, Name(field))];
         }
         if (value.ValueKind != JsonValueKind.Array || value.GetArrayLength() > maxCount)
         {
@@ -101,7 +101,7 @@ public readonly struct RequestFields(JsonElement element, string prefix = "")
             {
                 throw ApiException.BadRequest($"'{Name(field)}' must hold only strings, got {Show(item)}", Name(field));
             }
-            list.Add(item.GetString()!);
+            list.Add(Text(item, Name(field)));
         }
         return list;
     }
@@ -159,6 +159,19 @@ public readonly struct RequestFields(JsonElement element, string prefix = "")
             }
         }
         return unknown;
+    }
+
+    /// <summary>A string value; escapes that make invalid UTF-16 (a lone surrogate) are a 400.</summary>
+    public static string Text(JsonElement value, string name)
+    {
+        try
+        {
+            return value.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw ApiException.BadRequest($"'{name}' is not valid Unicode text", name);
+        }
     }
 
     /// <summary>A short rendering of a value for an error message.</summary>

@@ -128,7 +128,7 @@ public static class OpenAiRequestParser
         }
         return prompt.ValueKind switch
         {
-            JsonValueKind.String => host.Tokenizer.Encode(prompt.GetString()!),
+            JsonValueKind.String => host.Tokenizer.Encode(RequestFields.Text(prompt, "prompt")),
             JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt[0].ValueKind != JsonValueKind.Number =>
                 throw ApiException.BadRequest("'prompt' must be one string or one array of token ids; batched prompts are not supported", "prompt"),
             JsonValueKind.Array => RequestFields.IntArray(prompt, "prompt", 0, host.ModelConfig.VocabSize - 1, MaxListItems),
@@ -188,7 +188,7 @@ public static class OpenAiRequestParser
         }
         if (content.ValueKind == JsonValueKind.String)
         {
-            return content.GetString()!;
+            return RequestFields.Text(content, name + ".content");
         }
         if (content.ValueKind != JsonValueKind.Array)
         {
@@ -198,12 +198,12 @@ public static class OpenAiRequestParser
         foreach (var part in content.EnumerateArray())
         {
             if (part.ValueKind != JsonValueKind.Object
-                || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || type.GetString() != "text"
+                || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || RequestFields.Text(type, name + ".content") != "text"
                 || !part.TryGetProperty("text", out var value) || value.ValueKind != JsonValueKind.String)
             {
                 throw ApiException.BadRequest($"'{name}.content' parts must be {{\"type\": \"text\", \"text\": \"...\"}}; other kinds are not supported", name + ".content");
             }
-            text.Append(value.GetString());
+            text.Append(RequestFields.Text(value, name + ".content"));
         }
         return text.ToString();
     }

@@ -138,7 +138,7 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
             {
                 throw ApiException.BadRequest("'text' must be one string; batched prompts are not supported", "text");
             }
-            return host.Tokenizer.Encode(text.GetString()!);
+            return host.Tokenizer.Encode(RequestFields.Text(text, "text"));
         }
         if (ids.ValueKind == JsonValueKind.Array && ids.GetArrayLength() == 1 && ids[0].ValueKind == JsonValueKind.Array)
         {

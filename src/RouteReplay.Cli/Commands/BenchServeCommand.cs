@@ -26,13 +26,14 @@ internal static class BenchServeCommand
         var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens generated per request (end-of-sequence ignored).", DefaultValueFactory = _ => 64 };
         var promptWords = new Option<int>("--prompt-words") { Description = "Words in each prompt (each request's prompt is distinct).", DefaultValueFactory = _ => 32 };
         var routing = new Option<string>("--routing") { Description = "Phases to run: both, off or on.", DefaultValueFactory = _ => "both" };
-        var warmup = new Option<int>("--warmup") { Description = "Requests sent before measuring.", DefaultValueFactory = _ => 4 };
+        var warmup = new Option<int>("--warmup") { Description = "Requests sent before measuring (default: 4 x concurrency).", DefaultValueFactory = _ => -1 };
+        var rounds = new Option<int>("--rounds") { Description = "Rounds of the phases, alternating their order, each of --requests requests per phase; figures add up the rounds.", DefaultValueFactory = _ => 2 };
         var apiKey = new Option<string?>("--api-key") { Description = "Bearer key, when the server needs one." };
         var jsonOut = new Option<FileInfo?>("--json-out") { Description = "Also write the figures as JSON." };
         var timeout = new Option<double>("--timeout-seconds") { Description = "Give up on a request after this long.", DefaultValueFactory = _ => 600 };
         var command = new Command("bench-serve", "Load-test a running server: requests/s, TTFT p50/p99, time per output token, routing on vs off.")
         {
-            url, concurrency, requests, maxTokens, promptWords, routing, warmup, apiKey, jsonOut, timeout,
+            url, concurrency, requests, maxTokens, promptWords, routing, warmup, rounds, apiKey, jsonOut, timeout,
         };
         command.SetAction(parse =>
         {
@@ -51,6 +52,9 @@ internal static class BenchServeCommand
             Require(n is >= 1 and <= 1_000_000, "requests", $"must be in 1..1000000, got {n}");
             Require(tokens >= 1, "max-tokens", $"must be >= 1, got {tokens}");
             Require(words >= 1, "prompt-words", $"must be >= 1, got {words}");
+            var roundCount = parse.GetValue(rounds);
+            Require(roundCount is >= 1 and <= 1000, "rounds", $"must be in 1..1000, got {roundCount}");
+            var warmupCount = parse.GetValue(warmup) is var w && w >= 0 ? w : 4 * c;
             if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var baseUri))
             {
                 throw new ArgumentException($"--url is not an absolute URL: '{parse.GetValue(url)}'", "url");
@@ -65,14 +69,22 @@ internal static class BenchServeCommand
                 http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
             }
             var model = ModelName(http);
-            Console.Error.WriteLine($"bench-serve: {baseUri} model '{model}', {n} requests per phase, concurrency {c}, {tokens} tokens each");
-            RunPhase(http, model, "warmup", routing: false, parse.GetValue(warmup), Math.Min(c, Math.Max(1, parse.GetValue(warmup))), tokens, words, offset: 1_000_000);
-            var results = new List<Phase>();
-            var offset = 0;
-            foreach (var withRouting in phases)
+            Console.Error.WriteLine($"bench-serve: {baseUri} model '{model}', {roundCount} rounds of {n} requests per phase, concurrency {c}, {tokens} tokens each");
+            if (warmupCount > 0)
             {
-                results.Add(RunPhase(http, model, withRouting ? "routing on" : "routing off", withRouting, n, c, tokens, words, offset));
-                offset += n;
+                RunPhase(http, model, "warmup", routing: false, warmupCount, c, tokens, words, offset: 1_000_000);
+            }
+            var results = phases.Select(r => new Phase(r ? "routing on" : "routing off", r, 0, [])).ToList();
+            var offset = 0;
+            for (var round = 0; round < roundCount; round++)
+            {
+                for (var j = 0; j < results.Count; j++)
+                {
+                    var index = round % 2 == 0 ? j : results.Count - 1 - j;
+                    var run = RunPhase(http, model, results[index].Name, results[index].Routing, n, c, tokens, words, offset);
+                    offset += n;
+                    results[index] = results[index] with { WallSeconds = results[index].WallSeconds + run.WallSeconds, Samples = [.. results[index].Samples, .. run.Samples] };
+                }
             }
             Report(results, c, tokens);
             if (parse.GetValue(jsonOut) is { } file)

@@ -4,4 +4,6 @@ using RouteReplay.Cli.Commands;
 var root = new RootCommand("RouteReplay: an MoE inference engine whose every response carries its exact expert routing.");
 root.Subcommands.Add(MakeModelCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
+root.Subcommands.Add(ServeCommand.Create());
+root.Subcommands.Add(BenchServeCommand.Create());
 return CommandRunner.Invoke(root, args);

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 
@@ -22,7 +23,9 @@ public sealed class AsyncEngine : IAsyncDisposable
     private readonly SemaphoreSlim _wake = new(0);
     private readonly CancellationTokenSource _stop = new();
     private readonly Thread _loop;
+    private readonly Lock _submitLock = new();
     private Exception? _fault;
+    private bool _closed;
 
     public AsyncEngine(LlmEngine engine)
     {
@@ -33,8 +36,27 @@ public sealed class AsyncEngine : IAsyncDisposable
 
     public LlmEngine Engine => _engine;
 
+    /// <summary>Durations of the steps that ran a forward.</summary>
+    public StepTimeHistogram StepTimes { get; } = new();
+
+    /// <summary>The exception that stopped the step loop, or null while it runs.</summary>
+    public Exception? Fault => Volatile.Read(ref _fault);
+
     /// <summary>Queues <paramref name="request"/> and streams its events. Invalid requests throw before anything is queued.</summary>
     public async IAsyncEnumerable<RequestEvent> Generate(EngineRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        using var stream = await StartAsync(request).ConfigureAwait(false);
+        await foreach (var item in stream.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+        {
+            yield return item;
+        }
+    }
+
+    /// <summary>
+    /// Queues <paramref name="request"/> and returns once the engine has accepted it; throws the engine's
+    /// <see cref="ArgumentException"/> when it is invalid. Disposing the stream before it finished aborts the request.
+    /// </summary>
+    public async Task<RequestStream> StartAsync(EngineRequest request)
     {
         var channel = Channel.CreateUnbounded<RequestEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         var added = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -51,22 +73,7 @@ public sealed class AsyncEngine : IAsyncDisposable
             }
         });
         await added.Task.ConfigureAwait(false);
-        var finished = false;
-        try
-        {
-            await foreach (var item in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-            {
-                finished = item is RequestFinished;
-                yield return item;
-            }
-        }
-        finally
-        {
-            if (!finished)
-            {
-                Abort(request.RequestId);
-            }
-        }
+        return new RequestStream(this, request.RequestId, channel.Reader);
     }
 
     /// <summary>Runs a request to its end and returns the result.</summary>
@@ -104,12 +111,15 @@ public sealed class AsyncEngine : IAsyncDisposable
 
     private void Submit(Action command)
     {
-        if (_fault is not null)
+        lock (_submitLock)
         {
-            throw new InvalidOperationException("the engine's step loop has failed", _fault);
+            if (_closed)
+            {
+                throw new InvalidOperationException(_fault is null ? "the engine has stopped" : "the engine's step loop has failed", _fault);
+            }
+            _commands.Enqueue(command);
+            _wake.Release();
         }
-        _commands.Enqueue(command);
-        _wake.Release();
     }
 
     private void RunLoop()
@@ -122,7 +132,12 @@ public sealed class AsyncEngine : IAsyncDisposable
                 {
                     command();
                 }
-                if (!_engine.Step())
+                var started = Stopwatch.GetTimestamp();
+                if (_engine.Step())
+                {
+                    StepTimes.Record(Stopwatch.GetElapsedTime(started));
+                }
+                else
                 {
                     _wake.Wait(_stop.Token);
                 }
@@ -133,9 +148,27 @@ public sealed class AsyncEngine : IAsyncDisposable
         }
         catch (Exception e)
         {
-            _fault = e;
+            Volatile.Write(ref _fault, e);
             _engine.FailAll(e);
         }
+        finally
+        {
+            CloseQueue();
+        }
+    }
+
+    /// <summary>Refuses new commands, runs those already queued, and fails every request still unfinished.</summary>
+    private void CloseQueue()
+    {
+        lock (_submitLock)
+        {
+            _closed = true;
+        }
+        while (_commands.TryDequeue(out var command))
+        {
+            command();
+        }
+        _engine.FailAll(_fault ?? new OperationCanceledException("the engine stopped before the request finished"));
     }
 
     public async ValueTask DisposeAsync()
@@ -145,6 +178,65 @@ public sealed class AsyncEngine : IAsyncDisposable
         _engine.Dispose();
         _stop.Dispose();
         _wake.Dispose();
+    }
+
+    /// <summary>
+    /// The events of one accepted request: deltas, then one <see cref="RequestFinished"/>. Disposing it (or cancelling
+    /// <see cref="ReadAllAsync"/>) before the finish aborts the request and frees its blocks.
+    /// </summary>
+    public sealed class RequestStream : IDisposable
+    {
+        private readonly AsyncEngine _owner;
+        private int _done;
+
+        internal RequestStream(AsyncEngine owner, string requestId, ChannelReader<RequestEvent> reader)
+        {
+            _owner = owner;
+            RequestId = requestId;
+            Reader = reader;
+        }
+
+        public string RequestId { get; }
+
+        /// <summary>The raw events; a reader that drains it with TryRead can batch its writes. Call <see cref="MarkFinished"/> on the finish.</summary>
+        public ChannelReader<RequestEvent> Reader { get; }
+
+        /// <summary>Records that the finish was read, so disposing aborts nothing.</summary>
+        public void MarkFinished() => Volatile.Write(ref _done, 1);
+
+        public async IAsyncEnumerable<RequestEvent> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+        {
+            try
+            {
+                await foreach (var item in Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    if (item is RequestFinished)
+                    {
+                        MarkFinished();
+                    }
+                    yield return item;
+                }
+            }
+            finally
+            {
+                Dispose();
+            }
+        }
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _done, 1) == 0)
+            {
+                try
+                {
+                    _owner.Abort(RequestId);
+                }
+                catch (InvalidOperationException)
+                {
+                    // The step loop has stopped; it failed every unfinished request already.
+                }
+            }
+        }
     }
 
     private sealed class ChannelSink(ChannelWriter<RequestEvent> writer) : IRequestSink

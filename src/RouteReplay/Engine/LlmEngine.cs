@@ -23,7 +23,7 @@ public sealed partial class LlmEngine : IDisposable
     private readonly PayloadCopier _copier;
     private readonly ForwardBatch _batch;
     private readonly Sampler _sampler;
-    private readonly BlockKey _rootKey;
+    private BlockKey _rootKey;
     private readonly Dictionary<string, (RequestState State, IRequestSink Sink)> _requests = [];
     private readonly int[] _blockTokens;
 

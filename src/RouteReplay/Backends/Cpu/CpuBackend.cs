@@ -11,7 +11,7 @@ namespace RouteReplay.Backends.Cpu;
 /// </summary>
 public sealed partial class CpuBackend : IModelBackend
 {
-    private readonly Qwen3MoeWeights _weights;
+    private Qwen3MoeWeights _weights;
     private readonly CpuKvCache _cache;
     private readonly RotaryEmbedding _rope;
     private readonly MoeBlock _moe;

@@ -1,0 +1,183 @@
+using Microsoft.Extensions.Logging;
+using RouteReplay.Engine;
+using RouteReplay.Model;
+using RouteReplay.Routing;
+using RouteReplay.Server.Http;
+using RouteReplay.Server.Metrics;
+
+namespace RouteReplay.Server;
+
+/// <summary>
+/// The one engine every HTTP request shares, with admission control (503 past the waiting limit), the weight gate
+/// and the server's counters.
+/// </summary>
+public sealed class EngineHost : IAsyncDisposable
+{
+    private readonly ILogger _logger;
+    private int _admitted;
+    private string _modelPath;
+    private string _weightVersion;
+
+    public EngineHost(AsyncEngine engine, ServerOptions options, string weightVersion, ILogger logger)
+    {
+        Engine = engine;
+        Options = options;
+        _logger = logger;
+        _modelPath = Path.GetFullPath(options.ModelPath);
+        _weightVersion = weightVersion;
+        var llm = engine.Engine;
+        Tokenizer = llm.Tokenizer;
+        RoutingFormat = llm.RoutingFormat;
+        ModelConfig = llm.ModelConfig;
+        EngineOptions = llm.Options;
+        EosTokenIds = llm.EosTokenIds;
+        AdmissionLimit = EngineOptions.MaxNumSeqs + options.MaxWaitingRequests;
+    }
+
+    public AsyncEngine Engine { get; }
+
+    public ServerOptions Options { get; }
+
+    public ServerMetrics Metrics { get; } = new();
+
+    public WeightGate Gate { get; } = new();
+
+    public TextTokenizer Tokenizer { get; }
+
+    public RoutingFormat RoutingFormat { get; }
+
+    public ModelConfig ModelConfig { get; }
+
+    public EngineOptions EngineOptions { get; }
+
+    public IReadOnlySet<int> EosTokenIds { get; }
+
+    public string ModelName => Options.ResolvedModelName;
+
+    public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
+
+    /// <summary>Most choices admitted at once: those the engine runs in a step plus those allowed to wait.</summary>
+    public int AdmissionLimit { get; }
+
+    /// <summary>Choices admitted and not finished.</summary>
+    public int Admitted => Volatile.Read(ref _admitted);
+
+    public string ModelPath => Volatile.Read(ref _modelPath);
+
+    public string WeightVersion => Volatile.Read(ref _weightVersion);
+
+    /// <summary>Admits a request of <paramref name="choices"/> choices, or throws 503 when the waiting queue is full.</summary>
+    public Admission Admit(int choices)
+    {
+        if (Interlocked.Add(ref _admitted, choices) > AdmissionLimit)
+        {
+            Interlocked.Add(ref _admitted, -choices);
+            Metrics.Count(RequestOutcome.Rejected);
+            throw new ApiException(503, $"the server is at capacity ({AdmissionLimit} choices running or waiting); retry later", null, "queue_full")
+            {
+                RetryAfterSeconds = 1,
+            };
+        }
+        return new Admission(this, choices);
+    }
+
+    /// <summary>
+    /// Admits and starts <paramref name="request"/>: waits while a weight update runs, then queues it in the engine.
+    /// Dispose the result when done (it aborts the request when it has not finished).
+    /// </summary>
+    /// <exception cref="ApiException">503 when full; 400 when the engine rejects the request.</exception>
+    public async Task<RunningRequest> StartAsync(EngineRequest request, CancellationToken cancellationToken)
+    {
+        var admission = Admit(request.N);
+        WeightGate.Pass? pass = null;
+        try
+        {
+            pass = await Gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+            var stream = await Engine.StartAsync(request).ConfigureAwait(false);
+            return new RunningRequest(stream, pass, admission);
+        }
+        catch (ArgumentException e)
+        {
+            pass?.Dispose();
+            admission.Dispose();
+            Metrics.Count(RequestOutcome.Rejected);
+            throw ApiException.BadRequest(e.Message, ParamName(e));
+        }
+        catch
+        {
+            pass?.Dispose();
+            admission.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Loads a checkpoint of the same architecture and makes it live. New requests wait; requests in flight finish
+    /// with the old weights (or are aborted first when <paramref name="abortAll"/>); then the weights are copied, block
+    /// keys are re-rooted at the new fingerprint and the prefix cache is cleared.
+    /// </summary>
+    /// <returns>How many requests were aborted.</returns>
+    public async Task<int> UpdateWeightsAsync(string modelPath, string? weightVersion, bool abortAll, CancellationToken cancellationToken)
+    {
+        var full = Path.GetFullPath(modelPath);
+        if (!Directory.Exists(full))
+        {
+            throw ApiException.BadRequest($"model_path '{modelPath}' is not a folder", "model_path");
+        }
+        WeightUpdate update;
+        try
+        {
+            update = await Task.Run(() => Engine.Engine.PrepareWeightUpdate(full, weightVersion), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is CheckpointException or ArgumentException or InvalidDataException or IOException or NotSupportedException)
+        {
+            throw ApiException.BadRequest($"cannot load weights from '{modelPath}': {e.Message}", "model_path");
+        }
+        var aborted = 0;
+        using (await Gate.BeginUpdateAsync(
+            abortAll ? async () => aborted = await Engine.InvokeAsync(e => e.AbortAll()).ConfigureAwait(false) : null,
+            cancellationToken).ConfigureAwait(false))
+        {
+            await Engine.InvokeAsync(e =>
+            {
+                e.ApplyWeightUpdate(update);
+                return true;
+            }).ConfigureAwait(false);
+            Volatile.Write(ref _modelPath, full);
+            Volatile.Write(ref _weightVersion, weightVersion ?? update.WeightsIdentity);
+        }
+        _logger.LogInformation("Weights updated from {Path} (version {Version}); prefix cache cleared, {Aborted} requests aborted", full, WeightVersion, aborted);
+        return aborted;
+    }
+
+    private static string? ParamName(ArgumentException e) => e.ParamName is "request" or "prompt_token_ids" ? "prompt" : e.ParamName;
+
+    public ValueTask DisposeAsync() => Engine.DisposeAsync();
+
+    /// <summary>A place in the admission count; disposing gives it back.</summary>
+    public sealed class Admission(EngineHost host, int choices) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                Interlocked.Add(ref host._admitted, -choices);
+            }
+        }
+    }
+
+    /// <summary>A request accepted by the engine, with its admission and gate pass; disposing releases all three.</summary>
+    public sealed class RunningRequest(AsyncEngine.RequestStream stream, WeightGate.Pass pass, Admission admission) : IDisposable
+    {
+        public AsyncEngine.RequestStream Stream { get; } = stream;
+
+        public void Dispose()
+        {
+            Stream.Dispose();
+            pass.Dispose();
+            admission.Dispose();
+        }
+    }
+}

@@ -1,0 +1,182 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using RouteReplay.Engine;
+using RouteReplay.Server.Control;
+using RouteReplay.Server.Http;
+using RouteReplay.Server.Metrics;
+using RouteReplay.Server.OpenAi;
+using RouteReplay.Server.Sglang;
+
+namespace RouteReplay.Server;
+
+/// <summary>
+/// The HTTP server: Kestrel with the OpenAI-compatible API, SGLang's <c>/generate</c> and control endpoints, health and
+/// metrics, all over one <see cref="AsyncEngine"/>. Owns the engine: disposing the server stops it.
+/// </summary>
+public sealed class RolloutServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private bool _stopped;
+
+    private RolloutServer(WebApplication app, EngineHost host)
+    {
+        _app = app;
+        Host = host;
+    }
+
+    public EngineHost Host { get; }
+
+    /// <summary>The address the server listens on, e.g. <c>http://127.0.0.1:8000</c> (the real port when 0 was asked).</summary>
+    public Uri BaseAddress
+    {
+        get
+        {
+            var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+            return new Uri(addresses.First());
+        }
+    }
+
+    /// <param name="engine">The engine to serve; the server runs its step loop and disposes it.</param>
+    /// <param name="options">Listening and admission settings.</param>
+    /// <param name="weightVersion">The weights version to report until an update.</param>
+    /// <param name="configureLogging">Replaces the default console logging (tests quiet it).</param>
+    public static RolloutServer Create(LlmEngine engine, ServerOptions options, string weightVersion, Action<ILoggingBuilder>? configureLogging = null)
+    {
+        options.Validate();
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "routereplay" });
+        builder.Logging.ClearProviders();
+        if (configureLogging is null)
+        {
+            builder.Logging.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss ";
+            });
+            builder.Logging.SetMinimumLevel(LogLevel.Information);
+            builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+            builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
+        }
+        else
+        {
+            configureLogging(builder.Logging);
+        }
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.ShutdownGracePeriod);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
+            if (options.Host == "localhost")
+            {
+                kestrel.ListenLocalhost(options.Port);
+            }
+            else if (IPAddress.TryParse(options.Host, out var address))
+            {
+                kestrel.Listen(address, options.Port);
+            }
+            else
+            {
+                throw new ArgumentException($"--host must be an IP address or 'localhost', got '{options.Host}'", "host");
+            }
+        });
+        var app = builder.Build();
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RouteReplay.Server");
+        var host = new EngineHost(new AsyncEngine(engine), options, weightVersion, logger);
+        Map(app, host, logger);
+        return new RolloutServer(app, host);
+    }
+
+    private static void Map(WebApplication app, EngineHost host, ILogger logger)
+    {
+        var apiKey = host.Options.ApiKey is { } key ? new ApiKeyCheck(key) : null;
+        app.Use((context, next) => Guard(context, next, host, apiKey, logger));
+        var openAi = new OpenAiEndpoints(host, logger);
+        var generate = new GenerateEndpoint(host, logger);
+        var control = new ControlEndpoints(host);
+        var metrics = new PrometheusEndpoint(host);
+        app.MapGet("/v1/models", (RequestDelegate)openAi.ModelsAsync);
+        app.MapPost("/v1/completions", (RequestDelegate)openAi.CompletionsAsync);
+        app.MapPost("/v1/chat/completions", (RequestDelegate)openAi.ChatCompletionsAsync);
+        app.MapPost("/generate", (RequestDelegate)generate.HandleAsync);
+        app.MapPost("/update_weights_from_disk", (RequestDelegate)control.UpdateWeightsFromDiskAsync);
+        app.MapMethods("/flush_cache", ["GET", "POST"], (RequestDelegate)control.FlushCacheAsync);
+        app.MapPost("/abort_request", (RequestDelegate)control.AbortRequestAsync);
+        app.MapGet("/get_model_info", (RequestDelegate)control.GetModelInfoAsync);
+        app.MapGet("/health", (RequestDelegate)control.HealthAsync);
+        app.MapGet("/metrics", (RequestDelegate)metrics.HandleAsync);
+        HashSet<string> routes = ["/v1/models", "/v1/completions", "/v1/chat/completions", "/generate", "/update_weights_from_disk", "/flush_cache", "/abort_request", "/get_model_info", "/health", "/metrics"];
+        app.MapFallback((RequestDelegate)(context => throw (routes.Contains(context.Request.Path.Value ?? "")
+            ? new ApiException(405, $"{context.Request.Method} is not allowed on {context.Request.Path}", null, "method_not_allowed")
+            : new ApiException(404, $"no route {context.Request.Method} {context.Request.Path}", null, "not_found"))));
+    }
+
+    /// <summary>Authentication, then OpenAI-style errors for every failure, and response counting.</summary>
+    private static async Task Guard(HttpContext context, RequestDelegate next, EngineHost host, ApiKeyCheck? apiKey, ILogger logger)
+    {
+        try
+        {
+            if (apiKey is not null && !ApiKeyCheck.IsOpen(context.Request.Path) && !apiKey.IsAuthorized(context.Request))
+            {
+                throw new ApiException(401, "a valid API key is required: send 'Authorization: Bearer KEY'", null, "invalid_api_key");
+            }
+            await next(context).ConfigureAwait(false);
+            if (context.Response.StatusCode == StatusCodes.Status405MethodNotAllowed && !context.Response.HasStarted)
+            {
+                throw new ApiException(405, $"{context.Request.Method} is not allowed on {context.Request.Path}", null, "method_not_allowed");
+            }
+        }
+        catch (ApiException e)
+        {
+            await ErrorResponses.WriteAsync(context, e).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away (or the server is shutting down); its request was aborted.
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "{Method} {Path} failed", context.Request.Method, context.Request.Path);
+            await ErrorResponses.WriteAsync(context, 500, $"internal error: {e.Message}", null, "internal_error").ConfigureAwait(false);
+        }
+        finally
+        {
+            host.Metrics.CountResponse(context.Response.StatusCode);
+        }
+    }
+
+    /// <summary>Starts listening; returns once the server accepts connections.</summary>
+    public Task StartAsync(CancellationToken cancellationToken = default) => _app.StartAsync(cancellationToken);
+
+    /// <summary>
+    /// Serves until SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests finish within the grace period,
+    /// aborts the rest and stops the engine.
+    /// </summary>
+    public async Task RunAsync(CancellationToken cancellationToken = default)
+    {
+        await _app.StartAsync(cancellationToken).ConfigureAwait(false);
+        _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RouteReplay.Server").LogInformation(
+            "Serving '{Model}' on {Address} (OpenAI API under /v1, SGLang /generate); Ctrl-C or SIGTERM to stop",
+            Host.ModelName,
+            BaseAddress);
+        await _app.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
+        _stopped = true;
+        await Host.DisposeAsync().ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_stopped)
+        {
+            _stopped = true;
+            await _app.StopAsync().ConfigureAwait(false);
+            await Host.DisposeAsync().ConfigureAwait(false);
+        }
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,74 @@
+using RouteReplay.Backends;
+using RouteReplay.Cache;
+using RouteReplay.Model;
+
+namespace RouteReplay.Engine;
+
+/// <summary>A checkpoint's weights, read and checked, with the fingerprint that seeds block keys once they are live.</summary>
+public sealed record WeightUpdate(PreparedWeights Weights, UInt128 Fingerprint, string WeightsIdentity);
+
+/// <summary>Control operations for a serving process: flush the prefix cache, abort everything, replace the weights.</summary>
+public sealed partial class LlmEngine
+{
+    /// <summary>The served model's architecture (immutable; safe from any thread).</summary>
+    public ModelConfig ModelConfig => _backend.Config;
+
+    /// <summary>The root of every block key chain, derived from the model fingerprint; changes with the weights.</summary>
+    public BlockKey RootKey => _rootKey;
+
+    /// <summary>The token ids that end a choice unless <see cref="SamplingParams.IgnoreEos"/> (immutable).</summary>
+    public IReadOnlySet<int> EosTokenIds => _eosTokenIds;
+
+    /// <summary>Drops every prefix-cache key: later requests compute their prompts again.</summary>
+    public void FlushCache()
+    {
+        _pool.ResetPrefixCache();
+        _host?.ResetPrefixCache();
+    }
+
+    /// <summary>Aborts every unfinished request; returns how many there were.</summary>
+    public int AbortAll()
+    {
+        var ids = _requests.Keys.ToArray();
+        foreach (var id in ids)
+        {
+            Abort(id);
+        }
+        return ids.Length;
+    }
+
+    /// <summary>
+    /// Reads the weights in <paramref name="directory"/> and checks them against the served architecture. Safe off the
+    /// step thread (it reads only the immutable config). The fingerprint covers <paramref name="weightsVersion"/>, or a
+    /// hash of the weight files when it is null.
+    /// </summary>
+    /// <exception cref="CheckpointException">The folder is not a readable checkpoint.</exception>
+    /// <exception cref="ArgumentException">Its architecture or shapes differ (parameter <c>model_path</c>).</exception>
+    public WeightUpdate PrepareWeightUpdate(string directory, string? weightsVersion)
+    {
+        if (_backend is not IReloadableBackend reloadable)
+        {
+            throw new NotSupportedException("this backend cannot reload weights");
+        }
+        using var checkpoint = Checkpoint.Open(directory);
+        var weights = reloadable.PrepareWeights(checkpoint);
+        var identity = weightsVersion ?? ModelFingerprint.HashWeights(directory);
+        return new WeightUpdate(weights, ModelFingerprint.Compute(checkpoint.Config, identity), identity);
+    }
+
+    /// <summary>
+    /// Makes <paramref name="update"/> live: copies the weights, re-roots block keys at the new fingerprint and clears the
+    /// prefix index, so no KV or routing computed with the old weights is ever reused. Only with no unfinished request.
+    /// </summary>
+    public void ApplyWeightUpdate(WeightUpdate update)
+    {
+        ArgumentNullException.ThrowIfNull(update);
+        if (HasUnfinishedRequests)
+        {
+            throw new InvalidOperationException($"weights can only change with no request running ({_requests.Count} are)");
+        }
+        ((IReloadableBackend)_backend).ApplyWeights(update.Weights);
+        _rootKey = BlockKey.Root(update.Fingerprint);
+        FlushCache();
+    }
+}

@@ -1,0 +1,78 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
+
+namespace RouteReplay.Tests.Server;
+
+/// <summary>The real <c>routereplay serve</c> process: starts with no model, answers, and exits 0 on SIGTERM.</summary>
+public sealed partial class ServeCliTests : IDisposable
+{
+    private readonly string _work = Directory.CreateTempSubdirectory("routereplay-serve-").FullName;
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int signal);
+
+    [Fact]
+    public async Task Serve_with_no_arguments_but_a_free_port_serves_the_tiny_preset_and_exits_0_on_sigterm()
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
+        {
+            return;
+        }
+        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "routereplay.dll"));
+        foreach (var arg in new[] { "serve", "--port", "0", "--num-blocks", "128" })
+        {
+            start.ArgumentList.Add(arg);
+        }
+        start.Environment["ROUTEREPLAY_CACHE"] = _work;
+        using var process = Process.Start(start)!;
+        var address = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        void Watch(string? line)
+        {
+            if (line is null)
+            {
+                return;
+            }
+            output.Enqueue(line);
+            if (ServingLine().Match(line) is { Success: true } match)
+            {
+                address.TrySetResult(match.Groups["url"].Value);
+            }
+        }
+        process.OutputDataReceived += (_, e) => Watch(e.Data);
+        process.ErrorDataReceived += (_, e) => Watch(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try
+        {
+            var url = await address.Task.WaitAsync(TimeSpan.FromMinutes(2));
+            using var client = new HttpClient { BaseAddress = new Uri(url) };
+            Assert.Equal("OK\n", await client.GetStringAsync("/health"));
+            using var response = await client.PostAsync("/generate", new StringContent("""{"text": "Hello", "sampling_params": {"max_new_tokens": 3}, "return_routed_experts": true}"""));
+            Assert.Equal(200, (int)response.StatusCode);
+            Assert.Contains("routed_experts", await response.Content.ReadAsStringAsync());
+            Assert.Equal(0, kill(process.Id, 15));
+            Assert.True(process.WaitForExit(TimeSpan.FromSeconds(60)), "serve did not stop on SIGTERM");
+            process.WaitForExit();
+            Assert.True(process.ExitCode == 0, string.Join('\n', output));
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill();
+            }
+        }
+    }
+
+    public void Dispose() => Directory.Delete(_work, recursive: true);
+
+    [GeneratedRegex(@"Serving '.*' on (?<url>http://[^ ]+)")]
+    private static partial Regex ServingLine();
+}

@@ -86,54 +86,6 @@ public sealed class OpenAiEndpoints(EngineHost host, ILogger logger)
         return result.Choices.Any(c => c.FinishReason == FinishReason.Abort) ? RequestOutcome.Aborted : RequestOutcome.Ok;
     }
 
-    private async Task StreamAsync(HttpContext context, EngineHost.RunningRequest running, OpenAiResponse response)
-    {
-        var http = context.Response;
-        http.ContentType = "text/event-stream";
-        http.Headers.CacheControl = "no-cache";
-        http.Headers["X-Accel-Buffering"] = "no";
-        await http.StartAsync(context.RequestAborted).ConfigureAwait(false);
-        await http.BodyWriter.FlushAsync(context.RequestAborted).ConfigureAwait(false);
-        var sse = new SseWriter(http.BodyWriter);
-        response.WriteStart(sse);
-        var reader = running.Stream.Reader;
-        var cancel = context.RequestAborted;
-        RequestResult? result = null;
-        while (result is null && await reader.WaitToReadAsync(cancel).ConfigureAwait(false))
-        {
-            while (reader.TryRead(out var item))
-            {
-                if (item is RequestDelta delta)
-                {
-                    response.WriteDelta(sse, delta.Delta);
-                }
-                else if (item is RequestFinished finished)
-                {
-                    running.Stream.MarkFinished();
-                    result = finished.Result;
-                }
-            }
-            if (result is null && (await http.BodyWriter.FlushAsync(cancel).ConfigureAwait(false)).IsCompleted)
-            {
-                return;
-            }
-        }
-        if (result is null)
-        {
-            return;
-        }
-        if (result.Error is { } error)
-        {
-            host.Metrics.Count(RequestOutcome.Error);
-            logger.LogError(error, "request {Id} failed", result.RequestId);
-            sse.WriteError(500, $"the request failed: {error.Message}", error is RoutingIntegrityException ? "routing_integrity_failure" : "engine_error");
-        }
-        else
-        {
-            host.Metrics.Count(result.Choices.Any(c => c.FinishReason == FinishReason.Abort) ? RequestOutcome.Aborted : RequestOutcome.Ok);
-            response.WriteFinish(sse, result);
-        }
-        sse.WriteDone();
-        await http.BodyWriter.FlushAsync(cancel).ConfigureAwait(false);
-    }
+    private Task StreamAsync(HttpContext context, EngineHost.RunningRequest running, OpenAiResponse response) =>
+        EventStreamRelay.RelayAsync(context, host, logger, running, response.WriteStart, response.WriteDelta, response.WriteFinish);
 }

@@ -158,15 +158,8 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
         return result.Choices.Any(c => c.FinishReason == FinishReason.Abort) ? RequestOutcome.Aborted : RequestOutcome.Ok;
     }
 
-    private async Task StreamAsync(HttpContext context, EngineHost.RunningRequest running, Parsed parsed, Stopwatch clock)
+    private Task StreamAsync(HttpContext context, EngineHost.RunningRequest running, Parsed parsed, Stopwatch clock)
     {
-        var http = context.Response;
-        http.ContentType = "text/event-stream";
-        http.Headers.CacheControl = "no-cache";
-        http.Headers["X-Accel-Buffering"] = "no";
-        await http.StartAsync(context.RequestAborted).ConfigureAwait(false);
-        await http.BodyWriter.FlushAsync(context.RequestAborted).ConfigureAwait(false);
-        var sse = new SseWriter(http.BodyWriter);
         var n = parsed.Request.N;
         var tokens = new List<int>[n];
         var texts = new System.Text.StringBuilder[n];
@@ -177,50 +170,24 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
             texts[i] = new System.Text.StringBuilder();
             logprobs[i] = parsed.ReturnLogprob ? [] : null;
         }
-        var reader = running.Stream.Reader;
-        var cancel = context.RequestAborted;
-        RequestResult? result = null;
-        while (result is null && await reader.WaitToReadAsync(cancel).ConfigureAwait(false))
+        return EventStreamRelay.RelayAsync(context, host, logger, running, _ => { }, OnDelta, OnFinish);
+
+        void OnDelta(SseWriter sse, StreamDelta delta)
         {
-            while (reader.TryRead(out var item))
+            tokens[delta.Choice].AddRange(delta.TokenIds);
+            texts[delta.Choice].Append(delta.Text);
+            if (delta.Logprobs is { } added)
             {
-                if (item is RequestDelta { Delta: var delta })
-                {
-                    tokens[delta.Choice].AddRange(delta.TokenIds);
-                    texts[delta.Choice].Append(delta.Text);
-                    if (delta.Logprobs is { } added)
-                    {
-                        logprobs[delta.Choice]?.AddRange(added);
-                    }
-                    var partial = new ChoiceResult(delta.Choice, tokens[delta.Choice], texts[delta.Choice].ToString(), FinishReason.Abort, null, logprobs[delta.Choice]);
-                    var writer = sse.BeginEvent();
-                    WriteChoice(writer, parsed, null, partial, partial.TokenIds, partial.Text, finished: false, clock, n > 1);
-                    sse.EndEvent();
-                }
-                else if (item is RequestFinished finished)
-                {
-                    running.Stream.MarkFinished();
-                    result = finished.Result;
-                }
+                logprobs[delta.Choice]?.AddRange(added);
             }
-            if (result is null && (await http.BodyWriter.FlushAsync(cancel).ConfigureAwait(false)).IsCompleted)
-            {
-                return;
-            }
+            var partial = new ChoiceResult(delta.Choice, tokens[delta.Choice], texts[delta.Choice].ToString(), FinishReason.Abort, null, logprobs[delta.Choice]);
+            var writer = sse.BeginEvent();
+            WriteChoice(writer, parsed, null, partial, partial.TokenIds, partial.Text, finished: false, clock, n > 1);
+            sse.EndEvent();
         }
-        if (result is null)
+
+        void OnFinish(SseWriter sse, RequestResult result)
         {
-            return;
-        }
-        if (result.Error is { } error)
-        {
-            host.Metrics.Count(RequestOutcome.Error);
-            logger.LogError(error, "request {Id} failed", result.RequestId);
-            sse.WriteError(500, $"the request failed: {error.Message}", error is RoutingIntegrityException ? "routing_integrity_failure" : "engine_error");
-        }
-        else
-        {
-            host.Metrics.Count(result.Choices.Any(c => c.FinishReason == FinishReason.Abort) ? RequestOutcome.Aborted : RequestOutcome.Ok);
             foreach (var choice in result.Choices)
             {
                 var writer = sse.BeginEvent();
@@ -228,8 +195,6 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
                 sse.EndEvent();
             }
         }
-        sse.WriteDone();
-        await http.BodyWriter.FlushAsync(cancel).ConfigureAwait(false);
     }
 
     /// <summary>One <c>{"text", "output_ids", "meta_info"}</c> object; finish reason and routing only when finished.</summary>

@@ -1,0 +1,73 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using RouteReplay.Engine;
+using RouteReplay.Routing;
+using RouteReplay.Server.Metrics;
+
+namespace RouteReplay.Server.Http;
+
+/// <summary>
+/// Relays one request's engine events as server-sent events: each delta as it comes, then the final events or, if the
+/// request failed, an error event (never routing), then <c>[DONE]</c>. A client that goes away ends the relay; the
+/// request is aborted by its stream's owner.
+/// </summary>
+internal static class EventStreamRelay
+{
+    public static async Task RelayAsync(
+        HttpContext context,
+        EngineHost host,
+        ILogger logger,
+        EngineHost.RunningRequest running,
+        Action<SseWriter> onStart,
+        Action<SseWriter, StreamDelta> onDelta,
+        Action<SseWriter, RequestResult> onFinish)
+    {
+        var http = context.Response;
+        var cancel = context.RequestAborted;
+        http.ContentType = "text/event-stream";
+        http.Headers.CacheControl = "no-cache";
+        http.Headers["X-Accel-Buffering"] = "no";
+        await http.StartAsync(cancel).ConfigureAwait(false);
+        await http.BodyWriter.FlushAsync(cancel).ConfigureAwait(false);
+        var sse = new SseWriter(http.BodyWriter);
+        onStart(sse);
+        var reader = running.Stream.Reader;
+        RequestResult? result = null;
+        while (result is null && await reader.WaitToReadAsync(cancel).ConfigureAwait(false))
+        {
+            while (reader.TryRead(out var item))
+            {
+                if (item is RequestDelta delta)
+                {
+                    onDelta(sse, delta.Delta);
+                }
+                else if (item is RequestFinished finished)
+                {
+                    running.Stream.MarkFinished();
+                    result = finished.Result;
+                }
+            }
+            if (result is null && (await http.BodyWriter.FlushAsync(cancel).ConfigureAwait(false)).IsCompleted)
+            {
+                return;
+            }
+        }
+        if (result is null)
+        {
+            return;
+        }
+        if (result.Error is { } error)
+        {
+            host.Metrics.Count(RequestOutcome.Error);
+            logger.LogError(error, "request {Id} failed", result.RequestId);
+            sse.WriteError(500, $"the request failed: {error.Message}", error is RoutingIntegrityException ? "routing_integrity_failure" : "engine_error");
+        }
+        else
+        {
+            host.Metrics.Count(result.Choices.Any(c => c.FinishReason == FinishReason.Abort) ? RequestOutcome.Aborted : RequestOutcome.Ok);
+            onFinish(sse, result);
+        }
+        sse.WriteDone();
+        await http.BodyWriter.FlushAsync(cancel).ConfigureAwait(false);
+    }
+}

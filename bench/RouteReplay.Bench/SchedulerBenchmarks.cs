@@ -23,7 +23,7 @@ public class SchedulerBenchmarks
         for (var i = 0; i < 256; i++)
         {
             var request = new EngineRequest { RequestId = $"r{i}", PromptTokenIds = Enumerable.Range(i * 40, 20).ToArray(), Sampling = new SamplingParams { MaxTokens = 32 } };
-            var state = new RequestState(request);
+            var state = new RequestState(request, NullSink.Instance);
             state.Choices = [new Sequence(state, 0, 32, tokenizer, BlockKey.Root(1))];
             _scheduler.Enqueue(state.Choices[0]);
         }
@@ -36,4 +36,17 @@ public class SchedulerBenchmarks
 
     [Benchmark]
     public int ScheduleStepWith256Running() => _scheduler.Schedule().Count;
+}
+
+internal sealed class NullSink : IRequestSink
+{
+    public static readonly NullSink Instance = new();
+
+    public void OnDelta(StreamDelta delta)
+    {
+    }
+
+    public void OnFinished(RequestResult result)
+    {
+    }
 }

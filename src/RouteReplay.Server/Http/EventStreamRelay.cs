@@ -7,12 +7,42 @@ using RouteReplay.Server.Metrics;
 namespace RouteReplay.Server.Http;
 
 /// <summary>
-/// Relays one request's engine events as server-sent events: each delta as it comes, then the final events or, if the
+/// Turns one request's engine events into a response: the whole result at once, or server-sent events: each delta as it comes, then the final events or, if the
 /// request failed, an error event (never routing), then <c>[DONE]</c>. A client that goes away ends the relay; the
 /// request is aborted by its stream's owner.
 /// </summary>
 internal static class EventStreamRelay
 {
+    /// <summary>Waits for the request's result, skipping its deltas.</summary>
+    public static async Task<RequestResult> ResultAsync(HttpContext context, EngineHost.RunningRequest running)
+    {
+        await foreach (var item in running.Stream.ReadAllAsync(context.RequestAborted).ConfigureAwait(false))
+        {
+            if (item is RequestFinished finished)
+            {
+                return finished.Result;
+            }
+        }
+        throw new OperationCanceledException("the request's stream ended without a result", context.RequestAborted);
+    }
+
+    /// <summary>Throws a 500 when the request failed (a routing integrity failure among others); its routing is never returned.</summary>
+    public static RequestOutcome CheckResult(EngineHost host, ILogger logger, RequestResult result)
+    {
+        if (result.Error is { } error)
+        {
+            host.Metrics.Count(RequestOutcome.Error);
+            logger.LogError(error, "request {Id} failed", result.RequestId);
+            throw new ApiException(500, $"the request failed: {error.Message}", null, ErrorCode(error));
+        }
+        return Outcome(result);
+    }
+
+    private static RequestOutcome Outcome(RequestResult result) =>
+        result.Choices.Any(c => c.FinishReason == FinishReason.Abort) ? RequestOutcome.Aborted : RequestOutcome.Ok;
+
+    private static string ErrorCode(Exception error) => error is RoutingIntegrityException ? "routing_integrity_failure" : "engine_error";
+
     public static async Task RelayAsync(
         HttpContext context,
         EngineHost host,
@@ -60,11 +90,11 @@ internal static class EventStreamRelay
         {
             host.Metrics.Count(RequestOutcome.Error);
             logger.LogError(error, "request {Id} failed", result.RequestId);
-            sse.WriteError(500, $"the request failed: {error.Message}", error is RoutingIntegrityException ? "routing_integrity_failure" : "engine_error");
+            sse.WriteError(500, $"the request failed: {error.Message}", ErrorCode(error));
         }
         else
         {
-            host.Metrics.Count(result.Choices.Any(c => c.FinishReason == FinishReason.Abort) ? RequestOutcome.Aborted : RequestOutcome.Ok);
+            host.Metrics.Count(Outcome(result));
             onFinish(sse, result);
         }
         sse.WriteDone();

@@ -1,10 +1,7 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
-using RouteReplay.Engine;
-using RouteReplay.Routing;
 using RouteReplay.Server.Http;
-using RouteReplay.Server.Metrics;
 
 namespace RouteReplay.Server.OpenAi;
 
@@ -56,34 +53,15 @@ public sealed class OpenAiEndpoints(EngineHost host, ILogger logger)
             await StreamAsync(context, running, response).ConfigureAwait(false);
             return;
         }
-        RequestResult? result = null;
-        await foreach (var item in running.Stream.ReadAllAsync(context.RequestAborted).ConfigureAwait(false))
-        {
-            if (item is RequestFinished finished)
-            {
-                result = finished.Result;
-            }
-        }
-        var outcome = CheckResult(result!);
+        var result = await EventStreamRelay.ResultAsync(context, running).ConfigureAwait(false);
+        var outcome = EventStreamRelay.CheckResult(host, logger, result);
         context.Response.ContentType = "application/json";
         using (var writer = new Utf8JsonWriter(context.Response.BodyWriter, JsonOutput.Options))
         {
-            response.WriteFull(writer, result!);
+            response.WriteFull(writer, result);
         }
         host.Metrics.Count(outcome);
         await context.Response.BodyWriter.FlushAsync(context.RequestAborted).ConfigureAwait(false);
-    }
-
-    /// <summary>Throws a 500 when the request failed (a routing integrity failure among others); never returns its routing.</summary>
-    public RequestOutcome CheckResult(RequestResult result)
-    {
-        if (result.Error is { } error)
-        {
-            host.Metrics.Count(RequestOutcome.Error);
-            logger.LogError(error, "request {Id} failed", result.RequestId);
-            throw new ApiException(500, $"the request failed: {error.Message}", null, error is RoutingIntegrityException ? "routing_integrity_failure" : "engine_error");
-        }
-        return result.Choices.Any(c => c.FinishReason == FinishReason.Abort) ? RequestOutcome.Aborted : RequestOutcome.Ok;
     }
 
     private Task StreamAsync(HttpContext context, EngineHost.RunningRequest running, OpenAiResponse response) =>

@@ -3,9 +3,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using RouteReplay.Engine;
-using RouteReplay.Routing;
 using RouteReplay.Server.Http;
-using RouteReplay.Server.Metrics;
 using RouteReplay.Server.OpenAi;
 
 namespace RouteReplay.Server.Sglang;
@@ -48,19 +46,12 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
             await StreamAsync(context, running, parsed, clock).ConfigureAwait(false);
             return;
         }
-        RequestResult? result = null;
-        await foreach (var item in running.Stream.ReadAllAsync(context.RequestAborted).ConfigureAwait(false))
-        {
-            if (item is RequestFinished finished)
-            {
-                result = finished.Result;
-            }
-        }
-        var outcome = Check(result!);
+        var result = await EventStreamRelay.ResultAsync(context, running).ConfigureAwait(false);
+        var outcome = EventStreamRelay.CheckResult(host, logger, result);
         context.Response.ContentType = "application/json";
         using (var writer = new Utf8JsonWriter(context.Response.BodyWriter, JsonOutput.Options))
         {
-            var many = result!.Choices.Count > 1;
+            var many = result.Choices.Count > 1;
             if (many)
             {
                 writer.WriteStartArray();
@@ -145,17 +136,6 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
             ids = ids[0];
         }
         return RequestFields.IntArray(ids, "input_ids", 0, host.ModelConfig.VocabSize - 1, OpenAiRequestParser.MaxListItems);
-    }
-
-    private RequestOutcome Check(RequestResult result)
-    {
-        if (result.Error is { } error)
-        {
-            host.Metrics.Count(RequestOutcome.Error);
-            logger.LogError(error, "request {Id} failed", result.RequestId);
-            throw new ApiException(500, $"the request failed: {error.Message}", null, error is RoutingIntegrityException ? "routing_integrity_failure" : "engine_error");
-        }
-        return result.Choices.Any(c => c.FinishReason == FinishReason.Abort) ? RequestOutcome.Aborted : RequestOutcome.Ok;
     }
 
     private Task StreamAsync(HttpContext context, EngineHost.RunningRequest running, Parsed parsed, Stopwatch clock)

@@ -102,7 +102,7 @@ public sealed partial class LlmEngine : IDisposable
         {
             throw new ArgumentException($"the request needs up to {needed} KV blocks ({prompt.Count} prompt tokens plus up to {maxTokens} generated) but the pool has {_pool.NumBlocks}", "max_tokens");
         }
-        var state = new RequestState(request);
+        var state = new RequestState(request, sink);
         state.Choices = Enumerable.Range(0, request.N).Select(i => new Sequence(state, i, maxTokens, _tokenizer, _rootKey)).ToArray();
         _requests.Add(request.RequestId, (state, sink));
         foreach (var sequence in state.Choices)
@@ -225,15 +225,15 @@ public sealed partial class LlmEngine : IDisposable
             var text = sequence.Append(token);
             Stats.GeneratedTokens++;
             var finish = FinishReasonAfter(sequence, token, _eosTokenIds);
-            if (finish is { } reason)
+            if (finish.HasValue)
             {
                 text += sequence.FlushText();
             }
-            var entry = _requests[sequence.Request.Request.RequestId];
-            entry.Sink.OnDelta(new StreamDelta(sequence.Request.Request.RequestId, sequence.Choice, [token], text, logprob is null ? null : [logprob]));
+            var sink = sequence.Request.Sink;
+            sink.OnDelta(new StreamDelta(sequence.Request.Request.RequestId, sequence.Choice, [token], text, logprob is null ? null : [logprob]));
             if (finish is { } done)
             {
-                FinishSequence(sequence, done, entry.Sink);
+                FinishSequence(sequence, done, sink);
             }
         }
     }

@@ -154,9 +154,11 @@ internal sealed class Sequence
 }
 
 /// <summary>A request in flight: its choices and what the caller is told as they progress.</summary>
-internal sealed class RequestState(EngineRequest request)
+internal sealed class RequestState(EngineRequest request, IRequestSink sink)
 {
     public EngineRequest Request { get; } = request;
+
+    public IRequestSink Sink { get; } = sink;
 
     public Sequence[] Choices { get; set; } = [];
 

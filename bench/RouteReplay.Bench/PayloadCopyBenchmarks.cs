@@ -1,7 +1,8 @@
 using BenchmarkDotNet.Attributes;
 using RouteReplay.Backends.Cpu;
 using RouteReplay.Cache;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
+using RouteReplay.Model.Presets;
 using RouteReplay.Routing;
 
 namespace RouteReplay.Bench;

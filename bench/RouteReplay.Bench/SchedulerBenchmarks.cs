@@ -1,7 +1,7 @@
 using BenchmarkDotNet.Attributes;
 using RouteReplay.Cache;
 using RouteReplay.Engine;
-using RouteReplay.Model;
+using RouteReplay.Model.Tokenization;
 
 namespace RouteReplay.Bench;
 

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using RouteReplay.Engine;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
+using RouteReplay.Model.Tokenization;
 using RouteReplay.Routing;
 using RouteReplay.Server.Http;
 using RouteReplay.Server.Metrics;

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Cli.Commands;
 

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using RouteReplay.Engine;
-using RouteReplay.Model;
+using RouteReplay.Model.Tokenization;
 
 namespace RouteReplay.Cli.Commands;
 

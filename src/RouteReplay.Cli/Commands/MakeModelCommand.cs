@@ -1,5 +1,5 @@
 using System.CommandLine;
-using RouteReplay.Model;
+using RouteReplay.Model.Presets;
 
 namespace RouteReplay.Cli.Commands;
 

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using RouteReplay.Engine;
-using RouteReplay.Model;
+using RouteReplay.Model.Tokenization;
 
 namespace RouteReplay.Cli.Commands;
 

@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Globalization;
 using System.IO.Hashing;
 using System.Text;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Cache;
 

@@ -1,6 +1,6 @@
 using RouteReplay.Backends;
 using RouteReplay.Cache;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Engine;
 

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using RouteReplay.Backends;
 using RouteReplay.Cache;
-using RouteReplay.Model;
+using RouteReplay.Model.Tokenization;
 using RouteReplay.Routing;
 
 namespace RouteReplay.Engine;

@@ -1,6 +1,7 @@
 using RouteReplay.Backends.Cpu;
 using RouteReplay.Cache;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
+using RouteReplay.Model.Tokenization;
 
 namespace RouteReplay.Engine;
 

@@ -1,6 +1,6 @@
 using System.Text;
 using RouteReplay.Cache;
-using RouteReplay.Model;
+using RouteReplay.Model.Tokenization;
 
 namespace RouteReplay.Engine;
 

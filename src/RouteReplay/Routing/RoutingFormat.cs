@@ -1,5 +1,5 @@
 using System.Buffers.Binary;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Routing;
 

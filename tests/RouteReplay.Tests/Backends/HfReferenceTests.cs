@@ -1,7 +1,9 @@
 using System.Text.Json;
 using RouteReplay.Backends;
 using RouteReplay.Backends.Cpu;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
+using RouteReplay.Model.Presets;
+using RouteReplay.Model.Tokenization;
 using Xunit.Abstractions;
 
 namespace RouteReplay.Tests.Backends;

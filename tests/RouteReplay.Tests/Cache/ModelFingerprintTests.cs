@@ -1,5 +1,6 @@
 using RouteReplay.Cache;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
+using RouteReplay.Model.Presets;
 using RouteReplay.Tests.Model;
 
 namespace RouteReplay.Tests.Cache;

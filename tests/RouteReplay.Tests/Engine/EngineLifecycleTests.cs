@@ -1,6 +1,6 @@
 using RouteReplay.Backends;
 using RouteReplay.Engine;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
 using RouteReplay.Routing;
 using RouteReplay.Tests.Support;
 

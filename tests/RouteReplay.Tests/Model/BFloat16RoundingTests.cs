@@ -1,5 +1,5 @@
 using CsCheck;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Tests.Model;
 

@@ -1,5 +1,5 @@
 using System.Text.Json.Nodes;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Tests.Model;
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
+using RouteReplay.Model.Presets;
 
 namespace RouteReplay.Tests.Model;
 

@@ -1,4 +1,5 @@
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
+using RouteReplay.Model.Presets;
 
 namespace RouteReplay.Tests.Model;
 

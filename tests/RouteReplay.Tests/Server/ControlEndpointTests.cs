@@ -1,5 +1,5 @@
 using System.Text.Json;
-using RouteReplay.Model;
+using RouteReplay.Model.Presets;
 using RouteReplay.Tests.Support;
 
 namespace RouteReplay.Tests.Server;

@@ -3,7 +3,7 @@ using System.Text.Json;
 using OpenAI;
 using OpenAI.Chat;
 using RouteReplay.Tests.Support;
-using TemplateMessage = RouteReplay.Model.ChatMessage;
+using TemplateMessage = RouteReplay.Model.Tokenization.ChatMessage;
 
 namespace RouteReplay.Tests.Server;
 

@@ -1,5 +1,5 @@
 using RouteReplay.Engine;
-using RouteReplay.Model;
+using RouteReplay.Model.Tokenization;
 
 namespace RouteReplay.Tests.Support;
 

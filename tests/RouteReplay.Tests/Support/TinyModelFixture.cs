@@ -1,5 +1,7 @@
 using RouteReplay.Backends.Cpu;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
+using RouteReplay.Model.Presets;
+using RouteReplay.Model.Tokenization;
 
 namespace RouteReplay.Tests.Support;
 

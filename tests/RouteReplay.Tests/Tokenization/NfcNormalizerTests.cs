@@ -1,4 +1,4 @@
-using RouteReplay.Model;
+using RouteReplay.Model.Tokenization;
 
 namespace RouteReplay.Tests.Tokenization;
 

@@ -1,5 +1,5 @@
 using System.Text;
-using RouteReplay.Model;
+using RouteReplay.Model.Tokenization;
 
 namespace RouteReplay.Tests.Tokenization;
 

@@ -1,5 +1,5 @@
 using RouteReplay.Cache;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Backends.Cpu;
 

@@ -1,5 +1,5 @@
 using System.Buffers;
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
 using RouteReplay.Routing;
 
 namespace RouteReplay.Backends.Cpu;

@@ -1,4 +1,4 @@
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Backends.Cpu;
 

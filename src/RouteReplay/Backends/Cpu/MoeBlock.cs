@@ -1,4 +1,4 @@
-using RouteReplay.Model;
+using RouteReplay.Model.Checkpoints;
 using RouteReplay.Routing;
 
 namespace RouteReplay.Backends.Cpu;

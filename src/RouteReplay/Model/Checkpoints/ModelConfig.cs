@@ -1,0 +1,125 @@
+namespace RouteReplay.Model.Checkpoints;
+
+/// <summary>
+/// The architecture of a Qwen3-MoE model, as read from a Hugging Face <c>config.json</c>
+/// (both the transformers 4.x and 5.x spellings). Equality compares the lists by their elements.
+/// </summary>
+public sealed record ModelConfig
+{
+    /// <summary>The architecture name the model declares; always <c>Qwen3MoeForCausalLM</c> when parsed.</summary>
+    public required string Architecture { get; init; }
+
+    /// <summary>Width of the residual stream (<c>hidden_size</c>).</summary>
+    public required int HiddenSize { get; init; }
+
+    /// <summary>Number of decoder layers (<c>num_hidden_layers</c>).</summary>
+    public required int NumHiddenLayers { get; init; }
+
+    /// <summary>Number of query heads (<c>num_attention_heads</c>).</summary>
+    public required int NumAttentionHeads { get; init; }
+
+    /// <summary>Number of key/value heads (<c>num_key_value_heads</c>); divides <see cref="NumAttentionHeads"/>.</summary>
+    public required int NumKeyValueHeads { get; init; }
+
+    /// <summary>Width of one attention head (<c>head_dim</c>; hidden size / heads when absent).</summary>
+    public required int HeadDim { get; init; }
+
+    /// <summary>Hidden width of the dense MLP (<c>intermediate_size</c>), used by non-MoE layers.</summary>
+    public required int IntermediateSize { get; init; }
+
+    /// <summary>Hidden width of one expert (<c>moe_intermediate_size</c>).</summary>
+    public required int MoeIntermediateSize { get; init; }
+
+    /// <summary>Experts per MoE layer (<c>num_experts</c> or <c>num_local_experts</c>); 0 means a dense model.</summary>
+    public required int NumExperts { get; init; }
+
+    /// <summary>Experts each token is routed to (<c>num_experts_per_tok</c>), the K of a routing row.</summary>
+    public required int NumExpertsPerTok { get; init; }
+
+    /// <summary>Whether the top-k router probabilities are renormalized to sum to 1 (<c>norm_topk_prob</c>).</summary>
+    public bool NormTopkProb { get; init; }
+
+    /// <summary>Every this-many-th layer is MoE (<c>decoder_sparse_step</c>).</summary>
+    public int DecoderSparseStep { get; init; } = 1;
+
+    /// <summary>Layers that use the dense MLP regardless of <see cref="DecoderSparseStep"/> (<c>mlp_only_layers</c>).</summary>
+    public IReadOnlyList<int> MlpOnlyLayers { get; init; } = [];
+
+    /// <summary>Epsilon of every RMSNorm (<c>rms_norm_eps</c>).</summary>
+    public double RmsNormEps { get; init; } = 1e-6;
+
+    /// <summary>RoPE base frequency (<c>rope_theta</c>).</summary>
+    public required double RopeTheta { get; init; }
+
+    /// <summary>RoPE scaling, or null for plain RoPE.</summary>
+    public RopeScaling? RopeScaling { get; init; }
+
+    /// <summary>Rows of the embedding and the LM head (<c>vocab_size</c>).</summary>
+    public required int VocabSize { get; init; }
+
+    /// <summary>Whether the LM head reuses the embedding matrix (<c>tie_word_embeddings</c>).</summary>
+    public bool TieWordEmbeddings { get; init; }
+
+    /// <summary>The longest context the model was configured for (<c>max_position_embeddings</c>).</summary>
+    public required int MaxPositionEmbeddings { get; init; }
+
+    /// <summary>The weights' dtype: <c>bfloat16</c>, <c>float16</c> or <c>float32</c> (<c>torch_dtype</c> or <c>dtype</c>).</summary>
+    public required string DType { get; init; }
+
+    /// <summary>Whether the attention projections have biases (<c>attention_bias</c>).</summary>
+    public bool AttentionBias { get; init; }
+
+    /// <summary>End-of-sequence token ids from <c>eos_token_id</c> (empty when absent).</summary>
+    public IReadOnlyList<int> EosTokenIds { get; init; } = [];
+
+    /// <summary>The indices of the MoE layers, ascending.</summary>
+    public IReadOnlyList<int> MoeLayers => Enumerable.Range(0, NumHiddenLayers).Where(IsMoeLayer).ToArray();
+
+    /// <summary>Whether decoder layer <paramref name="layer"/> uses the sparse MoE block rather than the dense MLP.</summary>
+    public bool IsMoeLayer(int layer) =>
+        NumExperts > 0 && !MlpOnlyLayers.Contains(layer) && (layer + 1) % DecoderSparseStep == 0;
+
+    /// <summary>Reads and validates a <c>config.json</c>.</summary>
+    /// <exception cref="CheckpointException">The file is missing, malformed, incomplete or not a Qwen3-MoE config.</exception>
+    public static ModelConfig Load(string configJsonPath) =>
+        Parse(JsonConfigDocument.ReadText(configJsonPath), configJsonPath);
+
+    /// <summary>Parses and validates the text of a <c>config.json</c>; <paramref name="fileName"/> is used in errors.</summary>
+    /// <exception cref="CheckpointException">The text is malformed, incomplete or not a Qwen3-MoE config.</exception>
+    public static ModelConfig Parse(string json, string fileName) => ModelConfigParser.Parse(json, fileName);
+
+    /// <inheritdoc />
+    public bool Equals(ModelConfig? other) =>
+        other is not null
+        && Architecture == other.Architecture
+        && HiddenSize == other.HiddenSize
+        && NumHiddenLayers == other.NumHiddenLayers
+        && NumAttentionHeads == other.NumAttentionHeads
+        && NumKeyValueHeads == other.NumKeyValueHeads
+        && HeadDim == other.HeadDim
+        && IntermediateSize == other.IntermediateSize
+        && MoeIntermediateSize == other.MoeIntermediateSize
+        && NumExperts == other.NumExperts
+        && NumExpertsPerTok == other.NumExpertsPerTok
+        && NormTopkProb == other.NormTopkProb
+        && DecoderSparseStep == other.DecoderSparseStep
+        && MlpOnlyLayers.SequenceEqual(other.MlpOnlyLayers)
+        && RmsNormEps.Equals(other.RmsNormEps)
+        && RopeTheta.Equals(other.RopeTheta)
+        && Equals(RopeScaling, other.RopeScaling)
+        && VocabSize == other.VocabSize
+        && TieWordEmbeddings == other.TieWordEmbeddings
+        && MaxPositionEmbeddings == other.MaxPositionEmbeddings
+        && DType == other.DType
+        && AttentionBias == other.AttentionBias
+        && EosTokenIds.SequenceEqual(other.EosTokenIds);
+
+    /// <inheritdoc />
+    public override int GetHashCode() =>
+        HashCode.Combine(
+            HashCode.Combine(Architecture, HiddenSize, NumHiddenLayers, NumAttentionHeads, NumKeyValueHeads, HeadDim),
+            HashCode.Combine(IntermediateSize, MoeIntermediateSize, NumExperts, NumExpertsPerTok, NormTopkProb, DecoderSparseStep),
+            HashCode.Combine(RmsNormEps, RopeTheta, RopeScaling, VocabSize, TieWordEmbeddings, MaxPositionEmbeddings, DType, AttentionBias),
+            MlpOnlyLayers.Count,
+            EosTokenIds.Count);
+}

@@ -20,6 +20,9 @@ public interface IModelBackend : IDisposable
     /// </summary>
     void Forward(ForwardBatch batch);
 
+    /// <summary>The element type the KV cache stores: part of the payload layout, so of every block's identity.</summary>
+    TensorDType KvDType { get; }
+
     /// <summary>Bytes of KV one block holds across all layers: the KV part of a block's payload.</summary>
     int KvBytesPerBlock { get; }
 

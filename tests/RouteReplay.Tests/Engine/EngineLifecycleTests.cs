@@ -139,6 +139,8 @@ public sealed class EngineLifecycleTests(TinyModelFixture model) : IClassFixture
 
         public int NumBlocks => inner.NumBlocks;
 
+        public TensorDType KvDType => inner.KvDType;
+
         public int KvBytesPerBlock => inner.KvBytesPerBlock;
 
         public void ReadBlockKv(int block, Span<byte> destination) => inner.ReadBlockKv(block, destination);

@@ -1,10 +1,13 @@
 using System.Runtime.InteropServices;
+using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Backends.Cpu;
 
 /// <summary>Block KV in and out of the CPU cache: per layer, K then V, each the block's contiguous slot range.</summary>
 public sealed partial class CpuBackend
 {
+    public TensorDType KvDType => TensorDType.F32;
+
     public int KvBytesPerBlock => Config.NumHiddenLayers * 2 * BlockFloats * sizeof(float);
 
     private int BlockFloats => _cache.BlockSize * _cache.KvDim;

@@ -3,9 +3,10 @@ namespace RouteReplay.Engine;
 /// <summary>
 /// The step's failure boundary. Scheduling mutates the block accounting (allocation, prefix hits, promotions, swaps);
 /// everything after it (the forward, capturing channel rows, sampling, delivering deltas, and any I/O added there)
-/// only writes the slots of blocks the step's own sequences hold alone, plus the index entries of blocks they fully
-/// computed. So a throw after scheduling fails the requests of that step and nothing else: their blocks are freed in
-/// both tiers, their sinks get a <see cref="StepFailedException"/>, and every other request keeps running untouched.
+/// writes only the slots of blocks the step's own sequences hold alone, indexes blocks they fully computed and frees
+/// the requests that finished. So a throw after scheduling fails the requests of that step and nothing else: their
+/// blocks are freed in both tiers, their sinks get a <see cref="StepFailedException"/>, and every other request keeps
+/// running untouched. Blocks they had fully computed and captured (committed before the throw) stay cached.
 /// </summary>
 /// <remarks>
 /// When the engine's own state may be corrupt the engine stops instead: every request fails and <see cref="Step"/>

@@ -34,7 +34,7 @@ public sealed class StepFailureTests(TinyModelFixture model) : IClassFixture<Tin
     public void A_step_that_throws_fails_its_own_requests_and_the_engine_serves_the_rest(string place)
     {
         var doomed = Request("doomed", "This request meets a fault", 6, doomed: true);
-        var neighbour = Request("neighbour", "This request shares the failing step", 30);
+        var neighbour = Request("neighbour", "This request shares the failing step, and its prompt is long enough to fill one whole block of the cache", 30);
         var later = Request("later", "This request waits for a free slot", 5);
         var reference = EngineRunner.OneAtATime(model, [neighbour, later]);
 
@@ -68,6 +68,7 @@ public sealed class StepFailureTests(TinyModelFixture model) : IClassFixture<Tin
         engine.RunToCompletion();
         AssertSameAs(reference["later"], runner.Results["later"]);
         AssertSameAs(reference["neighbour"], runner.Results["again"]);
+        Assert.Equal(16, runner.Results["again"].Usage.CachedPromptTokens);
         Assert.Equal(1, engine.Stats.StepFailures);
         Assert.Equal(0, engine.Pool.UsedBlockCount);
         Assert.Equal(engine.Pool.NumBlocks, engine.Pool.FreeBlockCount);

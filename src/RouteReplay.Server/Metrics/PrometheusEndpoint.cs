@@ -64,6 +64,7 @@ public sealed class PrometheusEndpoint(EngineHost host)
         Counter(text, "routereplay_routing_wire_bytes_total", "Routing bytes written into responses before base64 (SGLang's int32 form is wider).", m.RoutingWireBytes);
         Counter(text, "routereplay_routing_integrity_failures_total", "Requests failed because a routing row was never written.", s.IntegrityFailures);
         Counter(text, "routereplay_steps_total", "Engine steps.", s.Steps);
+        Counter(text, "routereplay_step_failures_total", "Engine steps that threw; each failed its own requests and the engine kept serving.", await host.Engine.InvokeAsync(e => e.Stats.StepFailures).WaitAsync(context.RequestAborted).ConfigureAwait(false));
         Gauge(text, "routereplay_waiting_requests", "Sequences waiting in the engine plus requests held by a weight update.", s.Waiting + host.Gate.Waiting);
         Gauge(text, "routereplay_running_requests", "Sequences running in the engine.", s.Running);
         Gauge(text, "routereplay_admitted_choices", "Choices admitted by the server and not finished.", host.Admitted);

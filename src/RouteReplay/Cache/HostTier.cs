@@ -80,11 +80,13 @@ public sealed class HostTier : IBlockEvictionSink
 
     /// <summary>
     /// On a verified host hit, copies the payload into a newly allocated device block, indexes it there and returns
-    /// it with one reference for the caller. The device pool must have a free block.
+    /// it with one reference for the caller. With no free device block it is a miss, and the host block stays cached.
+    /// The device allocation may evict a cached device block, which is demoted here meanwhile; the block being
+    /// promoted is held during the copy, so that demotion never evicts it.
     /// </summary>
     public bool TryPromote(BlockKey key, BlockKey parent, ReadOnlySpan<int> tokenIds, out int deviceBlock)
     {
-        if (!_pool.TryHit(key, parent, tokenIds, out var hostBlock))
+        if (!_devicePool.CanAllocate(1) || !_pool.TryHit(key, parent, tokenIds, out var hostBlock))
         {
             deviceBlock = -1;
             return false;

@@ -73,6 +73,9 @@ public sealed partial class LlmEngine : IDisposable
 
     public bool HasUnfinishedRequests => _requests.Count > 0;
 
+    /// <summary>Told about every step after its forward (tests record the rows each token was computed with).</summary>
+    internal IStepObserver? StepObserver { get; set; }
+
     /// <summary>
     /// Queues a request. Throws an <see cref="ArgumentException"/> naming the field when it is invalid, or when it
     /// could never fit the KV pool, instead of leaving it waiting forever.
@@ -146,9 +149,10 @@ public sealed partial class LlmEngine : IDisposable
     }
 
     /// <summary>Runs one step; returns false when there was nothing to run.</summary>
+    /// <remarks>A step that throws after scheduling fails only its own requests (see <see cref="FailStep"/>).</remarks>
     public bool Step()
     {
-        var chunks = _scheduler.Schedule();
+        var chunks = Schedule();
         if (chunks.Count == 0)
         {
             if (_scheduler.HasWork)
@@ -158,16 +162,24 @@ public sealed partial class LlmEngine : IDisposable
             return false;
         }
         Stats.PrefixCacheHitTokens = _scheduler.PrefixHitTokens;
-        PrepareBatch(chunks);
-        _backend.Forward(_batch);
-        foreach (var channel in _pool.Channels)
+        try
         {
-            channel.CaptureStep(_batch);
+            PrepareBatch(chunks);
+            _backend.Forward(_batch);
+            foreach (var channel in _pool.Channels)
+            {
+                channel.CaptureStep(_batch);
+            }
+            StepObserver?.OnForward(chunks, _batch);
+            Stats.Steps++;
+            Stats.ComputedTokens += _batch.TokenCount;
+            Stats.PeakBatchedTokens = Math.Max(Stats.PeakBatchedTokens, _batch.TokenCount);
+            Postprocess(chunks);
         }
-        Stats.Steps++;
-        Stats.ComputedTokens += _batch.TokenCount;
-        Stats.PeakBatchedTokens = Math.Max(Stats.PeakBatchedTokens, _batch.TokenCount);
-        Postprocess(chunks);
+        catch (Exception e)
+        {
+            FailStep(chunks, e);
+        }
         return true;
     }
 

@@ -1,3 +1,4 @@
+using RouteReplay.Backends;
 using RouteReplay.Backends.Cpu;
 using RouteReplay.Cache;
 using RouteReplay.Model.Checkpoints;
@@ -13,14 +14,21 @@ public static class LoadedModel
     /// (else the model config's) and the tokenizer's. Block keys are seeded with the model fingerprint, which covers
     /// the architecture, the shapes and the weights (their bytes' hash, or <see cref="EngineOptions.WeightsVersion"/>).
     /// </summary>
-    public static LlmEngine LoadCpu(string directory, EngineOptions options, IEnumerable<BlockChannel>? auxiliaryChannels = null)
+    public static LlmEngine LoadCpu(string directory, EngineOptions options, IEnumerable<BlockChannel>? auxiliaryChannels = null) =>
+        Load(directory, options, (checkpoint, resolved) => CpuBackend.Load(checkpoint, resolved.ResolvedNumBlocks, resolved.BlockSize), auxiliaryChannels);
+
+    /// <summary>
+    /// Loads <paramref name="directory"/> like <see cref="LoadCpu"/>, onto the backend <paramref name="createBackend"/>
+    /// makes from the open checkpoint and the validated options (its KV cache must have the options' block count and size).
+    /// </summary>
+    public static LlmEngine Load(string directory, EngineOptions options, Func<Checkpoint, EngineOptions, IModelBackend> createBackend, IEnumerable<BlockChannel>? auxiliaryChannels = null)
     {
         options.Validate();
         using var checkpoint = Checkpoint.Open(directory);
         var tokenizer = TextTokenizer.Load(directory);
         var eos = checkpoint.EosTokenIds.Concat(tokenizer.EosTokenIds).Distinct().ToArray();
         var fingerprint = ModelFingerprint.Compute(checkpoint.Config, options.WeightsVersion ?? ModelFingerprint.HashWeights(directory));
-        var backend = CpuBackend.Load(checkpoint, options.ResolvedNumBlocks, options.BlockSize);
+        var backend = createBackend(checkpoint, options);
         return new LlmEngine(backend, tokenizer, eos, options, fingerprint, auxiliaryChannels);
     }
 }

@@ -98,6 +98,53 @@ internal sealed class Scheduler
         sequence.Status = SequenceStatus.Finished;
     }
 
+    /// <summary>
+    /// Checks the block accounting against the sequences: every device block's ref count equals the number of running
+    /// block tables that hold it (waiting sequences hold none), every block with ref count 0 is in the free queue,
+    /// and the host tier's used blocks are exactly those of swapped-out sequences. Returns the first mismatch, or null.
+    /// O(blocks); run after a failed step, never per step. A component that comes to hold block references outside
+    /// sequences must be counted here.
+    /// </summary>
+    public string? FindAccountingError()
+    {
+        var held = new int[_pool.NumBlocks];
+        foreach (var sequence in _running)
+        {
+            foreach (var block in sequence.BlockTable)
+            {
+                held[block]++;
+            }
+        }
+        var hostHeld = 0;
+        foreach (var sequence in _waiting)
+        {
+            if (sequence.BlockTable.Count > 0)
+            {
+                return $"waiting request '{sequence.Request.Request.RequestId}' still holds {sequence.BlockTable.Count} device blocks";
+            }
+            hostHeld += sequence.HostBlocks.Count;
+        }
+        var free = 0;
+        for (var block = 0; block < held.Length; block++)
+        {
+            var refs = _pool.RefCount(block);
+            if (refs != held[block])
+            {
+                return $"device block {block} has ref count {refs} but running requests hold it {held[block]} times";
+            }
+            free += refs == 0 ? 1 : 0;
+        }
+        if (free != _pool.FreeBlockCount)
+        {
+            return $"{free} device blocks have ref count 0 but the free queue holds {_pool.FreeBlockCount}";
+        }
+        if (_host is not null && _host.UsedBlockCount != hostHeld)
+        {
+            return $"the host tier has {_host.UsedBlockCount} blocks in use but swapped-out requests hold {hostHeld}";
+        }
+        return null;
+    }
+
     private int ScheduleChunk(Sequence sequence, int tokens)
     {
         var needed = _options.BlocksFor(sequence.ComputedTokens + tokens) - sequence.BlockTable.Count;
@@ -124,11 +171,7 @@ internal sealed class Scheduler
         }
         else
         {
-            var rows = victim.ComputedTokens;
-            var saved = victim.SavedRouting is { } previous && previous.Length >= rows * _routing.RowBytes ? previous : new byte[rows * _routing.RowBytes];
-            _routing.Gather(table, 0, rows, saved);
-            victim.SavedRouting = saved;
-            victim.SavedRoutingRows = rows;
+            SaveRouting(victim, table);
             victim.ComputedTokens = 0;
             victim.CommittedBlocks = 0;
             victim.LastCommittedKey = victim.RootKey;
@@ -138,6 +181,26 @@ internal sealed class Scheduler
         victim.BlockTable.Clear();
         victim.Status = SequenceStatus.Waiting;
         _waiting.AddFirst(victim);
+    }
+
+    /// <summary>
+    /// Adds the rows computed beyond the saved ones to the victim's saved rows. Saved rows only grow: a sequence
+    /// preempted again part-way through its recompute keeps the saved rows it has not recomputed yet, and the ones it
+    /// has are the saved rows themselves (replayed, or taken from a hit that holds them).
+    /// </summary>
+    private void SaveRouting(Sequence victim, ReadOnlySpan<int> table)
+    {
+        var saved = victim.SavedRoutingRows;
+        var rows = Math.Max(saved, victim.ComputedTokens);
+        var rowBytes = _routing.RowBytes;
+        if (victim.SavedRouting is null || victim.SavedRouting.Length < rows * rowBytes)
+        {
+            var grown = new byte[rows * rowBytes];
+            victim.SavedRouting?.AsSpan(0, saved * rowBytes).CopyTo(grown);
+            victim.SavedRouting = grown;
+        }
+        _routing.Gather(table, saved, rows - saved, victim.SavedRouting.AsSpan(saved * rowBytes));
+        victim.SavedRoutingRows = rows;
     }
 
     private bool TryAdmit(Sequence sequence, int budget)
@@ -221,15 +284,39 @@ internal sealed class Scheduler
                 _blockTokens[i] = sequence.Tokens[(b * blockSize) + i];
             }
             var next = BlockKey.Chain(key, _blockTokens);
-            if (_pool.TryHit(next, key, _blockTokens, out var block)
-                || (_host is not null && _pool.CanAllocate(1) && _host.TryPromote(next, key, _blockTokens, out block)))
+            if (!_pool.TryHit(next, key, _blockTokens, out var block) && (_host is null || !_host.TryPromote(next, key, _blockTokens, out block)))
             {
-                _hits.Add(block);
-                key = next;
-                continue;
+                break;
             }
-            break;
+            if (!HoldsSavedRows(sequence, b, block))
+            {
+                _pool.Release(block);
+                _stats.PrefixHitsRefusedForRouting++;
+                break;
+            }
+            _hits.Add(block);
+            key = next;
         }
         return key;
+    }
+
+    /// <summary>
+    /// True when block <paramref name="b"/> of the sequence, found in the prefix cache, holds exactly the rows the
+    /// sequence saved for its positions below <see cref="Sequence.SavedRoutingRows"/>. A recomputing sequence's tokens
+    /// were sampled with its saved rows; a block another request computed may hold other rows for the same tokens (a
+    /// backend whose routing depends on the batch), and taking it would change rows already produced. Such a hit is a
+    /// miss for this block and the rest of the run: the sequence recomputes them, replaying its saved rows.
+    /// </summary>
+    private bool HoldsSavedRows(Sequence sequence, int b, int block)
+    {
+        var blockSize = _options.BlockSize;
+        var saved = Math.Min(sequence.SavedRoutingRows - (b * blockSize), blockSize);
+        if (saved <= 0)
+        {
+            return true;
+        }
+        var rowBytes = _routing.RowBytes;
+        var rows = _routing.BlockRows(block)[..(saved * rowBytes)];
+        return rows.SequenceEqual(sequence.SavedRouting.AsSpan(b * blockSize * rowBytes, saved * rowBytes));
     }
 }

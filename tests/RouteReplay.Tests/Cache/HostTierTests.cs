@@ -248,6 +248,8 @@ public sealed class HostTierTests
 
         public int NumBlocks => numBlocks;
 
+        public TensorDType KvDType => TensorDType.F32;
+
         public int KvBytesPerBlock => 16;
 
         public Span<byte> Block(int block) => _bytes.AsSpan(block * 16, 16);

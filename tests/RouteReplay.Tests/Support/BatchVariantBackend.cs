@@ -39,6 +39,8 @@ public sealed class BatchVariantBackend(IModelBackend inner) : IModelBackend
 
     public int NumBlocks => Inner.NumBlocks;
 
+    public TensorDType KvDType => Inner.KvDType;
+
     public int KvBytesPerBlock => Inner.KvBytesPerBlock;
 
     /// <summary>

@@ -21,6 +21,8 @@ public sealed class FaultyBackend(IModelBackend inner, Func<ForwardBatch, bool> 
 
     public int NumBlocks => inner.NumBlocks;
 
+    public TensorDType KvDType => inner.KvDType;
+
     public int KvBytesPerBlock => inner.KvBytesPerBlock;
 
     /// <summary>A fault that picks the first batch holding <paramref name="tokenId"/>.</summary>

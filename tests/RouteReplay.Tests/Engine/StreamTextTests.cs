@@ -25,7 +25,7 @@ public sealed class StreamTextTests(TinyModelFixture model) : IClassFixture<Tiny
         var (engine, prompt, script) = Scripted();
         using (engine)
         {
-            for (var holdBack = 1; holdBack <= 12; holdBack++)
+            foreach (var holdBack in new[] { 1, 2, 3, 5, 8 })
             {
                 var runner = new EngineRunner();
                 var id = $"hold-{holdBack}";

@@ -74,7 +74,7 @@ public sealed class StopTextTests(TinyModelFixture model) : IClassFixture<TinyMo
     }
 
     [Fact]
-    public async Task No_stop_trim_keeps_the_matched_stop_string_and_sglangs_default_cuts_before_it()
+    public async Task No_stop_trim_and_include_stop_str_in_output_keep_the_matched_stop_string_and_the_defaults_cut_before_it()
     {
         var script = model.Tokenizer.Encode(Recital);
         await using var server = await ScriptedServerAsync(model.Tokenizer.Encode("Recite").Count, script);
@@ -94,6 +94,12 @@ public sealed class StopTextTests(TinyModelFixture model) : IClassFixture<TinyMo
             Assert.Equal("stop", finish.GetProperty("type").GetString());
             Assert.Equal("STOP", finish.GetProperty("matched").GetString());
         }
+
+        var (status, completion) = await server.PostAsync("/v1/completions", """{"prompt": "Recite", "max_tokens": 12, "temperature": 0, "stop": "STOP", "include_stop_str_in_output": true}""");
+        Assert.Equal(200, status);
+        Assert.StartsWith("alpha beta STOP", completion.GetProperty("choices")[0].GetProperty("text").GetString());
+        var cut = await server.PostAsync("/v1/completions", """{"prompt": "Recite", "max_tokens": 12, "temperature": 0, "stop": "STOP"}""");
+        Assert.Equal("alpha beta ", cut.Body.GetProperty("choices")[0].GetProperty("text").GetString());
     }
 
     [Fact]

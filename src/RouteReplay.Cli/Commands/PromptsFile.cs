@@ -20,7 +20,7 @@ internal static class PromptsFile
     {
         if (!File.Exists(path))
         {
-            throw new ArgumentException($"--prompts-file '{path}' does not exist", "prompts-file");
+            throw new ArgumentException($"--prompts-file '{path}' {(Directory.Exists(path) ? "is a folder; give a JSONL file" : "does not exist")}", "prompts-file");
         }
         var lines = File.ReadAllLines(path);
         var requests = new List<PromptLine>();

@@ -7,9 +7,10 @@ using RouteReplay.Routing;
 namespace RouteReplay.Engine;
 
 /// <summary>
-/// The synchronous engine: <see cref="AddRequest"/>, <see cref="Abort(RequestHandle)"/> and <see cref="Step"/>, all called from one
-/// thread. A step schedules, runs the forward, captures every channel's rows at the step's slots, then samples,
-/// commits newly full blocks to the prefix index and finishes requests, assembling their routing from the block table.
+/// The synchronous engine: <see cref="AddRequest"/>, <see cref="Abort(RequestHandle)"/> and <see cref="Step"/>, all
+/// called from one thread. A step schedules, runs the forward, captures every channel's rows at the step's slots, then
+/// samples, commits newly full blocks to the prefix index and finishes requests, assembling their routing from the
+/// block table.
 /// </summary>
 public sealed partial class LlmEngine : IDisposable
 {

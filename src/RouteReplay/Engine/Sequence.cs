@@ -92,7 +92,7 @@ internal sealed class Sequence
 
     public string Text => _text.ToString();
 
-    /// <summary>True once the text reached one of the request's stop strings (the text was cut before it).</summary>
+    /// <summary>True once the text reached one of the request's stop strings (the text was cut before it, unless kept).</summary>
     public bool StoppedByString { get; private set; }
 
     /// <summary>The stop string the text reached, once <see cref="StoppedByString"/>.</summary>

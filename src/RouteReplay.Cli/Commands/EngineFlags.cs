@@ -8,14 +8,21 @@ internal sealed class EngineFlags
 {
     private static readonly EngineOptions Defaults = new();
 
-    private readonly Option<int> _blockSize = new("--block-size") { Description = "Tokens per KV-cache block.", DefaultValueFactory = _ => Defaults.BlockSize };
-    private readonly Option<int> _numBlocks = new("--num-blocks") { Description = "KV pool size in blocks (0: enough for max-num-seqs requests of half the model length).", DefaultValueFactory = _ => 0 };
-    private readonly Option<int> _maxNumSeqs = new("--max-num-seqs") { Description = "Most sequences in one step.", DefaultValueFactory = _ => Defaults.MaxNumSeqs };
-    private readonly Option<int> _maxNumBatchedTokens = new("--max-num-batched-tokens") { Description = "Most tokens (prefill chunks plus decodes) in one step.", DefaultValueFactory = _ => Defaults.MaxNumBatchedTokens };
-    private readonly Option<int> _maxModelLen = new("--max-model-len") { Description = "Most tokens (prompt plus output) of a request.", DefaultValueFactory = _ => Defaults.MaxModelLen };
+    private static readonly Dictionary<string, PreemptionMode> PreemptionModes = new()
+    {
+        ["auto"] = PreemptionMode.Auto,
+        ["swap"] = PreemptionMode.Swap,
+        ["recompute"] = PreemptionMode.Recompute,
+    };
+
+    private readonly Option<int> _blockSize = Flags.Int("--block-size", "Tokens per KV-cache block.", Defaults.BlockSize);
+    private readonly Option<int> _numBlocks = Flags.Int("--num-blocks", "KV pool size in blocks (0: enough for max-num-seqs requests of half the model length).", 0);
+    private readonly Option<int> _maxNumSeqs = Flags.Int("--max-num-seqs", "Most sequences in one step.", Defaults.MaxNumSeqs);
+    private readonly Option<int> _maxNumBatchedTokens = Flags.Int("--max-num-batched-tokens", "Most tokens (prefill chunks plus decodes) in one step.", Defaults.MaxNumBatchedTokens);
+    private readonly Option<int> _maxModelLen = Flags.Int("--max-model-len", "Most tokens (prompt plus output) of a request.", Defaults.MaxModelLen);
     private readonly Option<bool> _noPrefixCaching = new("--no-prefix-caching") { Description = "Turn off prefix caching." };
-    private readonly Option<double> _swapSpace = new("--swap-space") { Description = "Host-memory tier for swapped-out and demoted blocks, in GiB (allocated as used); 0 turns it off.", DefaultValueFactory = _ => Defaults.SwapSpaceGiB };
-    private readonly Option<PreemptionMode> _preemptionMode = new("--preemption-mode") { Description = "auto (swap when the host tier has room, else recompute), swap or recompute.", DefaultValueFactory = _ => Defaults.PreemptionMode };
+    private readonly Option<double> _swapSpace = Flags.Double("--swap-space", "Host-memory tier for swapped-out and demoted blocks, in GiB (allocated as used); 0 turns it off.", Defaults.SwapSpaceGiB);
+    private readonly Option<string> _preemptionMode = Flags.Choice("--preemption-mode", "auto (swap when the host tier has room, else recompute), swap or recompute.", "auto", PreemptionModes.Keys.ToDictionary(k => k));
     private readonly Option<string?> _weightsVersion = new("--weights-version") { Description = "Identify the weights in cache keys by this string instead of hashing the weight files." };
 
     public void AddTo(Command command)
@@ -40,7 +47,7 @@ internal sealed class EngineFlags
         MaxModelLen = parse.GetValue(_maxModelLen),
         EnablePrefixCaching = !parse.GetValue(_noPrefixCaching),
         SwapSpaceGiB = parse.GetValue(_swapSpace),
-        PreemptionMode = parse.GetValue(_preemptionMode),
+        PreemptionMode = PreemptionModes[parse.GetValue(_preemptionMode)!],
         WeightsVersion = parse.GetValue(_weightsVersion),
     }.Validate();
 }

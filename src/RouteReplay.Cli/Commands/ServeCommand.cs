@@ -12,18 +12,18 @@ internal static class ServeCommand
     public static Command Create()
     {
         var defaults = new ServerOptions { ModelPath = "." };
-        var model = new Option<DirectoryInfo?>("--model") { Description = "Checkpoint folder (Hugging Face format). Default: the built-in tiny preset." };
+        var model = new ModelFlag();
         var host = new Option<string>("--host") { Description = "Address to bind (loopback by default; 0.0.0.0 for every interface).", DefaultValueFactory = _ => defaults.Host };
-        var port = new Option<int>("--port") { Description = "TCP port (0: any free port).", DefaultValueFactory = _ => defaults.Port };
+        var port = Flags.Int("--port", "TCP port (0: any free port).", defaults.Port);
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on /v1/*, /generate and the control endpoints." };
-        var servedModelName = new Option<string?>("--served-model-name") { Description = "The model id clients name (default: the model folder's name)." };
-        var maxWaiting = new Option<int>("--max-waiting-requests") { Description = "Choices that may wait beyond --max-num-seqs; more are answered 503.", DefaultValueFactory = _ => defaults.MaxWaitingRequests };
-        var maxBody = new Option<long>("--max-request-body-bytes") { Description = "Largest request body; larger ones are answered 413.", DefaultValueFactory = _ => defaults.MaxRequestBodyBytes };
-        var grace = new Option<double>("--shutdown-grace-seconds") { Description = "On SIGTERM/Ctrl-C, how long in-flight requests may finish before they are aborted.", DefaultValueFactory = _ => defaults.ShutdownGracePeriod.TotalSeconds };
+        var servedModelName = new Option<string?>("--served-model-name") { Description = "The model id clients name (default: the model folder's name, or the preset's)." };
+        var maxWaiting = Flags.Int("--max-waiting-requests", "Choices that may wait beyond --max-num-seqs; more are answered 503.", defaults.MaxWaitingRequests);
+        var maxBody = Flags.Long("--max-request-body-bytes", "Largest request body; larger ones are answered 413.", defaults.MaxRequestBodyBytes);
+        var grace = Flags.Double("--shutdown-grace-seconds", "On SIGTERM/Ctrl-C, how long in-flight requests may finish before they are aborted (with finish reason abort).", defaults.ShutdownGracePeriod.TotalSeconds);
         var flags = new EngineFlags();
         var command = new Command("serve", "Serve the model over HTTP: OpenAI-compatible /v1 API and SGLang-compatible /generate, with routing per choice.")
         {
-            model, host, port, apiKey, servedModelName, maxWaiting, maxBody, grace,
+            model.Option, host, port, apiKey, servedModelName, maxWaiting, maxBody, grace,
         };
         flags.AddTo(command);
         command.SetAction(parse =>
@@ -34,9 +34,10 @@ internal static class ServeCommand
             {
                 throw new ArgumentException($"--shutdown-grace-seconds must be in 0..86400, got {graceSeconds}", "shutdown-grace-seconds");
             }
+            var modelChoice = model.Read(parse);
             var options = new ServerOptions
             {
-                ModelPath = parse.GetValue(model)?.FullName ?? "",
+                ModelPath = modelChoice.Folder ?? "",
                 Host = parse.GetValue(host)!,
                 Port = parse.GetValue(port),
                 ApiKey = parse.GetValue(apiKey),
@@ -47,7 +48,8 @@ internal static class ServeCommand
                 WeightVersion = engineOptions.WeightsVersion,
             };
             options.Validate();
-            var server = Load(options, engineOptions);
+            RolloutServer.CheckCanListen(options);
+            var server = Load(options, engineOptions, modelChoice);
             server.RunAsync().GetAwaiter().GetResult();
             Console.Error.WriteLine("routereplay serve: stopped");
             return 0;
@@ -56,15 +58,15 @@ internal static class ServeCommand
     }
 
     /// <summary>Makes the default model if needed, loads the engine and builds the server, with a progress display on a terminal.</summary>
-    private static RolloutServer Load(ServerOptions options, EngineOptions engineOptions)
+    private static RolloutServer Load(ServerOptions options, EngineOptions engineOptions, ModelChoice model)
     {
         RolloutServer? server = null;
         void Run(Action<string> stage)
         {
-            if (options.ModelPath.Length == 0)
+            if (model.Preset is { } preset)
             {
-                stage("Preparing the built-in tiny model");
-                options = options with { ModelPath = DefaultModel.EnsureTinyModel(TextWriter.Null), ServedModelName = options.ServedModelName ?? DefaultModel.Preset };
+                stage($"Preparing the built-in '{preset}' model (random weights)");
+                options = options with { ModelPath = model.Materialize(TextWriter.Null), ServedModelName = options.ServedModelName ?? preset };
             }
             stage($"Hashing the weights in {options.ModelPath}");
             var version = options.WeightVersion ?? ModelFingerprint.HashWeights(options.ModelPath);

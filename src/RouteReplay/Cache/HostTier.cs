@@ -61,6 +61,9 @@ public sealed class HostTier : IBlockEvictionSink
         BlocksSwappedIn++;
     }
 
+    /// <summary>The payload held in a host block (read-only; a swapped-out sequence's rows are read through it).</summary>
+    public ReadOnlySpan<byte> Payload(int hostBlock) => _store.Payload(hostBlock);
+
     /// <summary>Frees the host blocks of a swapped-out sequence that will not resume (aborted).</summary>
     public void Discard(ReadOnlySpan<int> hostBlocks) => _pool.ReleaseSequence(hostBlocks);
 

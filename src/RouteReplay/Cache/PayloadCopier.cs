@@ -11,15 +11,18 @@ public sealed class PayloadCopier
 {
     private readonly IModelBackend _backend;
     private readonly BlockChannel[] _channels;
+    private readonly int[] _channelOffsets;
 
     public PayloadCopier(IModelBackend backend, IReadOnlyList<BlockChannel> channels)
     {
         _backend = backend;
         _channels = [.. channels];
+        _channelOffsets = new int[_channels.Length];
         PayloadBytes = backend.KvBytesPerBlock;
-        foreach (var channel in channels)
+        for (var c = 0; c < _channels.Length; c++)
         {
-            PayloadBytes += channel.BlockSize * channel.RowBytes;
+            _channelOffsets[c] = PayloadBytes;
+            PayloadBytes += _channels[c].BlockSize * _channels[c].RowBytes;
         }
     }
 
@@ -31,27 +34,32 @@ public sealed class PayloadCopier
 
     public void DeviceToHost(int deviceBlock, Span<byte> payload)
     {
-        var kv = _backend.KvBytesPerBlock;
-        _backend.ReadBlockKv(deviceBlock, payload[..kv]);
-        var offset = kv;
-        foreach (var channel in _channels)
+        _backend.ReadBlockKv(deviceBlock, payload[.._backend.KvBytesPerBlock]);
+        for (var c = 0; c < _channels.Length; c++)
         {
-            var rows = channel.BlockRows(deviceBlock);
-            rows.CopyTo(payload[offset..]);
-            offset += rows.Length;
+            _channels[c].BlockRows(deviceBlock).CopyTo(payload[_channelOffsets[c]..]);
         }
     }
 
     public void HostToDevice(ReadOnlySpan<byte> payload, int deviceBlock)
     {
-        var kv = _backend.KvBytesPerBlock;
-        _backend.WriteBlockKv(deviceBlock, payload[..kv]);
-        var offset = kv;
-        foreach (var channel in _channels)
+        _backend.WriteBlockKv(deviceBlock, payload[.._backend.KvBytesPerBlock]);
+        for (var c = 0; c < _channels.Length; c++)
         {
-            var rows = channel.BlockRows(deviceBlock);
-            payload.Slice(offset, rows.Length).CopyTo(rows);
-            offset += rows.Length;
+            var rows = _channels[c].BlockRows(deviceBlock);
+            payload.Slice(_channelOffsets[c], rows.Length).CopyTo(rows);
         }
+    }
+
+    /// <summary>The rows of <paramref name="channel"/> within a host payload, laid out as <see cref="DeviceToHost"/> writes them.</summary>
+    /// <exception cref="ArgumentException">The channel is not one of this copier's.</exception>
+    public ReadOnlySpan<byte> ChannelRows(ReadOnlySpan<byte> payload, BlockChannel channel)
+    {
+        var c = Array.IndexOf(_channels, channel);
+        if (c < 0)
+        {
+            throw new ArgumentException($"channel '{channel?.Name}' is not part of the payload", nameof(channel));
+        }
+        return payload.Slice(_channelOffsets[c], channel.BlockSize * channel.RowBytes);
     }
 }

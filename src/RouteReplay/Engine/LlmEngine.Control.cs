@@ -29,12 +29,12 @@ public sealed partial class LlmEngine
     /// <summary>Aborts every unfinished request; returns how many there were.</summary>
     public int AbortAll()
     {
-        var ids = _requests.Keys.ToArray();
-        foreach (var id in ids)
+        var states = _requests.Values.Select(entry => entry.State).ToArray();
+        foreach (var state in states)
         {
-            Abort(id);
+            Abort(state);
         }
-        return ids.Length;
+        return states.Length;
     }
 
     /// <summary>

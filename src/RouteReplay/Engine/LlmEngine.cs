@@ -7,9 +7,10 @@ using RouteReplay.Routing;
 namespace RouteReplay.Engine;
 
 /// <summary>
-/// The synchronous engine: <see cref="AddRequest"/>, <see cref="Abort"/> and <see cref="Step"/>, all called from one
-/// thread. A step schedules, runs the forward, captures every channel's rows at the step's slots, then samples,
-/// commits newly full blocks to the prefix index and finishes requests, assembling their routing from the block table.
+/// The synchronous engine: <see cref="AddRequest"/>, <see cref="Abort(RequestHandle)"/> and <see cref="Step"/>, all
+/// called from one thread. A step schedules, runs the forward, captures every channel's rows at the step's slots, then
+/// samples, commits newly full blocks to the prefix index and finishes requests, assembling their routing from the
+/// block table.
 /// </summary>
 public sealed partial class LlmEngine : IDisposable
 {
@@ -77,15 +78,17 @@ public sealed partial class LlmEngine : IDisposable
     internal IStepObserver? StepObserver { get; set; }
 
     /// <summary>
-    /// Queues a request. Throws an <see cref="ArgumentException"/> naming the field when it is invalid, or when it
-    /// could never fit the KV pool, instead of leaving it waiting forever.
+    /// Queues a request and returns its handle. Throws an <see cref="ArgumentException"/> naming the field when it is
+    /// invalid (an explicit <see cref="SamplingParams.MaxTokens"/> that does not fit the model length among others), when
+    /// a live request has its id, or when it could never fit the KV pool, instead of leaving it waiting forever. Without
+    /// a max tokens, a choice may generate what the model length and the pool leave.
     /// </summary>
-    public void AddRequest(EngineRequest request, IRequestSink sink)
+    public RequestHandle AddRequest(EngineRequest request, IRequestSink sink)
     {
         request.Validate(Options.MaxModelLen);
         if (_requests.ContainsKey(request.RequestId))
         {
-            throw new ArgumentException($"a request with id '{request.RequestId}' is already running", "request_id");
+            throw new ArgumentException($"a request with id '{request.RequestId}' is already running; ids must be unique among running requests", "request_id");
         }
         var prompt = request.PromptTokenIds;
         foreach (var token in prompt)
@@ -95,15 +98,18 @@ public sealed partial class LlmEngine : IDisposable
                 throw new ArgumentException($"prompt token id {token} is outside the vocabulary of {_backend.Config.VocabSize}", "prompt");
             }
         }
-        var maxTokens = Math.Min(request.Sampling.MaxTokens ?? int.MaxValue, Options.MaxModelLen - prompt.Count);
         if (request.RoutingStart > prompt.Count)
         {
             throw new ArgumentException($"routed_experts_start {request.RoutingStart} is beyond the prompt's {prompt.Count} tokens", "routed_experts_start");
         }
+        var poolTokens = _pool.NumBlocks * Options.BlockSize;
+        var maxTokens = request.Sampling.MaxTokens ?? Math.Max(1, Math.Min(Options.MaxModelLen, poolTokens) - prompt.Count);
         var needed = Options.BlocksFor(prompt.Count + maxTokens);
         if (needed > _pool.NumBlocks)
         {
-            throw new ArgumentException($"the request needs up to {needed} KV blocks ({prompt.Count} prompt tokens plus up to {maxTokens} generated) but the pool has {_pool.NumBlocks}", "max_tokens");
+            throw request.Sampling.MaxTokens is null
+                ? new ArgumentException($"the prompt's {prompt.Count} tokens need {Options.BlocksFor(prompt.Count + 1)} KV blocks with the first generated token, but the pool has {_pool.NumBlocks}", "prompt")
+                : new ArgumentException($"the request needs up to {needed} KV blocks ({prompt.Count} prompt tokens plus up to {maxTokens} generated) but the pool has {_pool.NumBlocks}", "max_tokens");
         }
         var state = new RequestState(request, sink);
         state.Choices = Enumerable.Range(0, request.N).Select(i => new Sequence(state, i, maxTokens, _tokenizer, _rootKey)).ToArray();
@@ -112,25 +118,44 @@ public sealed partial class LlmEngine : IDisposable
         {
             _scheduler.Enqueue(sequence);
         }
+        return new RequestHandle(state);
     }
 
-    /// <summary>Ends a request now; its blocks are freed and its sink gets a result with finish reason abort.</summary>
-    public bool Abort(string requestId)
+    /// <summary>Ends the running request with id <paramref name="requestId"/> now, as <see cref="Abort(RequestHandle)"/> does.</summary>
+    public bool Abort(string requestId) => _requests.TryGetValue(requestId, out var entry) && Abort(entry.State);
+
+    /// <summary>
+    /// Ends the request of <paramref name="handle"/> now, if it is still running (a finished request's id may name a newer
+    /// request, which is left alone). Its blocks are freed and its sink gets a result with finish reason abort; a choice
+    /// that produced tokens keeps its text and, when routing was asked for, the rows of those tokens (see
+    /// <see cref="AssembleRouting"/>); a choice aborted before its first token has no routing.
+    /// </summary>
+    public bool Abort(RequestHandle handle)
     {
-        if (!_requests.TryGetValue(requestId, out var entry))
+        ArgumentNullException.ThrowIfNull(handle);
+        return _requests.TryGetValue(handle.RequestId, out var entry) && ReferenceEquals(entry.State, handle.State) && Abort(entry.State);
+    }
+
+    private bool Abort(RequestState state)
+    {
+        var sink = state.Sink;
+        foreach (var sequence in state.Choices)
         {
-            return false;
-        }
-        foreach (var sequence in entry.State.Choices)
-        {
-            if (sequence.Status != SequenceStatus.Finished)
+            if (sequence.Status == SequenceStatus.Finished)
             {
-                _scheduler.Remove(sequence);
-                entry.State.Results[sequence.Choice] = new ChoiceResult(sequence.Choice, sequence.OutputTokens(), sequence.Text, FinishReason.Abort, null, sequence.Logprobs);
+                continue;
             }
+            var routing = sequence.OutputCount > 0 ? TryAssembleRouting(sequence) : null;
+            var rest = sequence.FlushText();
+            if (rest.Length > 0)
+            {
+                sink.OnDelta(new StreamDelta(state.Request.RequestId, sequence.Choice, [], rest, null));
+            }
+            _scheduler.Remove(sequence);
+            state.Results[sequence.Choice] = new ChoiceResult(sequence.Choice, sequence.OutputTokens(), sequence.Text, FinishReason.Abort, routing, sequence.Logprobs);
         }
         Stats.RequestsAborted++;
-        Complete(entry.State, entry.Sink);
+        Complete(state, sink);
         return true;
     }
 
@@ -234,7 +259,7 @@ public sealed partial class LlmEngine : IDisposable
                 logprob = LogprobCalculator.Compute(logits, _tokenizer.TokenCount, token, sequence.Request.Request.Logprobs!.Value);
                 logprobs.Add(logprob);
             }
-            var text = sequence.Append(token);
+            var text = sequence.Append(token, withText: sampling.IncludeStopTokenText || !IsStopToken(token, sampling, _eosTokenIds));
             Stats.GeneratedTokens++;
             var finish = FinishReasonAfter(sequence, token, _eosTokenIds);
             if (finish.HasValue)
@@ -249,6 +274,9 @@ public sealed partial class LlmEngine : IDisposable
             }
         }
     }
+
+    private static bool IsStopToken(int token, SamplingParams sampling, IReadOnlySet<int> eosTokenIds) =>
+        (!sampling.IgnoreEos && eosTokenIds.Contains(token)) || sampling.StopTokenIds?.Contains(token) == true;
 
     private static FinishReason? FinishReasonAfter(Sequence sequence, int token, IReadOnlySet<int> eosTokenIds)
     {
@@ -294,22 +322,12 @@ public sealed partial class LlmEngine : IDisposable
     private void FinishSequence(Sequence sequence, FinishReason reason, IRequestSink sink)
     {
         var state = sequence.Request;
-        RoutingRows? routing = null;
-        try
-        {
-            if (state.Request.ReturnRouting)
-            {
-                routing = AssembleRouting(sequence);
-                Stats.RoutingBytesReturned += routing.Data.Length;
-            }
-        }
-        catch (RoutingIntegrityException e)
-        {
-            Stats.RoutingIntegrityFailures++;
-            state.Error ??= e;
-        }
+        var routing = TryAssembleRouting(sequence);
         _scheduler.Remove(sequence);
-        state.Results[sequence.Choice] = new ChoiceResult(sequence.Choice, sequence.OutputTokens(), sequence.Text, reason, routing, sequence.Logprobs);
+        state.Results[sequence.Choice] = new ChoiceResult(sequence.Choice, sequence.OutputTokens(), sequence.Text, reason, routing, sequence.Logprobs)
+        {
+            MatchedStop = sequence.MatchedStop,
+        };
         if (--state.Unfinished == 0)
         {
             Stats.RequestsFinished++;
@@ -317,20 +335,45 @@ public sealed partial class LlmEngine : IDisposable
         }
     }
 
+    /// <summary>The choice's routing when its request asked for it; null, and the request failed, on an integrity failure.</summary>
+    private RoutingRows? TryAssembleRouting(Sequence sequence)
+    {
+        var state = sequence.Request;
+        if (!state.Request.ReturnRouting)
+        {
+            return null;
+        }
+        try
+        {
+            var routing = AssembleRouting(sequence);
+            Stats.RoutingBytesReturned += routing.Data.Length;
+            return routing;
+        }
+        catch (RoutingIntegrityException e)
+        {
+            Stats.RoutingIntegrityFailures++;
+            state.Error ??= e;
+            return null;
+        }
+    }
+
     /// <summary>
-    /// Gathers rows <c>[start, T-1)</c> from the routing channel through the block table, like attention reads KV.
-    /// Every channel's rows for those positions are checked: a row still holding the unset sentinel fails the request.
+    /// Gathers rows <c>[start, T-1)</c> from the routing channel through the block table, like attention reads KV (for
+    /// an aborted choice, from wherever its rows are: see <see cref="TryGatherRows"/>). Every channel's rows for those
+    /// positions are checked: a row still holding the unset sentinel fails the request.
     /// </summary>
     private RoutingRows AssembleRouting(Sequence sequence)
     {
         var start = sequence.Request.Request.RoutingStart;
         var count = sequence.TokenCount - 1 - start;
-        var table = CollectionsMarshal.AsSpan(sequence.BlockTable);
         RoutingRows? routing = null;
         foreach (var channel in _pool.Channels)
         {
             var rows = new byte[count * channel.RowBytes];
-            channel.Gather(table, start, count, rows);
+            if (!TryGatherRows(sequence, channel, start, count, rows))
+            {
+                continue;
+            }
             if (channel.ContainsUnset(rows))
             {
                 throw new RoutingIntegrityException(

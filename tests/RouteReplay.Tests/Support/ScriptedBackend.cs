@@ -21,6 +21,9 @@ public sealed class ScriptedBackend(IModelBackend inner, int promptLength, IRead
 
     public int NumBlocks => inner.NumBlocks;
 
+    public TensorDType KvDType => inner.KvDType;
+
+
     public int KvBytesPerBlock => inner.KvBytesPerBlock;
 
     public void ReadBlockKv(int block, Span<byte> destination) => inner.ReadBlockKv(block, destination);

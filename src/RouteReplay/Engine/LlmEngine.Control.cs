@@ -53,7 +53,7 @@ public sealed partial class LlmEngine
         using var checkpoint = Checkpoint.Open(directory);
         var weights = reloadable.PrepareWeights(checkpoint);
         var identity = weightsVersion ?? ModelFingerprint.HashWeights(directory);
-        return new WeightUpdate(weights, ModelFingerprint.Compute(checkpoint.Config, identity), identity);
+        return new WeightUpdate(weights, ModelFingerprint.Compute(checkpoint.Config, identity, PayloadLayout), identity);
     }
 
     /// <summary>
@@ -68,6 +68,7 @@ public sealed partial class LlmEngine
             throw new InvalidOperationException($"weights can only change with no request running ({_requests.Count} are)");
         }
         ((IReloadableBackend)_backend).ApplyWeights(update.Weights);
+        Fingerprint = update.Fingerprint;
         _rootKey = BlockKey.Root(update.Fingerprint);
         FlushCache();
     }

@@ -27,8 +27,12 @@ public sealed partial class LlmEngine : IDisposable
     private readonly Dictionary<string, (RequestState State, IRequestSink Sink)> _requests = [];
     private readonly int[] _blockTokens;
 
+    /// <param name="weightsIdentity">
+    /// Identifies the weights in the model fingerprint: <see cref="ModelFingerprint.HashWeights"/> of the checkpoint or
+    /// a version string the user guarantees is unique.
+    /// </param>
     /// <param name="auxiliaryChannels">Channels stored beside routing in every block (tests register one).</param>
-    public LlmEngine(IModelBackend backend, TextTokenizer tokenizer, IEnumerable<int> eosTokenIds, EngineOptions options, UInt128 fingerprint, IEnumerable<BlockChannel>? auxiliaryChannels = null)
+    public LlmEngine(IModelBackend backend, TextTokenizer tokenizer, IEnumerable<int> eosTokenIds, EngineOptions options, string weightsIdentity, IEnumerable<BlockChannel>? auxiliaryChannels = null)
     {
         Options = options.Validate();
         if (backend.BlockSize != options.BlockSize || backend.NumBlocks != options.ResolvedNumBlocks)
@@ -42,13 +46,15 @@ public sealed partial class LlmEngine : IDisposable
         List<BlockChannel> channels = [_routing, .. auxiliaryChannels ?? []];
         _pool = new BlockPool(backend.NumBlocks, backend.BlockSize, options.EnablePrefixCaching, channels);
         _copier = new PayloadCopier(backend, _pool.Channels);
+        PayloadLayout = PayloadLayout.Of(backend, _pool.Channels);
+        Fingerprint = ModelFingerprint.Compute(backend.Config, weightsIdentity, PayloadLayout);
         var hostBlocks = HostTier.BlocksFor(options.SwapSpaceGiB, _copier.PayloadBytes);
         _host = hostBlocks > 0 ? new HostTier(_pool, _copier, hostBlocks) : null;
         _scheduler = new Scheduler(options, _pool, _host, _routing, Stats);
         var maxBlocksPerSequence = options.BlocksFor(options.MaxModelLen);
         _batch = new ForwardBatch(options.MaxNumBatchedTokens, options.MaxNumSeqs, maxBlocksPerSequence, backend.RoutingFormat, backend.Config.VocabSize);
         _sampler = new Sampler(backend.Config.VocabSize);
-        _rootKey = BlockKey.Root(fingerprint);
+        _rootKey = BlockKey.Root(Fingerprint);
         _blockTokens = new int[options.BlockSize];
     }
 
@@ -66,6 +72,12 @@ public sealed partial class LlmEngine : IDisposable
     public HostTier? HostTier => _host;
 
     public PayloadCopier PayloadCopier => _copier;
+
+    /// <summary>The layout of every block payload this engine produces (KV dtype and size, channels).</summary>
+    public PayloadLayout PayloadLayout { get; }
+
+    /// <summary>The model fingerprint the block keys are rooted at; changes with the weights.</summary>
+    public UInt128 Fingerprint { get; private set; }
 
     public int WaitingCount => _scheduler.WaitingCount;
 

@@ -11,7 +11,7 @@ public static class LoadedModel
     /// <summary>
     /// Loads <paramref name="directory"/> onto the CPU backend. The end-of-sequence ids are the generation config's
     /// (else the model config's) and the tokenizer's. Block keys are seeded with the model fingerprint, which covers
-    /// the architecture, the shapes and the weights (their bytes' hash, or <see cref="EngineOptions.WeightsVersion"/>).
+    /// the architecture, the shapes, the payload layout and the weights (their bytes' hash, or <see cref="EngineOptions.WeightsVersion"/>).
     /// </summary>
     public static LlmEngine LoadCpu(string directory, EngineOptions options, IEnumerable<BlockChannel>? auxiliaryChannels = null)
     {
@@ -19,8 +19,8 @@ public static class LoadedModel
         using var checkpoint = Checkpoint.Open(directory);
         var tokenizer = TextTokenizer.Load(directory);
         var eos = checkpoint.EosTokenIds.Concat(tokenizer.EosTokenIds).Distinct().ToArray();
-        var fingerprint = ModelFingerprint.Compute(checkpoint.Config, options.WeightsVersion ?? ModelFingerprint.HashWeights(directory));
+        var weightsIdentity = options.WeightsVersion ?? ModelFingerprint.HashWeights(directory);
         var backend = CpuBackend.Load(checkpoint, options.ResolvedNumBlocks, options.BlockSize);
-        return new LlmEngine(backend, tokenizer, eos, options, fingerprint, auxiliaryChannels);
+        return new LlmEngine(backend, tokenizer, eos, options, weightsIdentity, auxiliaryChannels);
     }
 }

@@ -3,6 +3,7 @@ using RouteReplay.Backends;
 using RouteReplay.Cache;
 using RouteReplay.Model.Tokenization;
 using RouteReplay.Routing;
+using RouteReplay.Storage;
 
 namespace RouteReplay.Engine;
 
@@ -20,6 +21,7 @@ public sealed partial class LlmEngine : IDisposable
     private readonly RoutingChannel _routing;
     private readonly Scheduler _scheduler;
     private readonly HostTier? _host;
+    private readonly BlockStoreTier? _store;
     private readonly PayloadCopier _copier;
     private readonly ForwardBatch _batch;
     private readonly Sampler _sampler;
@@ -48,9 +50,15 @@ public sealed partial class LlmEngine : IDisposable
         _copier = new PayloadCopier(backend, _pool.Channels);
         PayloadLayout = PayloadLayout.Of(backend, _pool.Channels);
         Fingerprint = ModelFingerprint.Compute(backend.Config, weightsIdentity, PayloadLayout);
+        _store = options.KvStore is { } spec ? OpenStore(spec, options, PayloadLayout, Fingerprint) : null;
         var hostBlocks = HostTier.BlocksFor(options.SwapSpaceGiB, _copier.PayloadBytes);
-        _host = hostBlocks > 0 ? new HostTier(_pool, _copier, hostBlocks) : null;
-        _scheduler = new Scheduler(options, _pool, _host, _routing, Stats);
+        _host = hostBlocks > 0 ? new HostTier(_pool, _copier, hostBlocks) { Lower = _store } : null;
+        ILowerTier? lower = (ILowerTier?)_host ?? _store;
+        if (lower is not null)
+        {
+            _pool.EvictionSink = new DeviceEvictionRelay(_copier, lower);
+        }
+        _scheduler = new Scheduler(options, _pool, _host, _store, _copier, _routing, Stats);
         var maxBlocksPerSequence = options.BlocksFor(options.MaxModelLen);
         _batch = new ForwardBatch(options.MaxNumBatchedTokens, options.MaxNumSeqs, maxBlocksPerSequence, backend.RoutingFormat, backend.Config.VocabSize);
         _sampler = new Sampler(backend.Config.VocabSize);
@@ -72,6 +80,9 @@ public sealed partial class LlmEngine : IDisposable
     public HostTier? HostTier => _host;
 
     public PayloadCopier PayloadCopier => _copier;
+
+    /// <summary>The block store tier, or null without <see cref="EngineOptions.KvStore"/>.</summary>
+    public BlockStoreTier? StoreTier => _store;
 
     /// <summary>The layout of every block payload this engine produces (KV dtype and size, channels).</summary>
     public PayloadLayout PayloadLayout { get; }
@@ -163,7 +174,7 @@ public sealed partial class LlmEngine : IDisposable
         var chunks = _scheduler.Schedule();
         if (chunks.Count == 0)
         {
-            if (_scheduler.HasWork)
+            if (_scheduler.HasWork && _scheduler.LoadingCount == 0)
             {
                 throw new InvalidOperationException("the scheduler has requests but scheduled nothing");
             }
@@ -183,12 +194,37 @@ public sealed partial class LlmEngine : IDisposable
         return true;
     }
 
-    /// <summary>Runs every queued request to completion, one step after another.</summary>
+    /// <summary>Runs every queued request to completion, one step after another (waiting for store lookups when nothing else can run).</summary>
     public void RunToCompletion()
     {
-        while (Step())
+        while (Step() || WaitForStoreLookup())
         {
         }
+    }
+
+    /// <summary>When requests wait only for store lookups, blocks until one completes and returns true; else returns false.</summary>
+    public bool WaitForStoreLookup()
+    {
+        if (_store is null || _scheduler.LoadingCount == 0)
+        {
+            return false;
+        }
+        while (!_store.WaitForCompletedLoad(TimeSpan.FromMilliseconds(100)))
+        {
+        }
+        return true;
+    }
+
+    private static BlockStoreTier OpenStore(string spec, EngineOptions options, PayloadLayout layout, UInt128 fingerprint)
+    {
+        var store = BlockStores.Open(
+            BlockStoreSpec.Parse(spec),
+            new BlockStoreOptions(
+                (long)(options.KvStoreMaxGiB * (1L << 30)),
+                options.KvStoreTtlSeconds > 0 ? TimeSpan.FromSeconds(options.KvStoreTtlSeconds) : null,
+                TimeSpan.FromMilliseconds(options.KvStoreTimeoutMs)));
+        var settings = new StoreTierSettings(options.KvStoreWrite == KvStoreWriteMode.Through, options.KvStoreQueueSize, TimeSpan.FromMilliseconds(options.KvStoreTimeoutMs));
+        return new BlockStoreTier(store, layout, settings) { Fingerprint = fingerprint };
     }
 
     private void PrepareBatch(IReadOnlyList<ScheduledChunk> chunks)
@@ -285,6 +321,10 @@ public sealed partial class LlmEngine : IDisposable
             if (!_pool.IsCached(block))
             {
                 _pool.Commit(block, key, parent, _blockTokens);
+                if (_store is not null && _pool.IsCached(block))
+                {
+                    _store.OfferCommitted(key, parent, _blockTokens, EvictedPayload.OnDevice(_copier, block));
+                }
             }
             sequence.LastCommittedKey = key;
             sequence.CommittedBlocks++;
@@ -361,5 +401,9 @@ public sealed partial class LlmEngine : IDisposable
         });
     }
 
-    public void Dispose() => _backend.Dispose();
+    public void Dispose()
+    {
+        _store?.Dispose();
+        _backend.Dispose();
+    }
 }

@@ -132,6 +132,21 @@ public sealed class FileBlockStore : IBlockStore
         }
     }
 
+    public ValueTask<long> ClearAsync(CancellationToken cancellationToken)
+    {
+        long deleted = 0;
+        foreach (var path in Directory.EnumerateFiles(_root, "*" + Extension, SearchOption.AllDirectories))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (TryDelete(path))
+            {
+                deleted++;
+            }
+        }
+        Interlocked.Exchange(ref _estimatedBytes, 0);
+        return ValueTask.FromResult(deleted);
+    }
+
     /// <summary>Scans the folder, then evicts least recently used values while it holds more than the cap.</summary>
     private void Rescan()
     {

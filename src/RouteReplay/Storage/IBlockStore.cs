@@ -18,4 +18,7 @@ public interface IBlockStore : IAsyncDisposable
 
     /// <summary>The value under <paramref name="key"/>, or null when there is none. The caller disposes it.</summary>
     ValueTask<IMemoryOwner<byte>?> GetAsync(BlockKey key, CancellationToken cancellationToken);
+
+    /// <summary>Deletes every value this kind of store wrote there (any fingerprint); returns how many.</summary>
+    ValueTask<long> ClearAsync(CancellationToken cancellationToken);
 }

@@ -61,5 +61,27 @@ public sealed class RedisBlockStore : IBlockStore
         return await database.StringGetLeaseAsync(KeyOf(key)).WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Deletes every <see cref="KeyPrefix"/> key on every primary (each cluster node holds its own slots).</summary>
+    public async ValueTask<long> ClearAsync(CancellationToken cancellationToken)
+    {
+        var database = _connection.GetDatabase();
+        long deleted = 0;
+        foreach (var server in _connection.GetServers())
+        {
+            if (!server.IsConnected || server.IsReplica)
+            {
+                continue;
+            }
+            await foreach (var key in server.KeysAsync(pattern: KeyPrefix + "*", pageSize: 1000).WithCancellation(cancellationToken).ConfigureAwait(false))
+            {
+                if (await database.KeyDeleteAsync(key).ConfigureAwait(false))
+                {
+                    deleted++;
+                }
+            }
+        }
+        return deleted;
+    }
+
     public ValueTask DisposeAsync() => _connection.DisposeAsync();
 }

@@ -34,7 +34,8 @@ public sealed partial class LlmEngine : IDisposable
     /// a version string the user guarantees is unique.
     /// </param>
     /// <param name="auxiliaryChannels">Channels stored beside routing in every block (tests register one).</param>
-    public LlmEngine(IModelBackend backend, TextTokenizer tokenizer, IEnumerable<int> eosTokenIds, EngineOptions options, string weightsIdentity, IEnumerable<BlockChannel>? auxiliaryChannels = null)
+    /// <param name="blockStore">A block store to use instead of opening <see cref="EngineOptions.KvStore"/>; the engine disposes it.</param>
+    public LlmEngine(IModelBackend backend, TextTokenizer tokenizer, IEnumerable<int> eosTokenIds, EngineOptions options, string weightsIdentity, IEnumerable<BlockChannel>? auxiliaryChannels = null, IBlockStore? blockStore = null)
     {
         Options = options.Validate();
         if (backend.BlockSize != options.BlockSize || backend.NumBlocks != options.ResolvedNumBlocks)
@@ -50,7 +51,7 @@ public sealed partial class LlmEngine : IDisposable
         _copier = new PayloadCopier(backend, _pool.Channels);
         PayloadLayout = PayloadLayout.Of(backend, _pool.Channels);
         Fingerprint = ModelFingerprint.Compute(backend.Config, weightsIdentity, PayloadLayout);
-        _store = options.KvStore is { } spec ? OpenStore(spec, options, PayloadLayout, Fingerprint) : null;
+        _store = blockStore is not null || options.KvStore is not null ? OpenStore(blockStore, options, PayloadLayout, Fingerprint) : null;
         var hostBlocks = HostTier.BlocksFor(options.SwapSpaceGiB, _copier.PayloadBytes);
         _host = hostBlocks > 0 ? new HostTier(_pool, _copier, hostBlocks) { Lower = _store } : null;
         ILowerTier? lower = (ILowerTier?)_host ?? _store;
@@ -215,10 +216,10 @@ public sealed partial class LlmEngine : IDisposable
         return true;
     }
 
-    private static BlockStoreTier OpenStore(string spec, EngineOptions options, PayloadLayout layout, UInt128 fingerprint)
+    private static BlockStoreTier OpenStore(IBlockStore? given, EngineOptions options, PayloadLayout layout, UInt128 fingerprint)
     {
-        var store = BlockStores.Open(
-            BlockStoreSpec.Parse(spec),
+        var store = given ?? BlockStores.Open(
+            BlockStoreSpec.Parse(options.KvStore!),
             new BlockStoreOptions(
                 (long)(options.KvStoreMaxGiB * (1L << 30)),
                 options.KvStoreTtlSeconds > 0 ? TimeSpan.FromSeconds(options.KvStoreTtlSeconds) : null,

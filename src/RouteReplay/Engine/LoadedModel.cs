@@ -13,7 +13,7 @@ public static class LoadedModel
     /// (else the model config's) and the tokenizer's. Block keys are seeded with the model fingerprint, which covers
     /// the architecture, the shapes, the payload layout and the weights (their bytes' hash, or <see cref="EngineOptions.WeightsVersion"/>).
     /// </summary>
-    public static LlmEngine LoadCpu(string directory, EngineOptions options, IEnumerable<BlockChannel>? auxiliaryChannels = null)
+    public static LlmEngine LoadCpu(string directory, EngineOptions options, IEnumerable<BlockChannel>? auxiliaryChannels = null, Storage.IBlockStore? blockStore = null)
     {
         options.Validate();
         using var checkpoint = Checkpoint.Open(directory);
@@ -21,6 +21,6 @@ public static class LoadedModel
         var eos = checkpoint.EosTokenIds.Concat(tokenizer.EosTokenIds).Distinct().ToArray();
         var weightsIdentity = options.WeightsVersion ?? ModelFingerprint.HashWeights(directory);
         var backend = CpuBackend.Load(checkpoint, options.ResolvedNumBlocks, options.BlockSize);
-        return new LlmEngine(backend, tokenizer, eos, options, weightsIdentity, auxiliaryChannels);
+        return new LlmEngine(backend, tokenizer, eos, options, weightsIdentity, auxiliaryChannels, blockStore);
     }
 }

@@ -39,6 +39,7 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
     private readonly SemaphoreSlim _loadSignal = new(0);
     private readonly HashSet<BlockKey> _known = [];
     private readonly Queue<BlockKey> _knownOrder = new();
+    private readonly List<int> _admitted = [];
     private int _queued;
     private int _pendingLoads;
     private bool _disposed;
@@ -118,30 +119,42 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
                     Stats.CountDiscarded(load.Loaded);
                     continue;
                 }
-                for (var b = 0; b < load.Loaded; b++)
-                {
-                    var key = load.Keys[b];
-                    if (pool.Holds(key))
-                    {
-                        continue;
-                    }
-                    if (!pool.CanAllocate(1))
-                    {
-                        Stats.CountDiscarded(load.Loaded - b);
-                        break;
-                    }
-                    var block = pool.Allocate();
-                    copier.HostToDevice(load.Values[b]!.Memory.Span[_codec.PayloadRange(Layout.BlockSize)], block);
-                    pool.Commit(block, key, load.Parents[b], load.BlockTokens(b));
-                    pool.Release(block);
-                    Remember(key);
-                }
+                AdmitVerifiedBlocks(load, pool, copier);
             }
             finally
             {
                 load.DisposeValues();
             }
         }
+    }
+
+    /// <summary>
+    /// Copies the run's verified payloads into at most <see cref="BlockPool.FreeBlockCount"/> newly allocated blocks
+    /// (so none evicts another), commits them, then releases them last block first, so the run's first blocks are
+    /// evicted last, as for any released sequence.
+    /// </summary>
+    private void AdmitVerifiedBlocks(StoreLoad load, BlockPool pool, PayloadCopier copier)
+    {
+        _admitted.Clear();
+        for (var b = 0; b < load.Loaded; b++)
+        {
+            var key = load.Keys[b];
+            if (pool.Holds(key))
+            {
+                continue;
+            }
+            if (!pool.CanAllocate(1))
+            {
+                Stats.CountDiscarded(load.Loaded - b);
+                break;
+            }
+            var block = pool.Allocate();
+            copier.HostToDevice(load.Values[b]!.Memory.Span[_codec.PayloadRange(Layout.BlockSize)], block);
+            pool.Commit(block, key, load.Parents[b], load.BlockTokens(b));
+            _admitted.Add(block);
+            Remember(key);
+        }
+        pool.ReleaseSequence(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_admitted));
     }
 
     /// <summary>Blocks until a lookup has completed or <paramref name="timeout"/> passes; true when one is ready.</summary>

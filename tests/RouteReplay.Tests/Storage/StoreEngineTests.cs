@@ -173,14 +173,17 @@ public sealed class StoreEngineTests(StoreWorkloadFixture fixture) : IClassFixtu
     public void Loads_that_find_no_free_device_block_are_discarded_and_computed()
     {
         fixture.CopyStoreTo(true, _folder);
-        var gated = new GatedStore(new FileBlockStore(_folder, 0), gateReads: true, gateWrites: false);
+        var gated = new GatedStore(new FileBlockStore(_folder, 0), gateReads: false, gateWrites: false);
         using var engine = EngineRunner.Create(Model, Options() with { NumBlocks = 12, MaxNumSeqs = 2 }, blockStore: gated);
         var runner = new EngineRunner();
         var hog = new EngineRequest { RequestId = "hog", PromptTokenIds = Enumerable.Range(500, 150).ToArray(), Sampling = new SamplingParams { Temperature = 0f, MaxTokens = 20, IgnoreEos = true } };
         var hogReference = EngineRunner.OneAtATime(Model, [hog]);
         var stored = fixture.Workload(true)[0];
         engine.AddRequest(hog, runner);
-        engine.Step();
+        Assert.False(engine.Step());
+        Assert.True(engine.WaitForStoreLookup());
+        Assert.True(engine.Step());
+        gated.CloseReads();
         engine.AddRequest(stored, runner);
         while (engine.Pool.FreeBlockCount > 1)
         {

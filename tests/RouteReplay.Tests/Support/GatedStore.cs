@@ -22,7 +22,7 @@ public sealed class GatedStore : IBlockStore
         }
     }
 
-    private readonly TaskCompletionSource _reads = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource _reads = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _writes = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private int _waitingReads;
@@ -35,6 +35,9 @@ public sealed class GatedStore : IBlockStore
     public int WaitingWrites => Volatile.Read(ref _waitingWrites);
 
     public void OpenReads() => _reads.TrySetResult();
+
+    /// <summary>Makes later reads wait again (reads already let through are not affected).</summary>
+    public void CloseReads() => Volatile.Write(ref _reads, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
 
     public void OpenWrites() => _writes.TrySetResult();
 
@@ -49,7 +52,7 @@ public sealed class GatedStore : IBlockStore
     public async ValueTask<IMemoryOwner<byte>?> GetAsync(BlockKey key, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _waitingReads);
-        await _reads.Task.ConfigureAwait(false);
+        await Volatile.Read(ref _reads).Task.ConfigureAwait(false);
         Interlocked.Decrement(ref _waitingReads);
         return await _inner.GetAsync(key, cancellationToken).ConfigureAwait(false);
     }

@@ -15,6 +15,12 @@ internal sealed class EngineFlags
         ["recompute"] = PreemptionMode.Recompute,
     };
 
+    private static readonly Dictionary<string, KvStoreWriteMode> KvStoreWriteModes = new()
+    {
+        ["through"] = KvStoreWriteMode.Through,
+        ["evict"] = KvStoreWriteMode.Evict,
+    };
+
     private readonly Option<int> _blockSize = Flags.Int("--block-size", "Tokens per KV-cache block.", Defaults.BlockSize);
     private readonly Option<int> _numBlocks = Flags.Int("--num-blocks", "KV pool size in blocks (0: enough for max-num-seqs requests of half the model length).", 0);
     private readonly Option<int> _maxNumSeqs = Flags.Int("--max-num-seqs", "Most sequences in one step.", Defaults.MaxNumSeqs);
@@ -23,6 +29,12 @@ internal sealed class EngineFlags
     private readonly Option<bool> _noPrefixCaching = new("--no-prefix-caching") { Description = "Turn off prefix caching." };
     private readonly Option<double> _swapSpace = Flags.Double("--swap-space", "Host-memory tier for swapped-out and demoted blocks, in GiB (allocated as used); 0 turns it off.", Defaults.SwapSpaceGiB);
     private readonly Option<string> _preemptionMode = Flags.Choice("--preemption-mode", "auto (swap when the host tier has room, else recompute), swap or recompute.", "auto", PreemptionModes.Keys.ToDictionary(k => k));
+    private readonly Option<string?> _kvStore = new("--kv-store") { Description = "Persistent block store shared by processes and restarts: file:DIR or redis://HOST:PORT[,HOST:PORT...] (one server or a Redis Cluster)." };
+    private readonly Option<double> _kvStoreMaxGiB = Flags.Double("--kv-store-max-gib", "File store size cap in GiB; least recently used values are deleted past it (0: no cap).", Defaults.KvStoreMaxGiB);
+    private readonly Option<int> _kvStoreTtl = Flags.Int("--kv-store-ttl-seconds", "Redis values' time to live in seconds (0: no expiry).", Defaults.KvStoreTtlSeconds);
+    private readonly Option<KvStoreWriteMode> _kvStoreWrite = Flags.Choice("--kv-store-write", "through (write full blocks as soon as they are committed) or evict (only when evicted from the last memory tier).", Defaults.KvStoreWrite, KvStoreWriteModes);
+    private readonly Option<int> _kvStoreTimeout = Flags.Int("--kv-store-timeout-ms", "Longest one store read or write may take; slower counts as a fault and a miss.", Defaults.KvStoreTimeoutMs);
+    private readonly Option<int> _kvStoreQueue = Flags.Int("--kv-store-queue-size", "Store writes queued at most; more are dropped and counted (steps never wait for the store).", Defaults.KvStoreQueueSize);
     private readonly Option<string?> _weightsVersion = new("--weights-version") { Description = "Identify the weights in cache keys by this string instead of hashing the weight files." };
 
     public void AddTo(Command command)
@@ -36,6 +48,12 @@ internal sealed class EngineFlags
         command.Options.Add(_swapSpace);
         command.Options.Add(_preemptionMode);
         command.Options.Add(_weightsVersion);
+        command.Options.Add(_kvStore);
+        command.Options.Add(_kvStoreMaxGiB);
+        command.Options.Add(_kvStoreTtl);
+        command.Options.Add(_kvStoreWrite);
+        command.Options.Add(_kvStoreTimeout);
+        command.Options.Add(_kvStoreQueue);
     }
 
     public EngineOptions Read(ParseResult parse) => new EngineOptions
@@ -49,5 +67,11 @@ internal sealed class EngineFlags
         SwapSpaceGiB = parse.GetValue(_swapSpace),
         PreemptionMode = PreemptionModes[parse.GetValue(_preemptionMode)!],
         WeightsVersion = parse.GetValue(_weightsVersion),
+        KvStore = parse.GetValue(_kvStore),
+        KvStoreMaxGiB = parse.GetValue(_kvStoreMaxGiB),
+        KvStoreTtlSeconds = parse.GetValue(_kvStoreTtl),
+        KvStoreWrite = parse.GetValue(_kvStoreWrite),
+        KvStoreTimeoutMs = parse.GetValue(_kvStoreTimeout),
+        KvStoreQueueSize = parse.GetValue(_kvStoreQueue),
     }.Validate();
 }

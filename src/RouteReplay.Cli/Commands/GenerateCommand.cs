@@ -104,6 +104,7 @@ internal static class GenerateCommand
             var clock = Stopwatch.StartNew();
             engine.RunToCompletion();
             var elapsed = clock.Elapsed;
+            engine.StoreTier?.DrainWrites(TimeSpan.FromSeconds(30));
             if (single)
             {
                 Console.WriteLine();
@@ -233,6 +234,7 @@ internal static class GenerateCommand
             $"finish={finish} moe_layers={engine.RoutingFormat.MoeLayerCount} top_k={engine.RoutingFormat.TopK} " +
             $"routing_rows={results.Sum(r => r.Choices.Sum(c => c.Routing?.RowCount ?? 0))} " +
             $"preemptions_swap={engine.Stats.PreemptionsBySwap} preemptions_recompute={engine.Stats.PreemptionsByRecompute} " +
+            (engine.StoreTier is { Stats: var store } ? $"kv_store_hits={store.Hits} kv_store_writes={store.Writes} " : "") +
             $"prefill_tokens_per_s={prompt / firstTokenAt.TotalSeconds:F1} decode_tokens_per_s={decodeRate:F1} tokens_per_s={generated / elapsed.TotalSeconds:F1}";
     }
 

@@ -4,9 +4,10 @@ namespace RouteReplay.Cache;
 /// The host-memory tier: whole block payloads for swapped-out sequences and for prefix blocks demoted from the device
 /// pool. Its blocks follow the same rules as the device pool's (a <see cref="BlockPool"/> without channels does the
 /// bookkeeping): a swapped block is held by its sequence; a demoted block is cached and free, evicted least recently
-/// demoted first when space is needed; a promotion is a verified prefix hit.
+/// demoted first when space is needed; a promotion is a verified prefix hit. A demoted block the tier evicts, or a
+/// device block it has no room for, goes on to <see cref="Lower"/> (the block store), when there is one.
 /// </summary>
-public sealed class HostTier : IBlockEvictionSink
+public sealed class HostTier : ILowerTier
 {
     private readonly BlockPool _devicePool;
     private readonly BlockPool _pool;
@@ -19,8 +20,11 @@ public sealed class HostTier : IBlockEvictionSink
         _copier = copier;
         _pool = new BlockPool(numBlocks, devicePool.BlockSize, devicePool.PrefixCachingEnabled, []);
         _store = new HostPayloadStore(numBlocks, copier.PayloadBytes);
-        devicePool.EvictionSink = this;
+        _pool.EvictionSink = new HostEvictionRelay(this);
     }
+
+    /// <summary>The next tier down, offered every demoted block this tier evicts.</summary>
+    public ILowerTier? Lower { get; set; }
 
     /// <summary>Host blocks that fit in <paramref name="gibibytes"/> for a payload of <paramref name="payloadBytes"/>.</summary>
     public static int BlocksFor(double gibibytes, int payloadBytes) => (int)Math.Min(int.MaxValue, gibibytes * (1L << 30) / payloadBytes);
@@ -67,15 +71,23 @@ public sealed class HostTier : IBlockEvictionSink
     /// <summary>Frees the host blocks of a swapped-out sequence that will not resume (aborted).</summary>
     public void Discard(ReadOnlySpan<int> hostBlocks) => _pool.ReleaseSequence(hostBlocks);
 
-    /// <summary>Demotes an evicted device prefix block when the host tier has room and does not hold its key yet.</summary>
-    public void OnEvict(int block, BlockKey key, BlockKey parent, ReadOnlySpan<int> tokenIds)
+    /// <summary>
+    /// Demotes an evicted device prefix block when the host tier has room and does not hold its key yet; without room
+    /// it goes on to <see cref="Lower"/>.
+    /// </summary>
+    public void OnEvicted(BlockKey key, BlockKey parent, ReadOnlySpan<int> tokenIds, in EvictedPayload payload)
     {
-        if (!_pool.PrefixCachingEnabled || !_pool.CanAllocate(1) || _pool.Holds(key))
+        if (!_pool.PrefixCachingEnabled || _pool.Holds(key))
         {
             return;
         }
+        if (!_pool.CanAllocate(1))
+        {
+            Lower?.OnEvicted(key, parent, tokenIds, payload);
+            return;
+        }
         var hostBlock = _pool.Allocate();
-        _copier.DeviceToHost(block, _store.Payload(hostBlock));
+        payload.CopyTo(_store.Payload(hostBlock));
         _pool.Commit(hostBlock, key, parent, tokenIds);
         _pool.Release(hostBlock);
         BlocksDemoted++;
@@ -104,4 +116,10 @@ public sealed class HostTier : IBlockEvictionSink
 
     /// <summary>Drops every demoted key (flush, or new weights).</summary>
     public void ResetPrefixCache() => _pool.ResetPrefixCache();
+
+    private sealed class HostEvictionRelay(HostTier tier) : IBlockEvictionSink
+    {
+        public void OnEvict(int block, BlockKey key, BlockKey parent, ReadOnlySpan<int> tokenIds) =>
+            tier.Lower?.OnEvicted(key, parent, tokenIds, EvictedPayload.InHost(tier._store.Payload(block)));
+    }
 }

@@ -30,6 +30,10 @@ public sealed class AsyncEngine : IAsyncDisposable
     public AsyncEngine(LlmEngine engine)
     {
         _engine = engine;
+        if (engine.StoreTier is { } store)
+        {
+            store.LoadCompleted = WakeForStoreLookup;
+        }
         _loop = new Thread(RunLoop) { IsBackground = true, Name = "routereplay-step-loop" };
         _loop.Start();
     }
@@ -122,6 +126,18 @@ public sealed class AsyncEngine : IAsyncDisposable
             }
             _commands.Enqueue(command);
             _wake.Release();
+        }
+    }
+
+    private void WakeForStoreLookup()
+    {
+        try
+        {
+            _wake.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Shutting down: nothing waits for the lookup any more.
         }
     }
 

@@ -3,6 +3,7 @@ using RouteReplay.Backends;
 using RouteReplay.Cache;
 using RouteReplay.Model.Tokenization;
 using RouteReplay.Routing;
+using RouteReplay.Storage;
 
 namespace RouteReplay.Engine;
 
@@ -21,6 +22,7 @@ public sealed partial class LlmEngine : IDisposable
     private readonly RoutingChannel _routing;
     private readonly Scheduler _scheduler;
     private readonly HostTier? _host;
+    private readonly BlockStoreTier? _store;
     private readonly PayloadCopier _copier;
     private readonly ForwardBatch _batch;
     private readonly Sampler _sampler;
@@ -28,8 +30,13 @@ public sealed partial class LlmEngine : IDisposable
     private readonly Dictionary<string, (RequestState State, IRequestSink Sink)> _requests = [];
     private readonly int[] _blockTokens;
 
+    /// <param name="weightsIdentity">
+    /// Identifies the weights in the model fingerprint: <see cref="ModelFingerprint.HashWeights"/> of the checkpoint or
+    /// a version string the user guarantees is unique.
+    /// </param>
     /// <param name="auxiliaryChannels">Channels stored beside routing in every block (tests register one).</param>
-    public LlmEngine(IModelBackend backend, TextTokenizer tokenizer, IEnumerable<int> eosTokenIds, EngineOptions options, UInt128 fingerprint, IEnumerable<BlockChannel>? auxiliaryChannels = null)
+    /// <param name="blockStore">A block store to use instead of opening <see cref="EngineOptions.KvStore"/>; the engine disposes it.</param>
+    public LlmEngine(IModelBackend backend, TextTokenizer tokenizer, IEnumerable<int> eosTokenIds, EngineOptions options, string weightsIdentity, IEnumerable<BlockChannel>? auxiliaryChannels = null, IBlockStore? blockStore = null)
     {
         Options = options.Validate();
         if (backend.BlockSize != options.BlockSize || backend.NumBlocks != options.ResolvedNumBlocks)
@@ -43,13 +50,21 @@ public sealed partial class LlmEngine : IDisposable
         List<BlockChannel> channels = [_routing, .. auxiliaryChannels ?? []];
         _pool = new BlockPool(backend.NumBlocks, backend.BlockSize, options.EnablePrefixCaching, channels);
         _copier = new PayloadCopier(backend, _pool.Channels);
+        PayloadLayout = PayloadLayout.Of(backend, _pool.Channels);
+        Fingerprint = ModelFingerprint.Compute(backend.Config, weightsIdentity, PayloadLayout);
+        _store = blockStore is not null || options.KvStore is not null ? OpenStore(blockStore, options, PayloadLayout, Fingerprint) : null;
         var hostBlocks = HostTier.BlocksFor(options.SwapSpaceGiB, _copier.PayloadBytes);
-        _host = hostBlocks > 0 ? new HostTier(_pool, _copier, hostBlocks) : null;
-        _scheduler = new Scheduler(options, _pool, _host, _routing, Stats);
+        _host = hostBlocks > 0 ? new HostTier(_pool, _copier, hostBlocks) { Lower = _store } : null;
+        ILowerTier? lower = (ILowerTier?)_host ?? _store;
+        if (lower is not null)
+        {
+            _pool.EvictionSink = new DeviceEvictionRelay(_copier, lower);
+        }
+        _scheduler = new Scheduler(options, _pool, _host, _store, _copier, _routing, Stats);
         var maxBlocksPerSequence = options.BlocksFor(options.MaxModelLen);
         _batch = new ForwardBatch(options.MaxNumBatchedTokens, options.MaxNumSeqs, maxBlocksPerSequence, backend.RoutingFormat, backend.Config.VocabSize);
         _sampler = new Sampler(backend.Config.VocabSize);
-        _rootKey = BlockKey.Root(fingerprint);
+        _rootKey = BlockKey.Root(Fingerprint);
         _blockTokens = new int[options.BlockSize];
     }
 
@@ -67,6 +82,15 @@ public sealed partial class LlmEngine : IDisposable
     public HostTier? HostTier => _host;
 
     public PayloadCopier PayloadCopier => _copier;
+
+    /// <summary>The block store tier, or null without <see cref="EngineOptions.KvStore"/>.</summary>
+    public BlockStoreTier? StoreTier => _store;
+
+    /// <summary>The layout of every block payload this engine produces (KV dtype and size, channels).</summary>
+    public PayloadLayout PayloadLayout { get; }
+
+    /// <summary>The model fingerprint the block keys are rooted at; changes with the weights.</summary>
+    public UInt128 Fingerprint { get; private set; }
 
     public int WaitingCount => _scheduler.WaitingCount;
 
@@ -180,7 +204,7 @@ public sealed partial class LlmEngine : IDisposable
         var chunks = Schedule();
         if (chunks.Count == 0)
         {
-            if (_scheduler.HasWork)
+            if (_scheduler.HasWork && _scheduler.LoadingCount == 0)
             {
                 throw new InvalidOperationException("the scheduler has requests but scheduled nothing");
             }
@@ -208,12 +232,37 @@ public sealed partial class LlmEngine : IDisposable
         return true;
     }
 
-    /// <summary>Runs every queued request to completion, one step after another.</summary>
+    /// <summary>Runs every queued request to completion, one step after another (waiting for store lookups when nothing else can run).</summary>
     public void RunToCompletion()
     {
-        while (Step())
+        while (Step() || WaitForStoreLookup())
         {
         }
+    }
+
+    /// <summary>When requests wait only for store lookups, blocks until one completes and returns true; else returns false.</summary>
+    public bool WaitForStoreLookup()
+    {
+        if (_store is null || _scheduler.LoadingCount == 0)
+        {
+            return false;
+        }
+        while (!_store.WaitForCompletedLoad(TimeSpan.FromMilliseconds(100)))
+        {
+        }
+        return true;
+    }
+
+    private static BlockStoreTier OpenStore(IBlockStore? given, EngineOptions options, PayloadLayout layout, UInt128 fingerprint)
+    {
+        var store = given ?? BlockStores.Open(
+            BlockStoreSpec.Parse(options.KvStore!),
+            new BlockStoreOptions(
+                (long)(options.KvStoreMaxGiB * (1L << 30)),
+                options.KvStoreTtlSeconds > 0 ? TimeSpan.FromSeconds(options.KvStoreTtlSeconds) : null,
+                TimeSpan.FromMilliseconds(options.KvStoreTimeoutMs)));
+        var settings = new StoreTierSettings(options.KvStoreWrite == KvStoreWriteMode.Through, options.KvStoreQueueSize, TimeSpan.FromMilliseconds(options.KvStoreTimeoutMs));
+        return new BlockStoreTier(store, layout, settings) { Fingerprint = fingerprint };
     }
 
     private void PrepareBatch(IReadOnlyList<ScheduledChunk> chunks)
@@ -313,6 +362,10 @@ public sealed partial class LlmEngine : IDisposable
             if (!_pool.IsCached(block))
             {
                 _pool.Commit(block, key, parent, _blockTokens);
+                if (_store is not null && _pool.IsCached(block))
+                {
+                    _store.OfferCommitted(key, parent, _blockTokens, EvictedPayload.OnDevice(_copier, block));
+                }
             }
             sequence.LastCommittedKey = key;
             sequence.CommittedBlocks++;
@@ -404,5 +457,9 @@ public sealed partial class LlmEngine : IDisposable
         });
     }
 
-    public void Dispose() => _backend.Dispose();
+    public void Dispose()
+    {
+        _store?.Dispose();
+        _backend.Dispose();
+    }
 }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using RouteReplay.Cache;
+using RouteReplay.Storage;
 
 namespace RouteReplay.Engine;
 
@@ -13,26 +14,33 @@ internal readonly record struct ScheduledChunk(Sequence Sequence, int Tokens);
 /// cannot get its next block, the most recently admitted running sequence is preempted (swapped to the host tier or
 /// freed for recompute) and put back at the head of the queue; no new sequence is admitted in a step that preempted.
 /// The first running sequence can always proceed (admission rejects a sequence the whole pool cannot hold), so the
-/// engine never deadlocks.
+/// engine never deadlocks. With a block store, a sequence whose prompt misses the device and host tiers first waits,
+/// in the loading state, for one store lookup (other sequences are admitted past it meanwhile); the blocks it loads
+/// become device prefix hits at its admission.
 /// </summary>
 internal sealed class Scheduler
 {
     private readonly EngineOptions _options;
     private readonly BlockPool _pool;
     private readonly HostTier? _host;
+    private readonly BlockStoreTier? _store;
+    private readonly PayloadCopier? _copier;
     private readonly RoutingChannel _routing;
     private readonly EngineStats _stats;
     private readonly LinkedList<Sequence> _waiting = new();
     private readonly List<Sequence> _running = [];
     private readonly List<ScheduledChunk> _scheduled = [];
     private readonly List<int> _hits = [];
+    private readonly List<object> _loaded = [];
     private readonly int[] _blockTokens;
 
-    public Scheduler(EngineOptions options, BlockPool pool, HostTier? host, RoutingChannel routing, EngineStats stats)
+    public Scheduler(EngineOptions options, BlockPool pool, HostTier? host, BlockStoreTier? store, PayloadCopier? copier, RoutingChannel routing, EngineStats stats)
     {
         _options = options;
         _pool = pool;
         _host = host;
+        _store = store;
+        _copier = copier;
         _routing = routing;
         _stats = stats;
         _blockTokens = new int[options.BlockSize];
@@ -43,6 +51,9 @@ internal sealed class Scheduler
     public int RunningCount => _running.Count;
 
     public bool HasWork => _waiting.Count > 0 || _running.Count > 0;
+
+    /// <summary>Waiting sequences whose store lookup is in flight.</summary>
+    public int LoadingCount { get; private set; }
 
     /// <summary>Prompt tokens served by prefix-cache hits (device or host tier) at admission, since the start.</summary>
     public long PrefixHitTokens { get; private set; }
@@ -72,12 +83,51 @@ internal sealed class Scheduler
             }
             budget -= ScheduleChunk(sequence, tokens);
         }
-        while (!preempted && budget > 0 && _waiting.First is { } node && _running.Count < _options.MaxNumSeqs && TryAdmit(node.Value, budget))
+        AdmitStoreLoads();
+        var node = _waiting.First;
+        while (!preempted && budget > 0 && node is not null && _running.Count < _options.MaxNumSeqs)
         {
-            _waiting.RemoveFirst();
-            budget -= ScheduleChunk(node.Value, Math.Min(node.Value.TokenCount - node.Value.ComputedTokens, budget));
+            var next = node.Next;
+            var sequence = node.Value;
+            if (sequence.StoreLookup == StoreLookup.Loading)
+            {
+                node = next;
+                continue;
+            }
+            if (!TryAdmit(sequence, budget))
+            {
+                if (sequence.StoreLookup == StoreLookup.Loading)
+                {
+                    node = next;
+                    continue;
+                }
+                break;
+            }
+            _waiting.Remove(node);
+            budget -= ScheduleChunk(sequence, Math.Min(sequence.TokenCount - sequence.ComputedTokens, budget));
+            node = next;
         }
         return _scheduled;
+    }
+
+    /// <summary>Puts the blocks of completed store lookups into the device pool and lets their sequences be admitted.</summary>
+    private void AdmitStoreLoads()
+    {
+        if (_store is null || _store.PendingLoads == 0)
+        {
+            return;
+        }
+        _loaded.Clear();
+        _store.AdmitCompletedLoads(_pool, _copier!, _loaded);
+        foreach (var owner in _loaded)
+        {
+            var sequence = (Sequence)owner;
+            if (sequence.StoreLookup == StoreLookup.Loading)
+            {
+                sequence.StoreLookup = StoreLookup.Done;
+                LoadingCount--;
+            }
+        }
     }
 
     /// <summary>Removes a finished or aborted sequence and frees its blocks in both tiers, last block first.</summary>
@@ -90,6 +140,11 @@ internal sealed class Scheduler
         else
         {
             _running.Remove(sequence);
+        }
+        if (sequence.StoreLookup == StoreLookup.Loading)
+        {
+            sequence.StoreLookup = StoreLookup.Done;
+            LoadingCount--;
         }
         _pool.ReleaseSequence(CollectionsMarshal.AsSpan(sequence.BlockTable));
         sequence.BlockTable.Clear();
@@ -214,6 +269,11 @@ internal sealed class Scheduler
             return false;
         }
         var key = TakePrefixHits(sequence);
+        if (ShouldLookUpStore(sequence))
+        {
+            BeginStoreLookup(sequence, key);
+            return false;
+        }
         var cached = _hits.Count * _options.BlockSize;
         var firstChunk = Math.Min(sequence.TokenCount - cached, budget);
         if (!_pool.CanAllocate(_options.BlocksFor(cached + firstChunk) - _hits.Count))
@@ -254,6 +314,39 @@ internal sealed class Scheduler
         sequence.Status = SequenceStatus.Running;
         _running.Add(sequence);
         return true;
+    }
+
+    /// <summary>
+    /// A sequence on its first admission whose leading full blocks (never the last token's) missed the device and host
+    /// tiers past <see cref="_hits"/> asks the store once; later choices of a request wait for the first one instead.
+    /// </summary>
+    private bool ShouldLookUpStore(Sequence sequence)
+    {
+        if (_store is null || sequence.StoreLookup != StoreLookup.NotTried)
+        {
+            return false;
+        }
+        sequence.StoreLookup = StoreLookup.Done;
+        var candidates = (sequence.TokenCount - 1) / _options.BlockSize;
+        return _pool.PrefixCachingEnabled && sequence.Choice == 0 && sequence.OutputCount == 0 && sequence.SavedRouting is null && _hits.Count < candidates;
+    }
+
+    /// <summary>Gives back the hits just taken (they stay cached) and starts the lookup of the blocks after them.</summary>
+    private void BeginStoreLookup(Sequence sequence, BlockKey parent)
+    {
+        var blockSize = _options.BlockSize;
+        var first = _hits.Count;
+        var candidates = (sequence.TokenCount - 1) / blockSize;
+        _pool.ReleaseSequence(CollectionsMarshal.AsSpan(_hits));
+        _hits.Clear();
+        var tokens = new int[(candidates - first) * blockSize];
+        for (var i = 0; i < tokens.Length; i++)
+        {
+            tokens[i] = sequence.Tokens[(first * blockSize) + i];
+        }
+        sequence.StoreLookup = StoreLookup.Loading;
+        LoadingCount++;
+        _store!.BeginLoad(sequence, parent, tokens);
     }
 
     private static bool FirstChoiceHasComputedPrompt(Sequence sequence)

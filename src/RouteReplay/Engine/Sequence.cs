@@ -11,6 +11,14 @@ internal enum SequenceStatus
     Finished,
 }
 
+/// <summary>Where a waiting sequence stands with the block store: not asked yet, lookup in flight, or asked.</summary>
+internal enum StoreLookup
+{
+    NotTried,
+    Loading,
+    Done,
+}
+
 /// <summary>
 /// One choice of a request as the scheduler sees it: its tokens, how many of them have KV in the cache
 /// (<see cref="ComputedTokens"/>), its block table, and the chain key of its last block committed to the prefix index.
@@ -70,6 +78,9 @@ internal sealed class Sequence
     public List<int> HostBlocks { get; } = [];
 
     public bool IsSwapped => HostBlocks.Count > 0;
+
+    /// <summary>The block store is asked at most once per sequence, before its first admission.</summary>
+    public StoreLookup StoreLookup { get; set; }
 
     /// <summary>
     /// Routing rows of positions <c>[0, SavedRoutingRows)</c>, kept when the sequence was preempted by recompute and

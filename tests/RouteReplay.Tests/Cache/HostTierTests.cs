@@ -163,7 +163,9 @@ public sealed class HostTierTests
             Routing = new RoutingChannel(new RoutingFormat([1, 3], 2, 8), deviceBlocks, BlockSize);
             Device = new BlockPool(deviceBlocks, BlockSize, enablePrefixCaching: true, [Routing]);
             _kv = new KvArray(deviceBlocks);
-            Host = new HostTier(Device, new PayloadCopier(_kv, Device.Channels), hostBlocks);
+            var copier = new PayloadCopier(_kv, Device.Channels);
+            Host = new HostTier(Device, copier, hostBlocks);
+            Device.EvictionSink = new DeviceEvictionRelay(copier, Host);
         }
 
         public BlockPool Device { get; }

@@ -23,11 +23,11 @@ public sealed class EngineRunner : IRequestSink
 
     public void OnFinished(RequestResult result) => Results.Add(result.RequestId, result);
 
-    public static LlmEngine Create(TinyModelFixture model, EngineOptions options, bool withTestChannel = true)
+    public static LlmEngine Create(TinyModelFixture model, EngineOptions options, bool withTestChannel = true, RouteReplay.Storage.IBlockStore? blockStore = null)
     {
         var resolved = options.Validate();
         BlockChannel[] channels = withTestChannel ? [new TokenPositionChannel(resolved.ResolvedNumBlocks, resolved.BlockSize)] : [];
-        return LoadedModel.LoadCpu(model.Directory, options with { WeightsVersion = "test" }, channels);
+        return LoadedModel.LoadCpu(model.Directory, options with { WeightsVersion = options.WeightsVersion ?? "test" }, channels, blockStore);
     }
 
     /// <summary>

@@ -117,6 +117,21 @@ public sealed class BlockPool
         }
     }
 
+    /// <summary>
+    /// Takes one more reference to a used block, for a second holder of the same payload: a choice sharing its
+    /// request's prompt blocks, or a transfer holding blocks until the peer has them. Release it like any reference.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The block is free (only a held block's payload can be shared).</exception>
+    public void Share(int block)
+    {
+        CheckBlock(block);
+        if (_refCounts[block] == 0)
+        {
+            throw new InvalidOperationException($"block {block} is free and cannot be shared");
+        }
+        _refCounts[block]++;
+    }
+
     /// <summary>Releases every block of a sequence's table in reverse order, so its first blocks are evicted last.</summary>
     public void ReleaseSequence(ReadOnlySpan<int> blockTable)
     {

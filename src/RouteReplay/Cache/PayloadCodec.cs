@@ -194,7 +194,19 @@ public sealed class PayloadCodec
     /// every identity field must match. On <see cref="PayloadCodecStatus.Ok"/>, <paramref name="payload"/> is the
     /// block's payload, ready for <see cref="PayloadCopier.HostToDevice"/>.
     /// </summary>
-    public PayloadCodecStatus Verify(ReadOnlySpan<byte> value, UInt128 fingerprint, BlockKey key, BlockKey parent, ReadOnlySpan<int> tokenIds, out ReadOnlySpan<byte> payload)
+    public PayloadCodecStatus Verify(ReadOnlySpan<byte> value, UInt128 fingerprint, BlockKey key, BlockKey parent, ReadOnlySpan<int> tokenIds, out ReadOnlySpan<byte> payload) =>
+        VerifyIdentity(value, fingerprint, key, parent, tokenIds, out payload);
+
+    /// <summary>
+    /// Decodes a value expected to be a partial (unkeyed) block after <paramref name="parent"/> holding exactly
+    /// <paramref name="tokenIds"/> (fewer than a block, as a request's last prompt block travels): framing, checksum,
+    /// layout, fingerprint, parent and tokens must match, and the value must carry no key
+    /// (<see cref="PayloadCodecStatus.KeyMismatch"/> otherwise).
+    /// </summary>
+    public PayloadCodecStatus VerifyPartial(ReadOnlySpan<byte> value, UInt128 fingerprint, BlockKey parent, ReadOnlySpan<int> tokenIds, out ReadOnlySpan<byte> payload) =>
+        VerifyIdentity(value, fingerprint, null, parent, tokenIds, out payload);
+
+    private PayloadCodecStatus VerifyIdentity(ReadOnlySpan<byte> value, UInt128 fingerprint, BlockKey? key, BlockKey parent, ReadOnlySpan<int> tokenIds, out ReadOnlySpan<byte> payload)
     {
         payload = default;
         var status = TryDecode(value, out var decoded);
@@ -206,11 +218,18 @@ public sealed class PayloadCodec
         {
             return PayloadCodecStatus.FingerprintMismatch;
         }
-        if (decoded.Header.Key is not { } storedKey)
+        if (key is { } expectedKey)
         {
-            return PayloadCodecStatus.NotKeyed;
+            if (decoded.Header.Key is not { } storedKey)
+            {
+                return PayloadCodecStatus.NotKeyed;
+            }
+            if (storedKey != expectedKey)
+            {
+                return PayloadCodecStatus.KeyMismatch;
+            }
         }
-        if (storedKey != key)
+        else if (decoded.Header.Key.HasValue)
         {
             return PayloadCodecStatus.KeyMismatch;
         }

@@ -40,6 +40,7 @@ public enum PayloadCodecStatus
     /// <summary>A partial or uncommitted block where a keyed one was expected.</summary>
     NotKeyed,
 
+    /// <summary>Another key than the one asked for, or a key where a partial (unkeyed) block was expected.</summary>
     KeyMismatch,
 
     ParentMismatch,

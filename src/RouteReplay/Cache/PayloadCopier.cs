@@ -51,6 +51,21 @@ public sealed class PayloadCopier
         }
     }
 
+    /// <summary>
+    /// XxHash128 over every channel's rows of a device block, in registration order (not its KV): two blocks with equal
+    /// digests hold the same routing and other channel rows. A prefill/decode transfer uses it to tell whether the
+    /// decode engine's cached copy of a prompt block holds the rows the prefill engine computed.
+    /// </summary>
+    public UInt128 RowsDigest(int deviceBlock)
+    {
+        var hash = new System.IO.Hashing.XxHash128();
+        foreach (var channel in _channels)
+        {
+            hash.Append(channel.BlockRows(deviceBlock));
+        }
+        return hash.GetCurrentHashAsUInt128();
+    }
+
     /// <summary>The rows of <paramref name="channel"/> within a host payload, laid out as <see cref="DeviceToHost"/> writes them.</summary>
     /// <exception cref="ArgumentException">The channel is not one of this copier's.</exception>
     public ReadOnlySpan<byte> ChannelRows(ReadOnlySpan<byte> payload, BlockChannel channel)

@@ -30,10 +30,7 @@ public sealed class AsyncEngine : IAsyncDisposable
     public AsyncEngine(LlmEngine engine)
     {
         _engine = engine;
-        if (engine.StoreTier is { } store)
-        {
-            store.LoadCompleted = WakeForStoreLookup;
-        }
+        engine.BlocksArrived = WakeForArrivals;
         _loop = new Thread(RunLoop) { IsBackground = true, Name = "routereplay-step-loop" };
         _loop.Start();
     }
@@ -129,7 +126,7 @@ public sealed class AsyncEngine : IAsyncDisposable
         }
     }
 
-    private void WakeForStoreLookup()
+    private void WakeForArrivals()
     {
         try
         {
@@ -137,7 +134,7 @@ public sealed class AsyncEngine : IAsyncDisposable
         }
         catch (ObjectDisposedException)
         {
-            // Shutting down: nothing waits for the lookup any more.
+            // Shutting down: nothing waits for the blocks any more.
         }
     }
 

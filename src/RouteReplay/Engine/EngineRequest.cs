@@ -22,6 +22,18 @@ public sealed record EngineRequest
     public int? Logprobs { get; init; }
 
     /// <summary>
+    /// Decode side of a prefill/decode split: the prompt is computed by one of these sources and its blocks imported
+    /// (see <see cref="BlockImport"/>); null computes it here.
+    /// </summary>
+    public RemotePrefill? RemotePrefill { get; init; }
+
+    /// <summary>
+    /// Prefill side of a prefill/decode split: compute the prompt, sample each choice's first token and hand the blocks
+    /// out through this export (see <see cref="BlockExport"/>); the request then ends, generating nothing more.
+    /// </summary>
+    public BlockExport? PrefillExport { get; init; }
+
+    /// <summary>
     /// Throws an <see cref="ArgumentException"/> naming <paramref name="field"/> (the budget field the client wrote:
     /// <c>max_tokens</c>, <c>max_completion_tokens</c>, <c>max_new_tokens</c>, <c>--max-tokens</c>) when a prompt of
     /// <paramref name="promptTokens"/> plus an explicit budget of <paramref name="maxTokens"/> exceed the model length.
@@ -63,6 +75,10 @@ public sealed record EngineRequest
         if (Logprobs is < 0 or > 20)
         {
             throw new ArgumentException($"logprobs must be in 0..20, got {Logprobs}", "logprobs");
+        }
+        if (RemotePrefill is not null && PrefillExport is not null)
+        {
+            throw new ArgumentException("a request is either prefilled elsewhere or prefilled for elsewhere, not both", "request");
         }
     }
 }

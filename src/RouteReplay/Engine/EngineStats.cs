@@ -40,4 +40,31 @@ public sealed class EngineStats
 
     /// <summary>Prefix-cache hits refused because the block's routing rows differ from a recomputing request's saved rows.</summary>
     public long PrefixHitsRefusedForRouting { get; internal set; }
+
+    /// <summary>Decode side: requests whose prompt blocks were imported from a prefill source.</summary>
+    public long RemotePrefills { get; internal set; }
+
+    /// <summary>Decode side: imports that failed (a source that died, stalled, refused or sent bad data).</summary>
+    public long RemotePrefillFailures { get; internal set; }
+
+    /// <summary>Decode side: failed imports retried on the request's next prefill source.</summary>
+    public long PrefillRetries { get; internal set; }
+
+    /// <summary>Decode side: requests whose prompt was computed here after all (every source failed, or too many choices to import).</summary>
+    public long PrefillFallbacksLocal { get; internal set; }
+
+    /// <summary>Decode side: requests failed because every prefill source failed and the fallback is to fail.</summary>
+    public long PrefillFallbacksError { get; internal set; }
+
+    /// <summary>Decode side: block payloads copied in from prefill sources.</summary>
+    public long ImportedBlocks { get; internal set; }
+
+    /// <summary>Decode side: cached prompt blocks kept instead of imported (the prefill source's rows agreed).</summary>
+    public long ImportKeptBlocks { get; internal set; }
+
+    /// <summary>Prefill side: block payloads copied out for decode engines.</summary>
+    public long ExportedBlocks { get; internal set; }
+
+    /// <summary>Prefill side: prompt blocks not sent because the decode engine's cached copy held the same rows.</summary>
+    public long ExportKeptBlocks { get; internal set; }
 }

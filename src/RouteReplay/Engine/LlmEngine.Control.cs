@@ -75,6 +75,7 @@ public sealed partial class LlmEngine
         }
         ((IReloadableBackend)_backend).ApplyWeights(update.Weights);
         Fingerprint = update.Fingerprint;
+        WeightsIdentity = update.WeightsIdentity;
         _rootKey = BlockKey.Root(update.Fingerprint);
         FlushCache();
         if (_store is not null)

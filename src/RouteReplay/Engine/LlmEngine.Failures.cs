@@ -50,7 +50,7 @@ public sealed partial class LlmEngine
                     Fail(state, error);
                 }
             }
-            if (_scheduler.FindAccountingError() is { } mismatch)
+            if (_scheduler.FindAccountingError(ExportHolds()) is { } mismatch)
             {
                 throw new InvalidOperationException(mismatch);
             }

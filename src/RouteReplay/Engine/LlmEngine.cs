@@ -29,6 +29,7 @@ public sealed partial class LlmEngine : IDisposable
     private BlockKey _rootKey;
     private readonly Dictionary<string, (RequestState State, IRequestSink Sink)> _requests = [];
     private readonly int[] _blockTokens;
+    private readonly PayloadCodec _codec;
 
     /// <param name="weightsIdentity">
     /// Identifies the weights in the model fingerprint: <see cref="ModelFingerprint.HashWeights"/> of the checkpoint or
@@ -60,7 +61,13 @@ public sealed partial class LlmEngine : IDisposable
         {
             _pool.EvictionSink = new DeviceEvictionRelay(_copier, lower);
         }
-        _scheduler = new Scheduler(options, _pool, _host, _store, _copier, _routing, Stats);
+        _scheduler = new Scheduler(options, _pool, _host, _store, _copier, _routing, Stats) { CreateImport = CreateImport };
+        _codec = new PayloadCodec(PayloadLayout);
+        WeightsIdentity = weightsIdentity;
+        if (_store is not null)
+        {
+            _store.LoadCompleted = OnBlocksArrived;
+        }
         var maxBlocksPerSequence = options.BlocksFor(options.MaxModelLen);
         _batch = new ForwardBatch(options.MaxNumBatchedTokens, options.MaxNumSeqs, maxBlocksPerSequence, backend.RoutingFormat, backend.Config.VocabSize);
         _sampler = new Sampler(backend.Config.VocabSize);
@@ -127,7 +134,7 @@ public sealed partial class LlmEngine : IDisposable
             throw new ArgumentException($"routed_experts_start {request.RoutingStart} is beyond the prompt's {prompt.Count} tokens", "routed_experts_start");
         }
         var poolTokens = _pool.NumBlocks * Options.BlockSize;
-        var maxTokens = request.Sampling.MaxTokens ?? Math.Max(1, Math.Min(Options.MaxModelLen, poolTokens) - prompt.Count);
+        var maxTokens = request.PrefillExport is not null ? 1 : request.Sampling.MaxTokens ?? Math.Max(1, Math.Min(Options.MaxModelLen, poolTokens) - prompt.Count);
         var needed = Options.BlocksFor(prompt.Count + maxTokens);
         if (needed > _pool.NumBlocks)
         {
@@ -137,6 +144,7 @@ public sealed partial class LlmEngine : IDisposable
         }
         var state = new RequestState(request, sink);
         state.Choices = Enumerable.Range(0, request.N).Select(i => new Sequence(state, i, maxTokens, _tokenizer, _rootKey)).ToArray();
+        AttachDisaggregation(state);
         _requests.Add(request.RequestId, (state, sink));
         foreach (var sequence in state.Choices)
         {
@@ -201,6 +209,7 @@ public sealed partial class LlmEngine : IDisposable
     /// <remarks>A step that throws after scheduling fails only its own requests (see <see cref="FailStep"/>).</remarks>
     public bool Step()
     {
+        ProcessImports();
         var chunks = Schedule();
         if (chunks.Count == 0)
         {
@@ -232,24 +241,25 @@ public sealed partial class LlmEngine : IDisposable
         return true;
     }
 
-    /// <summary>Runs every queued request to completion, one step after another (waiting for store lookups when nothing else can run).</summary>
+    /// <summary>Runs every queued request to completion, one step after another (waiting for arriving blocks when nothing else can run).</summary>
     public void RunToCompletion()
     {
-        while (Step() || WaitForStoreLookup())
+        while (Step() || WaitForArrivals())
         {
         }
     }
 
-    /// <summary>When requests wait only for store lookups, blocks until one completes and returns true; else returns false.</summary>
-    public bool WaitForStoreLookup()
+    /// <summary>
+    /// When requests wait only for blocks arriving off the step thread (store lookups, imports from a prefill source),
+    /// blocks until something arrives and returns true; else returns false.
+    /// </summary>
+    public bool WaitForArrivals()
     {
-        if (_store is null || _scheduler.LoadingCount == 0)
+        if (_scheduler.LoadingCount == 0)
         {
             return false;
         }
-        while (!_store.WaitForCompletedLoad(TimeSpan.FromMilliseconds(100)))
-        {
-        }
+        _arrivals.Wait();
         return true;
     }
 
@@ -295,32 +305,46 @@ public sealed partial class LlmEngine : IDisposable
         {
             sequence.ComputedTokens += tokens;
             CommitFullBlocks(sequence);
+            var export = sequence.Request.Request.PrefillExport;
+            if (export is not null && sequence.Choice == 0)
+            {
+                ExportComputedBlocks(sequence, export);
+            }
             if (sequence.ComputedTokens < sequence.TokenCount)
             {
                 continue;
             }
             var logits = _batch.LogitRow(logitRow++);
-            var sampling = sequence.Request.Request.Sampling;
-            var token = _sampler.Sample(logits, _tokenizer.TokenCount, sampling, ref sequence.Random);
-            TokenLogprob? logprob = null;
-            if (sequence.Logprobs is { } logprobs)
+            var token = _sampler.Sample(logits, _tokenizer.TokenCount, sequence.Request.Request.Sampling, ref sequence.Random);
+            var logprob = sequence.Logprobs is null ? null : LogprobCalculator.Compute(logits, _tokenizer.TokenCount, token, sequence.Request.Request.Logprobs!.Value);
+            if (export is not null)
             {
-                logprob = LogprobCalculator.Compute(logits, _tokenizer.TokenCount, token, sequence.Request.Request.Logprobs!.Value);
-                logprobs.Add(logprob);
+                ExportFirstToken(sequence, export, token, logprob);
             }
-            var text = sequence.Append(token, withText: sampling.IncludeStopTokenText || !IsStopToken(token, sampling, _eosTokenIds));
-            Stats.GeneratedTokens++;
-            var finish = FinishReasonAfter(sequence, token, _eosTokenIds);
-            if (finish.HasValue)
-            {
-                text += sequence.FlushText();
-            }
-            var sink = sequence.Request.Sink;
-            sink.OnDelta(new StreamDelta(sequence.Request.Request.RequestId, sequence.Choice, [token], text, logprob is null ? null : [logprob]));
-            if (finish is { } done)
-            {
-                FinishSequence(sequence, done, sink);
-            }
+            AcceptToken(sequence, token, logprob);
+        }
+    }
+
+    /// <summary>Appends a sampled token (and its logprob) to the choice, tells its sink, and finishes the choice when the token ends it.</summary>
+    private void AcceptToken(Sequence sequence, int token, TokenLogprob? logprob)
+    {
+        var sampling = sequence.Request.Request.Sampling;
+        if (logprob is not null)
+        {
+            sequence.Logprobs?.Add(logprob);
+        }
+        var text = sequence.Append(token, withText: sampling.IncludeStopTokenText || !IsStopToken(token, sampling, _eosTokenIds));
+        Stats.GeneratedTokens++;
+        var finish = FinishReasonAfter(sequence, token, _eosTokenIds);
+        if (finish.HasValue)
+        {
+            text += sequence.FlushText();
+        }
+        var sink = sequence.Request.Sink;
+        sink.OnDelta(new StreamDelta(sequence.Request.Request.RequestId, sequence.Choice, [token], text, logprob is null ? null : [logprob]));
+        if (finish is { } done)
+        {
+            FinishSequence(sequence, done, sink);
         }
     }
 
@@ -446,6 +470,7 @@ public sealed partial class LlmEngine : IDisposable
 
     private void Complete(RequestState state, IRequestSink sink)
     {
+        EndDisaggregation(state);
         _requests.Remove(state.Request.RequestId);
         var first = state.Choices[0];
         var usage = new Usage(first.PromptLength, state.Choices.Sum(c => c.OutputCount), first.CachedTokens);

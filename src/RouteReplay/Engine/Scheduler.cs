@@ -7,6 +7,22 @@ namespace RouteReplay.Engine;
 /// <summary>A sequence and how many of its tokens the step computes, starting at its <see cref="Sequence.ComputedTokens"/>.</summary>
 internal readonly record struct ScheduledChunk(Sequence Sequence, int Tokens);
 
+/// <summary>What trying to admit a waiting sequence did.</summary>
+internal enum Admission
+{
+    /// <summary>Running: its first chunk is scheduled.</summary>
+    Admitted,
+
+    /// <summary>Its request's choices wait for a prefill source's blocks, holding theirs (<see cref="SequenceStatus.Importing"/>).</summary>
+    Importing,
+
+    /// <summary>Its store lookup started; later sequences may be admitted past it.</summary>
+    Deferred,
+
+    /// <summary>It cannot be admitted now, and nothing after it is (first come, first served).</summary>
+    Blocked,
+}
+
 /// <summary>
 /// Continuous batching, first come first served, within <c>max_num_seqs</c> and <c>max_num_batched_tokens</c>.
 /// Running sequences are served first in admission order (a decode or the next prefill chunk each), then waiting ones
@@ -16,7 +32,11 @@ internal readonly record struct ScheduledChunk(Sequence Sequence, int Tokens);
 /// The first running sequence can always proceed (admission rejects a sequence the whole pool cannot hold), so the
 /// engine never deadlocks. With a block store, a sequence whose prompt misses the device and host tiers first waits,
 /// in the loading state, for one store lookup (other sequences are admitted past it meanwhile); the blocks it loads
-/// become device prefix hits at its admission.
+/// become device prefix hits at its admission. A request with a remote prefill is admitted with all its choices at
+/// once: it takes its prefix hits, allocates the rest of its prompt's blocks and waits, importing, for a prefill
+/// source's payloads (its choices count against <c>max_num_seqs</c> and are never preempted meanwhile); the engine
+/// then makes them running with their first token. Store lookups and imports are the two ways a sequence waits for
+/// blocks that arrive off the step thread (<see cref="LoadingCount"/>).
 /// </summary>
 internal sealed class Scheduler
 {
@@ -32,7 +52,9 @@ internal sealed class Scheduler
     private readonly List<ScheduledChunk> _scheduled = [];
     private readonly List<int> _hits = [];
     private readonly List<object> _loaded = [];
+    private readonly List<BlockImport> _imports = [];
     private readonly int[] _blockTokens;
+    private int _storeLookups;
 
     public Scheduler(EngineOptions options, BlockPool pool, HostTier? host, BlockStoreTier? store, PayloadCopier? copier, RoutingChannel routing, EngineStats stats)
     {
@@ -50,10 +72,19 @@ internal sealed class Scheduler
 
     public int RunningCount => _running.Count;
 
-    public bool HasWork => _waiting.Count > 0 || _running.Count > 0;
+    public bool HasWork => _waiting.Count > 0 || _running.Count > 0 || _imports.Count > 0;
 
-    /// <summary>Waiting sequences whose store lookup is in flight.</summary>
-    public int LoadingCount { get; private set; }
+    /// <summary>Sequences waiting for blocks that arrive off the step thread: store lookups in flight and imports.</summary>
+    public int LoadingCount => _storeLookups + ImportingSequences;
+
+    /// <summary>Choices of requests whose prompt blocks are being imported.</summary>
+    public int ImportingSequences { get; private set; }
+
+    /// <summary>Imports in flight, in admission order.</summary>
+    public IReadOnlyList<BlockImport> Imports => _imports;
+
+    /// <summary>Makes the import of a request being admitted with its held blocks' count and row digests (set by the engine).</summary>
+    public Func<RequestState, int, UInt128[], BlockImport>? CreateImport { get; set; }
 
     /// <summary>Prompt tokens served by prefix-cache hits (device or host tier) at admission, since the start.</summary>
     public long PrefixHitTokens { get; private set; }
@@ -85,26 +116,30 @@ internal sealed class Scheduler
         }
         AdmitStoreLoads();
         var node = _waiting.First;
-        while (!preempted && budget > 0 && node is not null && _running.Count < _options.MaxNumSeqs)
+        while (!preempted && budget > 0 && node is not null && _running.Count + ImportingSequences < _options.MaxNumSeqs)
         {
-            var next = node.Next;
             var sequence = node.Value;
             if (sequence.StoreLookup == StoreLookup.Loading)
             {
-                node = next;
+                node = node.Next;
                 continue;
             }
-            if (!TryAdmit(sequence, budget))
+            var admission = TryAdmit(sequence, budget);
+            if (admission == Admission.Deferred)
             {
-                if (sequence.StoreLookup == StoreLookup.Loading)
-                {
-                    node = next;
-                    continue;
-                }
+                node = node.Next;
+                continue;
+            }
+            if (admission == Admission.Blocked)
+            {
                 break;
             }
+            var next = node.Next;
             _waiting.Remove(node);
-            budget -= ScheduleChunk(sequence, Math.Min(sequence.TokenCount - sequence.ComputedTokens, budget));
+            if (admission == Admission.Admitted)
+            {
+                budget -= ScheduleChunk(sequence, Math.Min(sequence.TokenCount - sequence.ComputedTokens, budget));
+            }
             node = next;
         }
         return _scheduled;
@@ -125,17 +160,27 @@ internal sealed class Scheduler
             if (sequence.StoreLookup == StoreLookup.Loading)
             {
                 sequence.StoreLookup = StoreLookup.Done;
-                LoadingCount--;
+                _storeLookups--;
             }
         }
     }
 
-    /// <summary>Removes a finished or aborted sequence and frees its blocks in both tiers, last block first.</summary>
+    /// <summary>
+    /// Removes a finished or aborted sequence and frees its blocks in both tiers, last block first. Removing a choice
+    /// of a request being imported abandons the import (see <see cref="AbandonImport"/>).
+    /// </summary>
     public void Remove(Sequence sequence)
     {
         if (sequence.Status == SequenceStatus.Waiting)
         {
             _waiting.Remove(sequence);
+        }
+        else if (sequence.Status == SequenceStatus.Importing)
+        {
+            if (sequence.Request.Import is { } import)
+            {
+                AbandonImport(import);
+            }
         }
         else
         {
@@ -144,7 +189,7 @@ internal sealed class Scheduler
         if (sequence.StoreLookup == StoreLookup.Loading)
         {
             sequence.StoreLookup = StoreLookup.Done;
-            LoadingCount--;
+            _storeLookups--;
         }
         _pool.ReleaseSequence(CollectionsMarshal.AsSpan(sequence.BlockTable));
         sequence.BlockTable.Clear();
@@ -155,12 +200,13 @@ internal sealed class Scheduler
 
     /// <summary>
     /// Checks the block accounting against the sequences: every device block's ref count equals the number of running
-    /// block tables that hold it (waiting sequences hold none), every block with ref count 0 is in the free queue,
-    /// and the host tier's used blocks are exactly those of swapped-out sequences. Returns the first mismatch, or null.
-    /// O(blocks); run after a failed step, never per step. A component that comes to hold block references outside
-    /// sequences must be counted here.
+    /// block tables that hold it (waiting sequences hold none) plus the references imports hold and those in
+    /// <paramref name="otherHolds"/> (blocks an export holds for its peer), every block with ref count 0 is in the free
+    /// queue, and the host tier's used blocks are exactly those of swapped-out sequences. Returns the first mismatch,
+    /// or null. O(blocks); run after a failed step, never per step. A component that comes to hold block references
+    /// outside sequences must be counted here.
     /// </summary>
-    public string? FindAccountingError()
+    public string? FindAccountingError(IEnumerable<int>? otherHolds = null)
     {
         var held = new int[_pool.NumBlocks];
         foreach (var sequence in _running)
@@ -169,6 +215,21 @@ internal sealed class Scheduler
             {
                 held[block]++;
             }
+        }
+        foreach (var import in _imports)
+        {
+            foreach (var block in import.Blocks)
+            {
+                held[block]++;
+            }
+            foreach (var block in import.LastBlocks)
+            {
+                held[block]++;
+            }
+        }
+        foreach (var block in otherHolds ?? [])
+        {
+            held[block]++;
         }
         var hostHeld = 0;
         foreach (var sequence in _waiting)
@@ -258,28 +319,36 @@ internal sealed class Scheduler
         victim.SavedRoutingRows = rows;
     }
 
-    private bool TryAdmit(Sequence sequence, int budget)
+    private Admission TryAdmit(Sequence sequence, int budget)
     {
         if (sequence.IsSwapped)
         {
-            return TrySwapIn(sequence, budget);
+            return TrySwapIn(sequence, budget) ? Admission.Admitted : Admission.Blocked;
+        }
+        if (sequence.Request.WantsImport && sequence.OutputCount == 0 && sequence.SavedRouting is null)
+        {
+            return sequence.Choice == 0 ? TryBeginImport(sequence) : Admission.Blocked;
+        }
+        if (sequence.Request.Request.PrefillExport is { } export && sequence.Choice > 0)
+        {
+            return TryShareExportedPrompt(sequence, export, budget);
         }
         if (sequence.Choice > 0 && _pool.PrefixCachingEnabled && !FirstChoiceHasComputedPrompt(sequence))
         {
-            return false;
+            return Admission.Blocked;
         }
         var key = TakePrefixHits(sequence);
         if (ShouldLookUpStore(sequence))
         {
             BeginStoreLookup(sequence, key);
-            return false;
+            return Admission.Deferred;
         }
         var cached = _hits.Count * _options.BlockSize;
         var firstChunk = Math.Min(sequence.TokenCount - cached, budget);
         if (!_pool.CanAllocate(_options.BlocksFor(cached + firstChunk) - _hits.Count))
         {
             _pool.ReleaseSequence(CollectionsMarshal.AsSpan(_hits));
-            return false;
+            return Admission.Blocked;
         }
         sequence.BlockTable.AddRange(_hits);
         sequence.CommittedBlocks = _hits.Count;
@@ -292,7 +361,7 @@ internal sealed class Scheduler
         }
         sequence.Status = SequenceStatus.Running;
         _running.Add(sequence);
-        return true;
+        return Admission.Admitted;
     }
 
     /// <summary>Brings a swapped-out sequence back: one device block per host block, payloads copied back in order.</summary>
@@ -345,8 +414,203 @@ internal sealed class Scheduler
             tokens[i] = sequence.Tokens[(first * blockSize) + i];
         }
         sequence.StoreLookup = StoreLookup.Loading;
-        LoadingCount++;
+        _storeLookups++;
         _store!.BeginLoad(sequence, parent, tokens);
+    }
+
+    /// <summary>
+    /// Admits a request with a remote prefill, all its choices at once (<paramref name="first"/> is choice 0): takes its
+    /// prefix hits (after one store lookup, as any prompt), allocates a block for every other shared prompt block and
+    /// one last prompt block per choice, and starts the import from the request's current source. Blocked while the
+    /// choices do not fit <c>max_num_seqs</c> beside the running ones or the blocks are not free.
+    /// </summary>
+    private Admission TryBeginImport(Sequence first)
+    {
+        var state = first.Request;
+        var n = state.Choices.Length;
+        if (_running.Count + ImportingSequences + n > _options.MaxNumSeqs)
+        {
+            return Admission.Blocked;
+        }
+        var key = TakePrefixHits(first);
+        if (ShouldLookUpStore(first))
+        {
+            BeginStoreLookup(first, key);
+            return Admission.Deferred;
+        }
+        var shared = (first.PromptLength - 1) / _options.BlockSize;
+        if (!_pool.CanAllocate(shared - _hits.Count + n))
+        {
+            _pool.ReleaseSequence(CollectionsMarshal.AsSpan(_hits));
+            return Admission.Blocked;
+        }
+        var digests = new UInt128[_hits.Count];
+        for (var b = 0; b < digests.Length; b++)
+        {
+            digests[b] = _copier!.RowsDigest(_hits[b]);
+        }
+        var import = CreateImport!(state, _hits.Count, digests);
+        _hits.CopyTo(import.Blocks);
+        for (var b = _hits.Count; b < shared; b++)
+        {
+            import.Blocks[b] = _pool.Allocate();
+        }
+        for (var c = 0; c < n; c++)
+        {
+            import.LastBlocks[c] = _pool.Allocate();
+            var choice = state.Choices[c];
+            if (c > 0)
+            {
+                _waiting.Remove(choice);
+            }
+            choice.Status = SequenceStatus.Importing;
+        }
+        _imports.Add(import);
+        ImportingSequences += n;
+        state.Import = import;
+        try
+        {
+            import.Source.Start(import);
+        }
+        catch (Exception e)
+        {
+            import.Fail(e);
+        }
+        return Admission.Importing;
+    }
+
+    /// <summary>
+    /// The source kept the first <paramref name="kept"/> held blocks; the rest of them it computed with other rows and
+    /// sends: they are released and replaced by newly allocated blocks. False when no block is free for that.
+    /// </summary>
+    public bool KeepAgreedBlocks(BlockImport import, int kept)
+    {
+        var held = import.HeldBlocks;
+        for (var b = held - 1; b >= kept; b--)
+        {
+            _pool.Release(import.Blocks[b]);
+            import.Blocks[b] = -1;
+        }
+        import.KeptBlocks = kept;
+        if (!_pool.CanAllocate(held - kept))
+        {
+            return false;
+        }
+        for (var b = kept; b < held; b++)
+        {
+            import.Blocks[b] = _pool.Allocate();
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Ends a complete import: each choice runs with the prompt computed (its table the shared blocks, each taken once
+    /// more for the choices after the first, then its own last block), appended after the running sequences. The first
+    /// choice has the kept hits committed, the others every shared block: the engine commits what remains.
+    /// </summary>
+    public void CompleteImport(BlockImport import)
+    {
+        _imports.Remove(import);
+        var state = import.Request;
+        ImportingSequences -= state.Choices.Length;
+        state.Import = null;
+        for (var c = 0; c < state.Choices.Length; c++)
+        {
+            var sequence = state.Choices[c];
+            foreach (var block in import.Blocks)
+            {
+                if (c > 0)
+                {
+                    _pool.Share(block);
+                }
+                sequence.BlockTable.Add(block);
+            }
+            sequence.BlockTable.Add(import.LastBlocks[c]);
+            sequence.CommittedBlocks = c == 0 ? import.KeptBlocks : import.SharedBlocks;
+            sequence.LastCommittedKey = import.KeyBefore(sequence.CommittedBlocks);
+            sequence.ComputedTokens = sequence.PromptLength;
+            sequence.CachedTokens = import.SourceCachedTokens;
+            sequence.Status = SequenceStatus.Running;
+            _running.Add(sequence);
+        }
+    }
+
+    /// <summary>
+    /// Gives up an import (its source failed, or the request ended): the source is told to stop, every block the import
+    /// holds is released (last first) and its choices are left waiting outside the queue for <see cref="Requeue"/>, or
+    /// to be failed.
+    /// </summary>
+    public void AbandonImport(BlockImport import)
+    {
+        if (!_imports.Remove(import))
+        {
+            return;
+        }
+        import.Cancel();
+        var state = import.Request;
+        ImportingSequences -= state.Choices.Length;
+        state.Import = null;
+        for (var c = import.LastBlocks.Length - 1; c >= 0; c--)
+        {
+            _pool.Release(import.LastBlocks[c]);
+        }
+        for (var b = import.Blocks.Length - 1; b >= 0; b--)
+        {
+            if (import.Blocks[b] >= 0)
+            {
+                _pool.Release(import.Blocks[b]);
+            }
+        }
+        foreach (var sequence in state.Choices)
+        {
+            if (sequence.Status == SequenceStatus.Importing)
+            {
+                sequence.Status = SequenceStatus.Waiting;
+            }
+        }
+    }
+
+    /// <summary>Puts the waiting choices of a request back at the head of the queue, in choice order.</summary>
+    public void Requeue(RequestState state)
+    {
+        for (var c = state.Choices.Length - 1; c >= 0; c--)
+        {
+            if (state.Choices[c].Status == SequenceStatus.Waiting)
+            {
+                _waiting.AddFirst(state.Choices[c]);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A later choice of a request whose blocks are exported takes the first choice's shared prompt blocks (held by the
+    /// export since that choice computed them) and computes only its own last prompt block, so every choice's first
+    /// token comes from one copy of the shared blocks, whatever the prefix cache holds.
+    /// </summary>
+    private Admission TryShareExportedPrompt(Sequence sequence, BlockExport export, int budget)
+    {
+        if (export.PromptBlocks is not { } shared)
+        {
+            return Admission.Blocked;
+        }
+        var cached = shared.Length * _options.BlockSize;
+        var firstChunk = Math.Min(sequence.TokenCount - cached, budget);
+        if (!_pool.CanAllocate(_options.BlocksFor(cached + firstChunk) - shared.Length))
+        {
+            return Admission.Blocked;
+        }
+        foreach (var block in shared)
+        {
+            _pool.Share(block);
+            sequence.BlockTable.Add(block);
+        }
+        sequence.CommittedBlocks = shared.Length;
+        sequence.LastCommittedKey = export.KeyBefore(shared.Length);
+        sequence.ComputedTokens = cached;
+        sequence.CachedTokens = cached;
+        sequence.Status = SequenceStatus.Running;
+        _running.Add(sequence);
+        return Admission.Admitted;
     }
 
     private static bool FirstChoiceHasComputedPrompt(Sequence sequence)

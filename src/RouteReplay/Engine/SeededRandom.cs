@@ -12,6 +12,12 @@ public struct SeededRandom
 
     public SeededRandom(ulong seed) => _state = seed;
 
+    /// <summary>
+    /// The generator's whole state: <c>new SeededRandom(State)</c> continues the same sequence, so a request sampled
+    /// on one engine (its first token on a prefill server) continues exactly on another.
+    /// </summary>
+    public readonly ulong State => _state;
+
     public static SeededRandom FromSeedOrEntropy(ulong? seed) =>
         new(seed ?? BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8)));
 

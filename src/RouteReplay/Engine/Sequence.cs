@@ -8,6 +8,9 @@ internal enum SequenceStatus
 {
     Waiting,
     Running,
+
+    /// <summary>Admitted with its prompt's blocks allocated, waiting for their payloads from a prefill source.</summary>
+    Importing,
     Finished,
 }
 
@@ -195,4 +198,16 @@ internal sealed class RequestState(EngineRequest request, IRequestSink sink)
     public int Unfinished { get; set; } = request.N;
 
     public Exception? Error { get; set; }
+
+    /// <summary>The import in flight while the request's choices are <see cref="SequenceStatus.Importing"/>.</summary>
+    public BlockImport? Import { get; set; }
+
+    /// <summary>The remote prefill source to try next (an index into its sources).</summary>
+    public int PrefillAttempt { get; set; }
+
+    /// <summary>True once a remote prefill is settled: imported, or given up to compute the prompt here.</summary>
+    public bool PrefillSettled { get; set; }
+
+    /// <summary>True while the request's prompt should still come from a remote prefill source.</summary>
+    public bool WantsImport => Request.RemotePrefill is not null && !PrefillSettled;
 }

@@ -32,7 +32,7 @@ public sealed class RedisStoreFaultTests(StoreWorkloadFixture fixture) : IClassF
         for (var step = 0; step < 6; step++)
         {
             engine.Step();
-            engine.WaitForStoreLookup();
+            engine.WaitForArrivals();
         }
         var hitsBeforeKill = engine.StoreTier!.Stats.Hits;
         server.Kill();

@@ -181,7 +181,7 @@ public sealed class StoreEngineTests(StoreWorkloadFixture fixture) : IClassFixtu
         var stored = fixture.Workload(true)[0];
         engine.AddRequest(hog, runner);
         Assert.False(engine.Step());
-        Assert.True(engine.WaitForStoreLookup());
+        Assert.True(engine.WaitForArrivals());
         Assert.True(engine.Step());
         gated.CloseReads();
         engine.AddRequest(stored, runner);

@@ -5,5 +5,6 @@ var root = new RootCommand("RouteReplay: an MoE inference engine whose every res
 root.Subcommands.Add(MakeModelCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
+root.Subcommands.Add(RouterCommand.Create());
 root.Subcommands.Add(BenchServeCommand.Create());
 return CommandRunner.Invoke(root, args);

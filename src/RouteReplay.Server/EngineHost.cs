@@ -1,4 +1,7 @@
+using System.Collections.Concurrent;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
+using RouteReplay.Disaggregation;
 using RouteReplay.Engine;
 using RouteReplay.Model.Checkpoints;
 using RouteReplay.Model.Tokenization;
@@ -10,10 +13,20 @@ namespace RouteReplay.Server;
 
 /// <summary>
 /// The one engine every HTTP request shares, with admission control (503 past the waiting limit), the weight gate
-/// and the server's counters.
+/// and the server's counters. In a prefill/decode split it is also the prefill role's engine for transfers
+/// (<see cref="IPrefillHost"/>) and, on the decode role, turns the router's <see cref="PrefillHeader"/> into a request's
+/// remote prefill.
 /// </summary>
-public sealed class EngineHost : IAsyncDisposable
+public sealed class EngineHost : IAsyncDisposable, IPrefillHost
 {
+    /// <summary>
+    /// The header a router sends a decode server: the transfer addresses (<c>host:port</c>, comma-separated) of the
+    /// prefill servers to compute the prompt on, the chosen one first, the others for retries.
+    /// </summary>
+    public const string PrefillHeader = "X-RouteReplay-Prefill";
+
+    private readonly ConcurrentDictionary<TransferEndpoint, TransferClient> _prefillServers = new();
+    private PeerDescription _description;
     private readonly ILogger _logger;
     private int _admitted;
     private int _abortingForShutdown;
@@ -34,7 +47,58 @@ public sealed class EngineHost : IAsyncDisposable
         EngineOptions = llm.Options;
         EosTokenIds = llm.EosTokenIds;
         AdmissionLimit = EngineOptions.MaxNumSeqs + options.MaxWaitingRequests;
+        _description = PeerDescription.Of(llm);
+        llm.Log = message => _logger.LogWarning("{Message}", message);
     }
+
+    /// <summary>The server's part in a prefill/decode split.</summary>
+    public ServerRole Role => Options.Disaggregation.Role;
+
+    /// <summary>Counters of this server's transfers (either role).</summary>
+    public TransferStats Transfers { get; } = new();
+
+    /// <summary>The prefill role's bound transfer port, once listening.</summary>
+    public int? TransferPort { get; internal set; }
+
+    /// <summary>This engine's handshake description, refreshed with the weights.</summary>
+    public PeerDescription Description => Volatile.Read(ref _description);
+
+    /// <summary>
+    /// On a decode server, <paramref name="request"/> with a remote prefill on the prefill servers the router named in
+    /// <see cref="PrefillHeader"/>; unchanged without the header or on another role.
+    /// </summary>
+    /// <exception cref="ApiException">400 when the header is not a list of <c>host:port</c>.</exception>
+    public EngineRequest WithRemotePrefill(EngineRequest request, HttpRequest http)
+    {
+        if (Role != ServerRole.Decode || !http.Headers.TryGetValue(PrefillHeader, out var values))
+        {
+            return request;
+        }
+        var sources = new List<IPrefillSource>();
+        foreach (var item in values.SelectMany(v => (v ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
+        {
+            TransferEndpoint endpoint;
+            try
+            {
+                endpoint = TransferEndpoint.Parse(item);
+            }
+            catch (FormatException e)
+            {
+                throw ApiException.BadRequest($"header {PrefillHeader} must list prefill transfer addresses as host:port, comma-separated: {e.Message}", PrefillHeader);
+            }
+            sources.Add(_prefillServers.GetOrAdd(endpoint, e => new TransferClient(e, () => Description, Options.Disaggregation, Transfers)));
+        }
+        return sources.Count == 0 ? request : request with { RemotePrefill = new RemotePrefill(sources, Options.Disaggregation.Fallback) };
+    }
+
+    async Task<IDisposable> IPrefillHost.StartAsync(EngineRequest request, CancellationToken cancellationToken) =>
+        await StartAsync(request, cancellationToken).ConfigureAwait(false);
+
+    Task IPrefillHost.ReleaseAsync(BlockExport export) => Engine.InvokeAsync(e =>
+    {
+        e.ReleaseExport(export);
+        return true;
+    });
 
     public AsyncEngine Engine { get; }
 
@@ -151,6 +215,7 @@ public sealed class EngineHost : IAsyncDisposable
             await Engine.InvokeAsync(e =>
             {
                 e.ApplyWeightUpdate(update);
+                Volatile.Write(ref _description, PeerDescription.Of(e));
                 return true;
             }).ConfigureAwait(false);
             Volatile.Write(ref _modelPath, full);

@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using RouteReplay.Disaggregation;
 using RouteReplay.Engine;
 using RouteReplay.Server.Control;
 using RouteReplay.Server.Http;
@@ -18,7 +19,8 @@ namespace RouteReplay.Server;
 
 /// <summary>
 /// The HTTP server: Kestrel with the OpenAI-compatible API, SGLang's <c>/generate</c> and control endpoints, health and
-/// metrics, all over one <see cref="AsyncEngine"/>. Owns the engine: disposing the server stops it.
+/// metrics, all over one <see cref="AsyncEngine"/>; with <see cref="ServerRole.Prefill"/> also the transfer listener
+/// decode servers fetch prompt blocks from. Owns the engine: disposing the server stops it.
 /// </summary>
 public sealed class RolloutServer : IAsyncDisposable
 {
@@ -29,12 +31,14 @@ public sealed class RolloutServer : IAsyncDisposable
     public static readonly TimeSpan AbortedRequestsDrainTime = TimeSpan.FromSeconds(10);
 
     private readonly WebApplication _app;
+    private readonly TransferServer? _transfers;
     private bool _stopped;
 
-    private RolloutServer(WebApplication app, EngineHost host)
+    private RolloutServer(WebApplication app, EngineHost host, TransferServer? transfers)
     {
         _app = app;
         Host = host;
+        _transfers = transfers;
     }
 
     public EngineHost Host { get; }
@@ -92,30 +96,41 @@ public sealed class RolloutServer : IAsyncDisposable
         var host = new EngineHost(new AsyncEngine(engine), options, weightVersion, logger);
         Map(app, host, logger);
         app.Lifetime.ApplicationStopping.Register(() => _ = host.AbortAfterGraceAsync(options.ShutdownGracePeriod, app.Lifetime.ApplicationStopped));
-        return new RolloutServer(app, host);
+        var transfers = options.Disaggregation.Role == ServerRole.Prefill
+            ? new TransferServer(host, ListenAddress(options), options.Disaggregation, host.Transfers, message => logger.LogWarning("{Message}", message))
+            : null;
+        return new RolloutServer(app, host, transfers);
     }
 
     /// <summary>
-    /// Fails early, before a model is loaded, when <c>--host</c>/<c>--port</c> cannot be listened on (the port is taken,
-    /// or the address is not this machine's). Port 0 always can. The real bind at start is checked the same way.
+    /// Fails early, before a model is loaded, when <c>--host</c>/<c>--port</c> (and a prefill server's
+    /// <c>--transfer-port</c>) cannot be listened on (the port is taken, or the address is not this machine's). Port 0
+    /// always can. The real bind at start is checked the same way.
     /// </summary>
     /// <exception cref="ServerListenException">The address cannot be listened on.</exception>
     public static void CheckCanListen(ServerOptions options)
     {
         options.Validate();
-        if (options.Port == 0)
+        if (options.Port != 0)
         {
-            return;
+            CheckCanListen(options, options.Port, e => ServerListenException.For(options, e));
         }
-        var address = options.Host == "localhost" ? IPAddress.Loopback : IPAddress.Parse(options.Host);
-        var listener = new System.Net.Sockets.TcpListener(address, options.Port);
+        if (options.Disaggregation.Role == ServerRole.Prefill && options.Disaggregation.TransferPort != 0)
+        {
+            CheckCanListen(options, options.Disaggregation.TransferPort, e => ServerListenException.ForTransfers(options, e));
+        }
+    }
+
+    private static void CheckCanListen(ServerOptions options, int port, Func<Exception, ServerListenException> error)
+    {
+        var listener = new System.Net.Sockets.TcpListener(ListenAddress(options), port);
         try
         {
             listener.Start();
         }
         catch (System.Net.Sockets.SocketException e)
         {
-            throw ServerListenException.For(options, e);
+            throw error(e);
         }
         finally
         {
@@ -123,6 +138,8 @@ public sealed class RolloutServer : IAsyncDisposable
             listener.Dispose();
         }
     }
+
+    private static IPAddress ListenAddress(ServerOptions options) => options.Host == "localhost" ? IPAddress.Loopback : IPAddress.Parse(options.Host);
 
     private static void Map(WebApplication app, EngineHost host, ILogger logger)
     {
@@ -186,6 +203,18 @@ public sealed class RolloutServer : IAsyncDisposable
     /// <exception cref="ServerListenException">The address cannot be listened on.</exception>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
+        if (_transfers is not null)
+        {
+            try
+            {
+                _transfers.Start();
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                throw ServerListenException.ForTransfers(Host.Options, e);
+            }
+            Host.TransferPort = _transfers.Port;
+        }
         try
         {
             await _app.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -204,12 +233,31 @@ public sealed class RolloutServer : IAsyncDisposable
     public async Task RunAsync(CancellationToken cancellationToken = default)
     {
         await StartAsync(cancellationToken).ConfigureAwait(false);
-        _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RouteReplay.Server").LogInformation(
+        var logger = _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RouteReplay.Server");
+        if (Host.TransferPort is { } port)
+        {
+            logger.LogInformation("Prefill role: transfers on tcp://{Host}:{Port}", Host.Options.Host, port);
+        }
+        else if (Host.Role == ServerRole.Decode)
+        {
+            logger.LogInformation("Decode role: prompts are prefilled on the servers a router names (fallback {Fallback})", Host.Options.Disaggregation.Fallback.ToString().ToLowerInvariant());
+        }
+        logger.LogInformation(
             "Serving '{Model}' on {Address} (OpenAI API under /v1, SGLang /generate); Ctrl-C or SIGTERM to stop",
             Host.ModelName,
             BaseAddress);
         await _app.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
         _stopped = true;
+        await StopAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Ends the transfers (releasing what they hold) while the engine still runs, then stops the engine.</summary>
+    private async Task StopAsync()
+    {
+        if (_transfers is not null)
+        {
+            await _transfers.DisposeAsync().ConfigureAwait(false);
+        }
         await Host.DisposeAsync().ConfigureAwait(false);
     }
 
@@ -219,7 +267,7 @@ public sealed class RolloutServer : IAsyncDisposable
         {
             _stopped = true;
             await _app.StopAsync().ConfigureAwait(false);
-            await Host.DisposeAsync().ConfigureAwait(false);
+            await StopAsync().ConfigureAwait(false);
         }
         await _app.DisposeAsync().ConfigureAwait(false);
     }

@@ -33,6 +33,9 @@ public sealed record ServerOptions
     /// <summary>The weights version reported before any update (null: the hash of the weight files).</summary>
     public string? WeightVersion { get; init; }
 
+    /// <summary>The server's part in a prefill/decode split (<c>--role</c> and the transfer flags).</summary>
+    public RouteReplay.Disaggregation.DisaggregationOptions Disaggregation { get; init; } = new();
+
     public string ResolvedModelName => ServedModelName ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(ModelPath));
 
     /// <summary>Throws an <see cref="ArgumentException"/> naming the flag of the first invalid value.</summary>
@@ -45,6 +48,7 @@ public sealed record ServerOptions
         Require(ServedModelName is null || ServedModelName.Length > 0, "served-model-name", "must not be empty");
         Require(Host == "localhost" || System.Net.IPAddress.TryParse(Host, out _), "host", $"must be an IP address or 'localhost', got '{Host}'");
         Require(ShutdownGracePeriod >= TimeSpan.Zero, "shutdown-grace-seconds", "must be >= 0");
+        Disaggregation.Validate();
         return this;
     }
 

@@ -21,11 +21,13 @@ internal static class ServeCommand
         var maxBody = Flags.Long("--max-request-body-bytes", "Largest request body; larger ones are answered 413.", defaults.MaxRequestBodyBytes);
         var grace = Flags.Double("--shutdown-grace-seconds", "On SIGTERM/Ctrl-C, how long in-flight requests may finish before they are aborted (with finish reason abort).", defaults.ShutdownGracePeriod.TotalSeconds);
         var flags = new EngineFlags();
+        var disaggregation = new DisaggregationFlags();
         var command = new Command("serve", "Serve the model over HTTP: OpenAI-compatible /v1 API and SGLang-compatible /generate, with routing per choice.")
         {
             model.Option, host, port, apiKey, servedModelName, maxWaiting, maxBody, grace,
         };
         flags.AddTo(command);
+        disaggregation.AddTo(command);
         command.SetAction(parse =>
         {
             var engineOptions = flags.Read(parse);
@@ -46,6 +48,7 @@ internal static class ServeCommand
                 MaxRequestBodyBytes = parse.GetValue(maxBody),
                 ShutdownGracePeriod = TimeSpan.FromSeconds(graceSeconds),
                 WeightVersion = engineOptions.WeightsVersion,
+                Disaggregation = disaggregation.Read(parse),
             };
             options.Validate();
             RolloutServer.CheckCanListen(options);

@@ -108,6 +108,11 @@ public sealed class ControlEndpoints(EngineHost host)
         writer.WriteEndArray();
         writer.WriteString("routing_dtype", host.RoutingFormat.NumpyName);
         writer.WriteNumber("max_model_len", host.EngineOptions.MaxModelLen);
+        writer.WriteString("disaggregation_role", host.Role.ToString().ToLowerInvariant());
+        if (host.TransferPort is { } port)
+        {
+            writer.WriteNumber("transfer_port", port);
+        }
     });
 
     public async Task HealthAsync(HttpContext context)

@@ -67,6 +67,10 @@ public sealed class PrometheusEndpoint(EngineHost host)
         {
             StoreMetricsText.Append(text, store.Stats);
         }
+        if (host.Role != RouteReplay.Disaggregation.ServerRole.Both)
+        {
+            await DisaggregationMetricsText.AppendAsync(text, host, context.RequestAborted).ConfigureAwait(false);
+        }
         Counter(text, "routereplay_steps_total", "Engine steps.", s.Steps);
         Counter(text, "routereplay_step_failures_total", "Engine steps that threw; each failed its own requests and the engine kept serving.", await host.Engine.InvokeAsync(e => e.Stats.StepFailures).WaitAsync(context.RequestAborted).ConfigureAwait(false));
         Gauge(text, "routereplay_waiting_requests", "Sequences waiting in the engine plus requests held by a weight update.", s.Waiting + host.Gate.Waiting);

@@ -40,7 +40,7 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
         {
             parsed = Parse(new RequestFields(body.RootElement));
         }
-        using var running = await host.StartAsync(parsed.Request, context.RequestAborted).ConfigureAwait(false);
+        using var running = await host.StartAsync(host.WithRemotePrefill(parsed.Request, context.Request), context.RequestAborted).ConfigureAwait(false);
         if (parsed.Stream)
         {
             await StreamAsync(context, running, parsed, clock).ConfigureAwait(false);

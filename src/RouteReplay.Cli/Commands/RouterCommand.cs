@@ -1,0 +1,57 @@
+using System.CommandLine;
+using RouteReplay.Server.Router;
+
+namespace RouteReplay.Cli.Commands;
+
+/// <summary><c>routereplay router</c>: one entry point for prefill and decode servers, with the API of <c>serve</c>.</summary>
+internal static class RouterCommand
+{
+    public static Command Create()
+    {
+        var defaults = new RouterOptions { PrefillServers = [], DecodeServers = [] };
+        var prefill = new Option<string[]>("--prefill") { Description = "Base URL of a prefill server (serve --role prefill); repeat for more.", Arity = ArgumentArity.OneOrMore, HelpName = "URL" };
+        var decode = new Option<string[]>("--decode") { Description = "Base URL of a decode server (serve --role decode); repeat for more.", Arity = ArgumentArity.OneOrMore, HelpName = "URL" };
+        var host = new Option<string>("--host") { Description = "Address to bind (loopback by default; 0.0.0.0 for every interface).", DefaultValueFactory = _ => defaults.Host };
+        var port = Flags.Int("--port", "TCP port (0: any free port).", defaults.Port);
+        var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' from clients (as serve does) and send it to every server." };
+        var maxBody = Flags.Long("--max-request-body-bytes", "Largest request body; larger ones are answered 413.", defaults.MaxRequestBodyBytes);
+        var startup = Flags.Double("--startup-timeout-seconds", "How long to wait at startup for every server to answer.", defaults.StartupTimeout.TotalSeconds);
+        var grace = Flags.Double("--shutdown-grace-seconds", "On SIGTERM/Ctrl-C, how long requests in flight may finish before their connections close.", defaults.ShutdownGracePeriod.TotalSeconds);
+        var command = new Command("router", "Route the serve API across prefill and decode servers: each request's prompt is computed on a prefill server, its blocks (routing included) move to a decode server, which decodes and answers.")
+        {
+            prefill, decode, host, port, apiKey, maxBody, startup, grace,
+        };
+        command.SetAction(parse =>
+        {
+            var options = new RouterOptions
+            {
+                PrefillServers = Urls(parse.GetValue(prefill), "prefill"),
+                DecodeServers = Urls(parse.GetValue(decode), "decode"),
+                Host = parse.GetValue(host)!,
+                Port = parse.GetValue(port),
+                ApiKey = parse.GetValue(apiKey),
+                MaxRequestBodyBytes = parse.GetValue(maxBody),
+                StartupTimeout = Seconds(parse.GetValue(startup), "startup-timeout-seconds", 0.001),
+                ShutdownGracePeriod = Seconds(parse.GetValue(grace), "shutdown-grace-seconds", 0),
+            }.Validate();
+            Server.RolloutServer.CheckCanListen(new Server.ServerOptions { ModelPath = ".", Host = options.Host, Port = options.Port });
+            Console.Error.WriteLine($"routereplay router: waiting for {options.PrefillServers.Count} prefill and {options.DecodeServers.Count} decode servers...");
+            var router = RouterServer.CreateAsync(options).GetAwaiter().GetResult();
+            router.RunAsync().GetAwaiter().GetResult();
+            router.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            Console.Error.WriteLine("routereplay router: stopped");
+            return 0;
+        });
+        return command;
+    }
+
+    private static Uri[] Urls(string[]? values, string flag) => (values ?? []).Select(value =>
+        Uri.TryCreate(value, UriKind.Absolute, out var url) && url.Scheme is "http" or "https"
+            ? url
+            : throw new ArgumentException($"--{flag} '{value}' is not an http:// URL", flag)).ToArray();
+
+    private static TimeSpan Seconds(double value, string flag, double minimum) =>
+        double.IsFinite(value) && value >= minimum && value <= 86_400
+            ? TimeSpan.FromSeconds(value)
+            : throw new ArgumentException($"--{flag} must be in {minimum}..86400, got {value}", flag);
+}

@@ -1,0 +1,56 @@
+using System.Collections.Concurrent;
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using static RouteReplay.Server.Metrics.PrometheusEndpoint;
+
+namespace RouteReplay.Server.Router;
+
+/// <summary>The router's <c>/metrics</c>: its responses, retries, and each server's load and health.</summary>
+internal sealed class RouterMetrics
+{
+    private static readonly HashSet<string> Paths =
+    [
+        "/v1/completions", "/v1/chat/completions", "/generate", "/v1/models", "/get_model_info", "/update_weights_from_disk",
+        "/flush_cache", "/abort_request", "/health", "/metrics",
+    ];
+
+    private readonly ConcurrentDictionary<(string Path, int Status), long> _responses = new();
+    private long _retries;
+
+    public void CountResponse(string path, int status) =>
+        _responses.AddOrUpdate((Paths.Contains(path) ? path : "other", status), 1, static (_, n) => n + 1);
+
+    /// <summary>A decode server that could not be reached, so the request went to the next one.</summary>
+    public void CountRetry() => Interlocked.Increment(ref _retries);
+
+    public async Task WriteAsync(HttpContext context, IReadOnlyList<Upstream> prefill, IReadOnlyList<Upstream> decode)
+    {
+        var text = new StringBuilder(2048);
+        Family(text, "routereplay_router_responses_total", "counter", "Router responses by path and status code.");
+        foreach (var ((path, status), count) in _responses.OrderBy(p => p.Key))
+        {
+            Sample(text, "routereplay_router_responses_total", $"path=\"{path}\",code=\"{status}\"", count);
+        }
+        Counter(text, "routereplay_router_retries_total", "Requests sent to another decode server because the first could not be reached.", Interlocked.Read(ref _retries));
+        var servers = prefill.Concat(decode).ToArray();
+        Family(text, "routereplay_router_outstanding_requests", "gauge", "Requests in flight per server (prefill: those it was chosen first for).");
+        foreach (var server in servers)
+        {
+            Sample(text, "routereplay_router_outstanding_requests", Labels(server), server.Outstanding);
+        }
+        Family(text, "routereplay_router_server_up", "gauge", "1 while a server answers its health probes and connections.");
+        foreach (var server in servers)
+        {
+            Sample(text, "routereplay_router_server_up", Labels(server), server.IsUp ? 1 : 0);
+        }
+        Family(text, "routereplay_router_upstream_failures_total", "counter", "Requests that could not reach a server, or that it failed mid-answer.");
+        foreach (var server in servers)
+        {
+            Sample(text, "routereplay_router_upstream_failures_total", Labels(server), server.Failures);
+        }
+        context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+        await context.Response.WriteAsync(text.ToString(), context.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static string Labels(Upstream server) => $"role=\"{server.RoleName}\",server=\"{server.Name}\"";
+}

@@ -1,0 +1,65 @@
+namespace RouteReplay.Server.Router;
+
+/// <summary>
+/// How <c>routereplay router</c> listens and which servers it routes to. CLI flags map to these one to one in
+/// kebab-case (<c>--prefill</c>, <c>--decode</c>, <c>--host</c>, <c>--port</c>, ...).
+/// </summary>
+public sealed record RouterOptions
+{
+    /// <summary>Base URLs of the prefill servers (<c>serve --role prefill</c>).</summary>
+    public required IReadOnlyList<Uri> PrefillServers { get; init; }
+
+    /// <summary>Base URLs of the decode servers (<c>serve --role decode</c>).</summary>
+    public required IReadOnlyList<Uri> DecodeServers { get; init; }
+
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>TCP port; 0 picks a free one (see <see cref="RouterServer.BaseAddress"/>).</summary>
+    public int Port { get; init; } = 8000;
+
+    /// <summary>Required of clients when set (as <c>Authorization: Bearer KEY</c>), and sent to every server.</summary>
+    public string? ApiKey { get; init; }
+
+    public long MaxRequestBodyBytes { get; init; } = 16 << 20;
+
+    /// <summary>How long the router waits at startup for every server to answer.</summary>
+    public TimeSpan StartupTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>On SIGTERM or Ctrl-C, how long requests in flight may finish before their connections are closed.</summary>
+    public TimeSpan ShutdownGracePeriod { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How often every server's <c>/health</c> is probed (a server that fails is tried last).</summary>
+    public TimeSpan HealthInterval { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the flag of the first invalid value.</summary>
+    public RouterOptions Validate()
+    {
+        Require(PrefillServers.Count > 0, "prefill", "is required at least once: the URL of a prefill server (serve --role prefill)");
+        Require(DecodeServers.Count > 0, "decode", "is required at least once: the URL of a decode server (serve --role decode)");
+        foreach (var (flag, urls) in new[] { ("prefill", PrefillServers), ("decode", DecodeServers) })
+        {
+            foreach (var url in urls)
+            {
+                Require(url.IsAbsoluteUri && url.Scheme is "http" or "https" && url.PathAndQuery == "/", flag, $"must be a server's base URL like http://127.0.0.1:8001, got '{url}'");
+            }
+        }
+        var all = PrefillServers.Concat(DecodeServers).ToArray();
+        var duplicate = all.GroupBy(u => u.ToString()).FirstOrDefault(g => g.Count() > 1);
+        Require(duplicate is null, "decode", $"names the server {duplicate?.Key} twice (a server has one role)");
+        Require(Port is >= 0 and <= 65535, "port", $"must be in 0..65535, got {Port}");
+        Require(Host == "localhost" || System.Net.IPAddress.TryParse(Host, out _), "host", $"must be an IP address or 'localhost', got '{Host}'");
+        Require(ApiKey is null || ApiKey.Length > 0, "api-key", "must not be empty");
+        Require(MaxRequestBodyBytes >= 1024, "max-request-body-bytes", $"must be >= 1024, got {MaxRequestBodyBytes}");
+        Require(StartupTimeout > TimeSpan.Zero, "startup-timeout-seconds", "must be > 0");
+        Require(ShutdownGracePeriod >= TimeSpan.Zero, "shutdown-grace-seconds", "must be >= 0");
+        return this;
+    }
+
+    private static void Require(bool condition, string flag, string message)
+    {
+        if (!condition)
+        {
+            throw new ArgumentException($"--{flag} {message}", flag);
+        }
+    }
+}

@@ -9,8 +9,10 @@ namespace RouteReplay.Tests.Disaggregation;
 /// channel rows equal a plain one-request-at-a-time run, cached prefixes are not sent again, and every failure ends
 /// with both pools idle.
 /// </summary>
-public sealed class PrefillDecodeEngineTests(TinyModelFixture model) : IClassFixture<TinyModelFixture>
+public sealed class PrefillDecodeEngineTests(PdEngineFixture fixture) : IClassFixture<PdEngineFixture>
 {
+    private TinyModelFixture Model => fixture.Model;
+
     private static readonly EngineOptions DecodeOptions = new() { NumBlocks = 256, MaxNumSeqs = 16, MaxNumBatchedTokens = 64, SwapSpaceGiB = 0 };
     private static readonly EngineOptions PrefillOptions = new() { NumBlocks = 256, MaxNumSeqs = 8, MaxNumBatchedTokens = 32, SwapSpaceGiB = 0 };
 
@@ -41,10 +43,9 @@ public sealed class PrefillDecodeEngineTests(TinyModelFixture model) : IClassFix
     [InlineData(false)]
     public void The_shared_prefix_workload_through_a_prefill_engine_is_identical_to_one_request_at_a_time(bool greedy)
     {
-        var workload = SharedPrefixWorkload.WithSecondTurns(model, greedy);
-        var reference = EngineRunner.OneAtATime(model, workload);
-        using var decode = EngineRunner.Create(model, DecodeOptions);
-        using var prefill = EngineRunner.Create(model, PrefillOptions);
+        var (workload, reference) = fixture.WithSecondTurns(greedy);
+        using var decode = EngineRunner.Create(Model, DecodeOptions);
+        using var prefill = EngineRunner.Create(Model, PrefillOptions);
         var results = Run(decode, workload, PrefillFallback.Error, new InProcessPrefill(prefill));
 
         SharedPrefixWorkload.AssertIdentical(workload, reference, results);
@@ -59,10 +60,9 @@ public sealed class PrefillDecodeEngineTests(TinyModelFixture model) : IClassFix
     [Fact]
     public void A_decode_engine_that_caches_the_leading_blocks_asks_only_for_the_rest()
     {
-        var workload = SharedPrefixWorkload.WithSecondTurns(model, greedy: true);
-        var reference = EngineRunner.OneAtATime(model, workload);
-        using var decode = EngineRunner.Create(model, DecodeOptions);
-        using var prefill = EngineRunner.Create(model, PrefillOptions);
+        var (workload, reference) = fixture.WithSecondTurns(greedy: true);
+        using var decode = EngineRunner.Create(Model, DecodeOptions);
+        using var prefill = EngineRunner.Create(Model, PrefillOptions);
         var source = new InProcessPrefill(prefill);
         SharedPrefixWorkload.AssertIdentical(workload, reference, Run(decode, workload, PrefillFallback.Error, source));
         var firstPass = prefill.Stats.ExportedBlocks;
@@ -82,19 +82,18 @@ public sealed class PrefillDecodeEngineTests(TinyModelFixture model) : IClassFix
     [Fact]
     public void On_batch_variant_backends_the_prompt_rows_a_decode_engine_returns_are_the_rows_the_prefill_engine_computed()
     {
-        var (decode, decodeBackend, decodeRows) = EngineRunner.CreateBatchVariant(model, DecodeOptions);
-        var (prefill, prefillBackend, prefillRows) = EngineRunner.CreateBatchVariant(model, PrefillOptions);
+        var (decode, decodeBackend, decodeRows) = EngineRunner.CreateBatchVariant(Model, DecodeOptions);
+        var (prefill, prefillBackend, prefillRows) = EngineRunner.CreateBatchVariant(Model, PrefillOptions);
         using var _ = decode;
         using var __ = prefill;
         var source = new InProcessPrefill(prefill);
-        var workload = SharedPrefixWorkload.Build(model.Tokenizer, greedy: false, firstTurns: null);
+        var (workload, plain) = fixture.FirstTurns(greedy: false);
         var results = Run(decode, workload, PrefillFallback.Error, source);
 
         Assert.Equal(workload.Count, decode.Stats.RemotePrefills);
         AssertPromptRowsArePrefills(workload, results, source, prefillRows);
         decodeRows.AssertUnchanged(results.Values);
         Assert.True(prefillBackend.ShiftedRows > 0 && decodeBackend.ShiftedRows > 0);
-        var plain = EngineRunner.OneAtATime(model, workload);
         Assert.Contains(workload, r => !plain[r.RequestId].Choices[0].Routing!.Data.AsSpan(0, 16).SequenceEqual(results[r.RequestId].Choices[0].Routing!.Data.AsSpan(0, 16)));
 
         // The decode engine now caches those prompts' blocks. A flushed prefill engine computes the shared system
@@ -134,10 +133,9 @@ public sealed class PrefillDecodeEngineTests(TinyModelFixture model) : IClassFix
     [MemberData(nameof(Fallbacks))]
     public void A_source_that_drops_mid_transfer_falls_back_or_fails_and_leaks_no_block(PrefillFallback fallback)
     {
-        var workload = SharedPrefixWorkload.Build(model.Tokenizer, greedy: true, firstTurns: null);
-        var reference = EngineRunner.OneAtATime(model, workload);
-        using var decode = EngineRunner.Create(model, DecodeOptions);
-        using var prefill = EngineRunner.Create(model, PrefillOptions);
+        var (workload, reference) = fixture.FirstTurns(greedy: true);
+        using var decode = EngineRunner.Create(Model, DecodeOptions);
+        using var prefill = EngineRunner.Create(Model, PrefillOptions);
         var results = Run(decode, workload, fallback, new InProcessPrefill(prefill) { FailAfterItems = 2 });
 
         Assert.Equal(workload.Count, decode.Stats.RemotePrefillFailures);
@@ -158,12 +156,11 @@ public sealed class PrefillDecodeEngineTests(TinyModelFixture model) : IClassFix
     [Fact]
     public void A_failed_source_is_retried_on_the_next_one_and_a_corrupt_block_is_never_used()
     {
-        var workload = SharedPrefixWorkload.Build(model.Tokenizer, greedy: false, firstTurns: null);
-        var reference = EngineRunner.OneAtATime(model, workload);
-        using var decode = EngineRunner.Create(model, DecodeOptions);
-        using var dropping = EngineRunner.Create(model, PrefillOptions);
-        using var corrupting = EngineRunner.Create(model, PrefillOptions);
-        using var good = EngineRunner.Create(model, PrefillOptions);
+        var (workload, reference) = fixture.FirstTurns(greedy: false);
+        using var decode = EngineRunner.Create(Model, DecodeOptions);
+        using var dropping = EngineRunner.Create(Model, PrefillOptions);
+        using var corrupting = EngineRunner.Create(Model, PrefillOptions);
+        using var good = EngineRunner.Create(Model, PrefillOptions);
         var corruptingSource = new InProcessPrefill(corrupting, "corrupting") { CorruptFirstBlock = true };
         var results = Run(
             decode,
@@ -185,11 +182,11 @@ public sealed class PrefillDecodeEngineTests(TinyModelFixture model) : IClassFix
     [Fact]
     public void Aborting_a_request_while_its_blocks_arrive_frees_them_on_both_engines()
     {
-        using var decode = EngineRunner.Create(model, DecodeOptions);
-        using var prefill = EngineRunner.Create(model, PrefillOptions);
+        using var decode = EngineRunner.Create(Model, DecodeOptions);
+        using var prefill = EngineRunner.Create(Model, PrefillOptions);
         var source = new InProcessPrefill(prefill);
         var runner = new EngineRunner();
-        var prompt = model.Tokenizer.Encode(string.Concat(Enumerable.Repeat("experts route every token of a long prompt ", 20)));
+        var prompt = Model.Tokenizer.Encode(string.Concat(Enumerable.Repeat("experts route every token of a long prompt ", 20)));
         var handle = decode.AddRequest(new EngineRequest { RequestId = "long", PromptTokenIds = prompt, N = 2, Sampling = new SamplingParams { MaxTokens = 8 }, RemotePrefill = new RemotePrefill([source], PrefillFallback.Error) }, runner);
         decode.Step();
         Assert.Equal(1, decode.ImportingRequests);
@@ -212,10 +209,10 @@ public sealed class PrefillDecodeEngineTests(TinyModelFixture model) : IClassFix
     [Fact]
     public void A_request_with_more_choices_than_max_num_seqs_is_computed_locally()
     {
-        using var decode = EngineRunner.Create(model, DecodeOptions with { MaxNumSeqs = 2 });
-        using var prefill = EngineRunner.Create(model, PrefillOptions);
-        var request = new EngineRequest { RequestId = "wide", PromptTokenIds = model.Tokenizer.Encode("Three endings, please"), N = 3, Sampling = new SamplingParams { Seed = 5, MaxTokens = 6 } };
-        var reference = EngineRunner.OneAtATime(model, [request]);
+        using var decode = EngineRunner.Create(Model, DecodeOptions with { MaxNumSeqs = 2 });
+        using var prefill = EngineRunner.Create(Model, PrefillOptions);
+        var request = new EngineRequest { RequestId = "wide", PromptTokenIds = Model.Tokenizer.Encode("Three endings, please"), N = 3, Sampling = new SamplingParams { Seed = 5, MaxTokens = 6 } };
+        var reference = EngineRunner.OneAtATime(Model, [request]);
         var results = Run(decode, [request], PrefillFallback.Error, new InProcessPrefill(prefill));
 
         Assert.Equal(reference["wide"].Choices.Select(c => c.TokenIds), results["wide"].Choices.Select(c => c.TokenIds));
@@ -223,4 +220,33 @@ public sealed class PrefillDecodeEngineTests(TinyModelFixture model) : IClassFix
         Assert.Equal(1, decode.Stats.PrefillFallbacksLocal);
         AssertIdle(decode, prefill);
     }
+}
+
+/// <summary>The model and the shared-prefix workloads with their one-at-a-time answers, made once for the class.</summary>
+public sealed class PdEngineFixture : IDisposable
+{
+    private readonly Dictionary<(bool Greedy, bool SecondTurns), (List<EngineRequest>, Dictionary<string, RequestResult>)> _workloads = [];
+
+    public TinyModelFixture Model { get; } = new();
+
+    public (List<EngineRequest> Workload, Dictionary<string, RequestResult> Reference) FirstTurns(bool greedy) => Get(greedy, secondTurns: false);
+
+    public (List<EngineRequest> Workload, Dictionary<string, RequestResult> Reference) WithSecondTurns(bool greedy) => Get(greedy, secondTurns: true);
+
+    private (List<EngineRequest>, Dictionary<string, RequestResult>) Get(bool greedy, bool secondTurns)
+    {
+        lock (_workloads)
+        {
+            if (!_workloads.TryGetValue((greedy, secondTurns), out var entry))
+            {
+                var workload = secondTurns
+                    ? SharedPrefixWorkload.Build(Model.Tokenizer, greedy, FirstTurns(greedy).Reference)
+                    : SharedPrefixWorkload.Build(Model.Tokenizer, greedy, null);
+                _workloads[(greedy, secondTurns)] = entry = (workload, EngineRunner.OneAtATime(Model, workload));
+            }
+            return entry;
+        }
+    }
+
+    public void Dispose() => Model.Dispose();
 }

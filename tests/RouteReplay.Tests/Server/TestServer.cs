@@ -32,12 +32,14 @@ public sealed class TestServer : IAsyncDisposable
     public static EngineOptions DefaultEngineOptions => new() { NumBlocks = 256, MaxModelLen = 4096, MaxNumSeqs = 16, WeightsVersion = WeightsVersion };
 
     /// <param name="wrapBackend">Wraps the CPU backend (tests that script the model's output).</param>
-    public static async Task<TestServer> StartAsync(string modelDir, Func<ServerOptions, ServerOptions>? configure = null, EngineOptions? engineOptions = null, Func<IModelBackend, IModelBackend>? wrapBackend = null)
+    /// <param name="configureEngine">Sees the engine before the server runs it (tests attach recorders).</param>
+    public static async Task<TestServer> StartAsync(string modelDir, Func<ServerOptions, ServerOptions>? configure = null, EngineOptions? engineOptions = null, Func<IModelBackend, IModelBackend>? wrapBackend = null, Action<LlmEngine>? configureEngine = null)
     {
         var options = new ServerOptions { ModelPath = modelDir, Port = 0, ServedModelName = "tiny", ShutdownGracePeriod = TimeSpan.FromSeconds(2) };
         options = configure?.Invoke(options) ?? options;
         var resolved = (engineOptions ?? DefaultEngineOptions).Validate();
         var engine = wrapBackend is null ? LoadedModel.LoadCpu(modelDir, resolved) : WrappedEngine.Load(modelDir, resolved, wrapBackend);
+        configureEngine?.Invoke(engine);
         var server = RolloutServer.Create(engine, options, WeightsVersion, logging => logging.SetMinimumLevel(LogLevel.Warning));
         await server.StartAsync();
         // No draining of unread responses: disposing one closes the connection, as a client that goes away does.

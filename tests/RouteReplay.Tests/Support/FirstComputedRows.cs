@@ -30,6 +30,9 @@ public sealed class FirstComputedRows : IStepObserver
 
     public RoutingFormat Format { get; }
 
+    /// <summary>The ids of every request recorded so far.</summary>
+    public IReadOnlyCollection<string> RequestIds => _requests.Keys;
+
     /// <summary>Starts recording every step of <paramref name="engine"/> (it replaces any other step observer).</summary>
     public static FirstComputedRows Attach(LlmEngine engine)
     {

@@ -1,0 +1,194 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace RouteReplay.Tests.Support;
+
+/// <summary>
+/// A long-running <c>routereplay</c> process (<c>serve</c> or <c>router</c>) on loopback: started, waited for until it
+/// logs its listening address, and then talked to over HTTP, signalled (stop, freeze, resume), killed and read for
+/// metrics.
+/// </summary>
+public sealed partial class CliProcess : IAsyncDisposable
+{
+    private const int SigKill = 9;
+    private const int SigTerm = 15;
+    private const int SigCont = 18;
+    private const int SigStop = 19;
+
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _output = new();
+
+    private CliProcess(Process process, Uri url)
+    {
+        _process = process;
+        Url = url;
+        Client = new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromMinutes(3) };
+    }
+
+    public Uri Url { get; }
+
+    public HttpClient Client { get; }
+
+    public int Id => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Everything the process wrote so far, stdout and stderr.</summary>
+    public string Output => string.Join('\n', _output);
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Signal(int pid, int signal);
+
+    /// <summary>Starts <c>routereplay <paramref name="args"/></c> and returns once it logs the address it serves on.</summary>
+    public static async Task<CliProcess> StartAsync(string cacheDir, params string[] args)
+    {
+        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "routereplay.dll"));
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+        start.Environment["ROUTEREPLAY_CACHE"] = cacheDir;
+        var process = Process.Start(start)!;
+        var address = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var output = new ConcurrentQueue<string>();
+        void Watch(string? line)
+        {
+            if (line is null)
+            {
+                return;
+            }
+            output.Enqueue(line);
+            if (ListeningLine().Match(line) is { Success: true } match)
+            {
+                address.TrySetResult(new Uri(match.Groups["url"].Value));
+            }
+        }
+        process.OutputDataReceived += (_, e) => Watch(e.Data);
+        process.ErrorDataReceived += (_, e) => Watch(e.Data);
+        process.Exited += (_, _) => address.TrySetException(new Xunit.Sdk.XunitException($"routereplay {string.Join(' ', args)} exited with {process.ExitCode}:\n{string.Join('\n', output)}"));
+        process.EnableRaisingEvents = true;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try
+        {
+            var url = await address.Task.WaitAsync(TimeSpan.FromMinutes(2));
+            var cli = new CliProcess(process, url);
+            while (output.TryDequeue(out var line))
+            {
+                cli._output.Enqueue(line);
+            }
+            process.OutputDataReceived += (_, e) => cli.Append(e.Data);
+            process.ErrorDataReceived += (_, e) => cli.Append(e.Data);
+            return cli;
+        }
+        catch
+        {
+            if (!process.HasExited)
+            {
+                process.Kill();
+            }
+            throw;
+        }
+    }
+
+    private void Append(string? line)
+    {
+        if (line is not null)
+        {
+            _output.Enqueue(line);
+        }
+    }
+
+    /// <summary>The prefill server's transfer port, from <c>/get_model_info</c>.</summary>
+    public async Task<int> TransferPortAsync()
+    {
+        using var document = JsonDocument.Parse(await Client.GetStringAsync("/get_model_info"));
+        return document.RootElement.GetProperty("transfer_port").GetInt32();
+    }
+
+    /// <summary>Every sample of <c>/metrics</c>, keyed by name with labels as written (<c>name{a="b"}</c>).</summary>
+    public async Task<Dictionary<string, double>> MetricsAsync()
+    {
+        var text = await Client.GetStringAsync("/metrics");
+        var samples = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (var line in text.Split('\n'))
+        {
+            if (line.Length == 0 || line[0] == '#')
+            {
+                continue;
+            }
+            var space = line.LastIndexOf(' ');
+            samples[line[..space]] = double.Parse(line[(space + 1)..], CultureInfo.InvariantCulture);
+        }
+        return samples;
+    }
+
+    /// <summary>Polls <c>/metrics</c> until <paramref name="condition"/> holds, or fails after <paramref name="timeout"/>.</summary>
+    public async Task<Dictionary<string, double>> WaitForMetricsAsync(Func<Dictionary<string, double>, bool> condition, TimeSpan timeout, string what, int pollMilliseconds = 5)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            var metrics = await MetricsAsync();
+            if (condition(metrics))
+            {
+                return metrics;
+            }
+            if (deadline.Elapsed > timeout)
+            {
+                var shown = new StringBuilder();
+                foreach (var (name, value) in metrics.Where(m => m.Key.Contains("_pd_", StringComparison.Ordinal) || m.Key.StartsWith("routereplay_blocks", StringComparison.Ordinal)))
+                {
+                    shown.Append(name).Append(' ').Append(value).Append('\n');
+                }
+                throw new Xunit.Sdk.XunitException($"{Url}: {what} did not happen within {timeout.TotalSeconds} s; metrics:\n{shown}\noutput:\n{Output}");
+            }
+            await Task.Delay(pollMilliseconds);
+        }
+    }
+
+    /// <summary>Freezes the process (SIGSTOP): it neither computes nor answers until <see cref="Resume"/>.</summary>
+    public void Freeze() => Assert.Equal(0, Signal(_process.Id, SigStop));
+
+    public void Resume() => Assert.Equal(0, Signal(_process.Id, SigCont));
+
+    /// <summary>SIGKILL: the process dies at once; the kernel closes its sockets.</summary>
+    public void Kill()
+    {
+        Signal(_process.Id, SigKill);
+        _process.WaitForExit(TimeSpan.FromSeconds(30));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        if (!_process.HasExited)
+        {
+            Signal(_process.Id, SigCont);
+            Signal(_process.Id, SigTerm);
+            using var exited = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+            try
+            {
+                await _process.WaitForExitAsync(exited.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                _process.Kill();
+            }
+        }
+        _process.Dispose();
+    }
+
+    [GeneratedRegex(@"(?:Serving '.*'|Routing) on (?<url>http://[^ ]+)")]
+    private static partial Regex ListeningLine();
+}

@@ -191,7 +191,7 @@ public sealed class PdFleetTests(PdFleetFixture fleet) : IClassFixture<PdFleetFi
 }
 
 /// <summary>The tests that start prefill/decode processes run one class at a time (they load the two cores).</summary>
-[CollectionDefinition(Name)]
+[CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class PdProcessCollection
 {
     public const string Name = "prefill/decode processes";

@@ -99,6 +99,10 @@ public sealed class RolloutServer : IAsyncDisposable
         var transfers = options.Disaggregation.Role == ServerRole.Prefill
             ? new TransferServer(host, ListenAddress(options), options.Disaggregation, host.Transfers, message => logger.LogWarning("{Message}", message))
             : null;
+        if (transfers is not null)
+        {
+            app.Lifetime.ApplicationStopping.Register(transfers.StopAccepting);
+        }
         return new RolloutServer(app, host, transfers);
     }
 

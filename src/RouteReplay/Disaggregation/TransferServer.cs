@@ -38,6 +38,7 @@ public sealed class TransferServer : IAsyncDisposable
     private readonly Action<string> _log;
     private readonly TcpListener _listener;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly CancellationTokenSource _accepting = new();
     private readonly HashSet<Task> _connections = [];
     private readonly Lock _lock = new();
     private Task? _acceptLoop;
@@ -66,16 +67,19 @@ public sealed class TransferServer : IAsyncDisposable
         _acceptLoop = Task.Run(AcceptLoopAsync);
     }
 
+    /// <summary>Accepts no more transfers (the server is shutting down); those in progress go on.</summary>
+    public void StopAccepting() => _accepting.Cancel();
+
     private async Task AcceptLoopAsync()
     {
-        while (!_stopping.IsCancellationRequested)
+        while (!_accepting.IsCancellationRequested)
         {
             Socket socket;
             try
             {
-                socket = await _listener.AcceptSocketAsync(_stopping.Token).ConfigureAwait(false);
+                socket = await _listener.AcceptSocketAsync(_accepting.Token).ConfigureAwait(false);
             }
-            catch (Exception) when (_stopping.IsCancellationRequested)
+            catch (Exception) when (_accepting.IsCancellationRequested)
             {
                 return;
             }
@@ -332,6 +336,7 @@ public sealed class TransferServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await _accepting.CancelAsync().ConfigureAwait(false);
         await _stopping.CancelAsync().ConfigureAwait(false);
         _listener.Stop();
         if (_acceptLoop is not null)
@@ -346,5 +351,6 @@ public sealed class TransferServer : IAsyncDisposable
         await Task.WhenAll(connections).ConfigureAwait(false);
         _listener.Dispose();
         _stopping.Dispose();
+        _accepting.Dispose();
     }
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using RouteReplay.Backends.Cuda;
 using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Cli.Commands;
@@ -13,7 +14,7 @@ internal static class CommandRunner
         {
             return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
-        catch (Exception e) when (e is CheckpointException or ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or NotSupportedException)
+        catch (Exception e) when (e is CheckpointException or ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or NotSupportedException or CudaUnavailableException or CudaException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;

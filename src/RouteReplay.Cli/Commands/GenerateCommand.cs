@@ -9,7 +9,6 @@ internal static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = new Option<DirectoryInfo?>("--model") { Description = "Checkpoint folder (Hugging Face format). Default: the built-in tiny preset." };
         var prompt = new Option<string>("--prompt") { Description = "Prompt text.", DefaultValueFactory = _ => "The capital of France is" };
         var promptsFile = new Option<FileInfo?>("--prompts-file") { Description = "JSONL of requests (prompt or messages; optional max_tokens, seed, n, temperature, top_p, top_k), run concurrently." };
         var chat = new Option<bool>("--chat") { Description = "Format the prompt as one user message with the model's chat template." };
@@ -25,10 +24,12 @@ internal static class GenerateCommand
         var outputJsonl = new Option<FileInfo?>("--output-jsonl") { Description = "Write one JSON line per request and choice: tokens, text, finish reason, usage." };
         var statsJson = new Option<FileInfo?>("--stats-json") { Description = "Write the engine counters as JSON." };
         var flags = new EngineFlags();
-        var command = new Command("generate", "Generate completions on the CPU and write their expert routing.")
+        var modelFlags = new ModelFlags();
+        var command = new Command("generate", "Generate completions and write their expert routing.")
         {
-            model, prompt, promptsFile, chat, system, noThinking, maxTokens, temperature, topP, topK, seed, routingOut, routingDir, outputJsonl, statsJson,
+            prompt, promptsFile, chat, system, noThinking, maxTokens, temperature, topP, topK, seed, routingOut, routingDir, outputJsonl, statsJson,
         };
+        modelFlags.AddTo(command);
         flags.AddTo(command);
         command.SetAction(parse =>
         {
@@ -42,8 +43,7 @@ internal static class GenerateCommand
             };
             sampling.Validate();
             var options = flags.Read(parse);
-            var dir = parse.GetValue(model)?.FullName ?? DefaultModel.EnsureTinyModel(Console.Error);
-            using var engine = LoadedModel.LoadCpu(dir, options);
+            using var engine = modelFlags.Read(parse).Load(options, Console.Error);
             var tokenizer = engine.Tokenizer;
             var file = parse.GetValue(promptsFile);
             var single = file is null;

@@ -12,7 +12,6 @@ internal static class ServeCommand
     public static Command Create()
     {
         var defaults = new ServerOptions { ModelPath = "." };
-        var model = new Option<DirectoryInfo?>("--model") { Description = "Checkpoint folder (Hugging Face format). Default: the built-in tiny preset." };
         var host = new Option<string>("--host") { Description = "Address to bind (loopback by default; 0.0.0.0 for every interface).", DefaultValueFactory = _ => defaults.Host };
         var port = new Option<int>("--port") { Description = "TCP port (0: any free port).", DefaultValueFactory = _ => defaults.Port };
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on /v1/*, /generate and the control endpoints." };
@@ -21,14 +20,17 @@ internal static class ServeCommand
         var maxBody = new Option<long>("--max-request-body-bytes") { Description = "Largest request body; larger ones are answered 413.", DefaultValueFactory = _ => defaults.MaxRequestBodyBytes };
         var grace = new Option<double>("--shutdown-grace-seconds") { Description = "On SIGTERM/Ctrl-C, how long in-flight requests may finish before they are aborted.", DefaultValueFactory = _ => defaults.ShutdownGracePeriod.TotalSeconds };
         var flags = new EngineFlags();
+        var modelFlags = new ModelFlags();
         var command = new Command("serve", "Serve the model over HTTP: OpenAI-compatible /v1 API and SGLang-compatible /generate, with routing per choice.")
         {
-            model, host, port, apiKey, servedModelName, maxWaiting, maxBody, grace,
+            host, port, apiKey, servedModelName, maxWaiting, maxBody, grace,
         };
+        modelFlags.AddTo(command);
         flags.AddTo(command);
         command.SetAction(parse =>
         {
             var engineOptions = flags.Read(parse);
+            var source = modelFlags.Read(parse);
             var graceSeconds = parse.GetValue(grace);
             if (!double.IsFinite(graceSeconds) || graceSeconds < 0 || graceSeconds > 86_400)
             {
@@ -36,18 +38,18 @@ internal static class ServeCommand
             }
             var options = new ServerOptions
             {
-                ModelPath = parse.GetValue(model)?.FullName ?? "",
+                ModelPath = source.Format == LoadFormat.Dummy ? source.Name! : source.Directory ?? "",
+                ServedModelName = parse.GetValue(servedModelName) ?? (source.Format == LoadFormat.Dummy ? source.Name : null),
                 Host = parse.GetValue(host)!,
                 Port = parse.GetValue(port),
                 ApiKey = parse.GetValue(apiKey),
-                ServedModelName = parse.GetValue(servedModelName),
                 MaxWaitingRequests = parse.GetValue(maxWaiting),
                 MaxRequestBodyBytes = parse.GetValue(maxBody),
                 ShutdownGracePeriod = TimeSpan.FromSeconds(graceSeconds),
                 WeightVersion = engineOptions.WeightsVersion,
             };
             options.Validate();
-            var server = Load(options, engineOptions);
+            var server = Load(options, engineOptions, source);
             server.RunAsync().GetAwaiter().GetResult();
             Console.Error.WriteLine("routereplay serve: stopped");
             return 0;
@@ -56,7 +58,7 @@ internal static class ServeCommand
     }
 
     /// <summary>Makes the default model if needed, loads the engine and builds the server, with a progress display on a terminal.</summary>
-    private static RolloutServer Load(ServerOptions options, EngineOptions engineOptions)
+    private static RolloutServer Load(ServerOptions options, EngineOptions engineOptions, ModelSource source)
     {
         RolloutServer? server = null;
         void Run(Action<string> stage)
@@ -66,10 +68,15 @@ internal static class ServeCommand
                 stage("Preparing the built-in tiny model");
                 options = options with { ModelPath = DefaultModel.EnsureTinyModel(TextWriter.Null), ServedModelName = options.ServedModelName ?? DefaultModel.Preset };
             }
-            stage($"Hashing the weights in {options.ModelPath}");
-            var version = options.WeightVersion ?? ModelFingerprint.HashWeights(options.ModelPath);
-            stage($"Loading {options.ModelPath}");
-            var engine = LoadedModel.LoadCpu(options.ModelPath, engineOptions with { WeightsVersion = version });
+            var dummy = source.Format == LoadFormat.Dummy;
+            if (!dummy)
+            {
+                source = source with { Directory = options.ModelPath };
+                stage($"Hashing the weights in {options.ModelPath}");
+            }
+            var version = source.WeightsIdentity(engineOptions);
+            stage(dummy ? $"Making random '{source.Name}' weights on the GPU" : $"Loading {options.ModelPath} on the {engineOptions.Device.ToString().ToUpperInvariant()}");
+            var engine = source.Load(engineOptions with { WeightsVersion = version }, TextWriter.Null);
             try
             {
                 stage("Starting the server");

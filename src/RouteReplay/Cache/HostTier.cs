@@ -1,12 +1,16 @@
+using System.Runtime.InteropServices;
+
 namespace RouteReplay.Cache;
 
 /// <summary>
 /// The host-memory tier: whole block payloads for swapped-out sequences and for prefix blocks demoted from the device
 /// pool. Its blocks follow the same rules as the device pool's (a <see cref="BlockPool"/> without channels does the
 /// bookkeeping): a swapped block is held by its sequence; a demoted block is cached and free, evicted least recently
-/// demoted first when space is needed; a promotion is a verified prefix hit.
+/// demoted first when space is needed; a promotion is a verified prefix hit. Every move is an asynchronous batched
+/// copy queued in the backend's order with forwards (<see cref="PayloadCopier"/>): a host block's KV bytes are
+/// valid once the step that wrote them has finished.
 /// </summary>
-public sealed class HostTier : IBlockEvictionSink
+public sealed class HostTier : IBlockEvictionSink, IDisposable
 {
     private readonly BlockPool _devicePool;
     private readonly BlockPool _pool;
@@ -18,7 +22,7 @@ public sealed class HostTier : IBlockEvictionSink
         _devicePool = devicePool;
         _copier = copier;
         _pool = new BlockPool(numBlocks, devicePool.BlockSize, devicePool.PrefixCachingEnabled, []);
-        _store = new HostPayloadStore(numBlocks, copier.PayloadBytes);
+        _store = new HostPayloadStore(numBlocks, copier.PayloadBytes, copier.AllocateHostBuffer);
         devicePool.EvictionSink = this;
     }
 
@@ -44,21 +48,30 @@ public sealed class HostTier : IBlockEvictionSink
     /// <summary>True when <paramref name="blocks"/> payloads fit, counting demoted blocks that may be evicted.</summary>
     public bool CanSwapOut(int blocks) => _pool.CanAllocate(blocks);
 
-    /// <summary>Copies a device block's payload to a new host block held by the caller; the device block is not released.</summary>
-    public int SwapOut(int deviceBlock)
+    /// <summary>
+    /// Copies the payloads of <paramref name="deviceBlocks"/> to new host blocks held by the caller, appended to
+    /// <paramref name="hostBlocks"/> in order; the device blocks are not released.
+    /// </summary>
+    public void SwapOut(ReadOnlySpan<int> deviceBlocks, List<int> hostBlocks)
     {
-        var hostBlock = _pool.Allocate();
-        _copier.DeviceToHost(deviceBlock, _store.Payload(hostBlock));
-        BlocksSwappedOut++;
-        return hostBlock;
+        var first = hostBlocks.Count;
+        foreach (var _ in deviceBlocks)
+        {
+            hostBlocks.Add(_pool.Allocate());
+        }
+        _copier.DeviceToHostAsync(deviceBlocks, _store, CollectionsMarshal.AsSpan(hostBlocks)[first..]);
+        BlocksSwappedOut += deviceBlocks.Length;
     }
 
-    /// <summary>Copies a swapped payload into a device block the caller allocated, and frees the host block.</summary>
-    public void SwapIn(int hostBlock, int deviceBlock)
+    /// <summary>Copies swapped payloads into device blocks the caller allocated (same order), and frees the host blocks.</summary>
+    public void SwapIn(ReadOnlySpan<int> hostBlocks, ReadOnlySpan<int> deviceBlocks)
     {
-        _copier.HostToDevice(_store.Payload(hostBlock), deviceBlock);
-        _pool.Release(hostBlock);
-        BlocksSwappedIn++;
+        _copier.HostToDeviceAsync(_store, hostBlocks, deviceBlocks);
+        foreach (var hostBlock in hostBlocks)
+        {
+            _pool.Release(hostBlock);
+        }
+        BlocksSwappedIn += hostBlocks.Length;
     }
 
     /// <summary>Frees the host blocks of a swapped-out sequence that will not resume (aborted).</summary>
@@ -72,7 +85,7 @@ public sealed class HostTier : IBlockEvictionSink
             return;
         }
         var hostBlock = _pool.Allocate();
-        _copier.DeviceToHost(block, _store.Payload(hostBlock));
+        _copier.DeviceToHostAsync([block], _store, [hostBlock]);
         _pool.Commit(hostBlock, key, parent, tokenIds);
         _pool.Release(hostBlock);
         BlocksDemoted++;
@@ -90,7 +103,7 @@ public sealed class HostTier : IBlockEvictionSink
             return false;
         }
         deviceBlock = _devicePool.Allocate();
-        _copier.HostToDevice(_store.Payload(hostBlock), deviceBlock);
+        _copier.HostToDeviceAsync(_store, [hostBlock], [deviceBlock]);
         _devicePool.Commit(deviceBlock, key, parent, tokenIds);
         _pool.Release(hostBlock);
         BlocksPromoted++;
@@ -99,4 +112,7 @@ public sealed class HostTier : IBlockEvictionSink
 
     /// <summary>Drops every demoted key (flush, or new weights).</summary>
     public void ResetPrefixCache() => _pool.ResetPrefixCache();
+
+    /// <summary>Frees the host memory.</summary>
+    public void Dispose() => _store.Dispose();
 }

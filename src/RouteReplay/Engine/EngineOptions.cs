@@ -13,6 +13,16 @@ public enum PreemptionMode
     Recompute,
 }
 
+/// <summary>Where the forward pass runs.</summary>
+public enum ComputeDevice
+{
+    /// <summary>The fp32 CPU backend.</summary>
+    Cpu,
+
+    /// <summary>The bf16 CUDA backend (needs an NVIDIA GPU, its driver and the native library).</summary>
+    Cuda,
+}
+
 /// <summary>
 /// The engine's settings, validated once. CLI flags map to these one to one in kebab-case
 /// (<c>--block-size</c>, <c>--num-blocks</c>, <c>--max-num-seqs</c>, ...).
@@ -44,6 +54,16 @@ public sealed record EngineOptions
     /// <summary>Identifies the weights in block keys; null hashes the checkpoint's weight files.</summary>
     public string? WeightsVersion { get; init; }
 
+    /// <summary>Where the forward runs.</summary>
+    public ComputeDevice Device { get; init; } = ComputeDevice.Cpu;
+
+    /// <summary>
+    /// The fraction of the GPU's memory the CUDA backend may hold (weights, step buffers, KV cache); the KV cache gets
+    /// what is left of it when <see cref="NumBlocks"/> is 0.
+    /// </summary>
+    public double GpuMemoryUtilization { get; init; } = 0.9;
+
+    /// <summary>The CPU backend's pool size: <see cref="NumBlocks"/>, or when 0 enough for half the model length per sequence.</summary>
     public int ResolvedNumBlocks => NumBlocks > 0 ? NumBlocks : Math.Max(MaxNumSeqs * BlocksFor(MaxModelLen) / 2, BlocksFor(MaxModelLen));
 
     public int BlocksFor(int tokens) => (tokens + BlockSize - 1) / BlockSize;
@@ -59,6 +79,7 @@ public sealed record EngineOptions
         Require(ResolvedNumBlocks >= 1, "num-blocks", "leaves no KV blocks");
         Require(double.IsFinite(SwapSpaceGiB) && SwapSpaceGiB is >= 0 and <= 4096, "swap-space", $"must be in 0..4096 GiB, got {SwapSpaceGiB}");
         Require(PreemptionMode != PreemptionMode.Swap || SwapSpaceGiB > 0, "preemption-mode", "swap needs --swap-space > 0");
+        Require(double.IsFinite(GpuMemoryUtilization) && GpuMemoryUtilization is > 0 and <= 1, "gpu-memory-utilization", $"must be in (0, 1], got {GpuMemoryUtilization}");
         return this;
     }
 

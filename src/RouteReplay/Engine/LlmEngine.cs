@@ -28,12 +28,17 @@ public sealed partial class LlmEngine : IDisposable
     private readonly int[] _blockTokens;
 
     /// <param name="auxiliaryChannels">Channels stored beside routing in every block (tests register one).</param>
+    /// <remarks>
+    /// The block pool has the backend's <see cref="IModelBackend.NumBlocks"/> blocks: the backend sizes its KV cache
+    /// (from <see cref="EngineOptions.ResolvedNumBlocks"/> on the CPU, from free device memory on a GPU), and an
+    /// explicit <see cref="EngineOptions.NumBlocks"/> must agree with it.
+    /// </remarks>
     public LlmEngine(IModelBackend backend, TextTokenizer tokenizer, IEnumerable<int> eosTokenIds, EngineOptions options, UInt128 fingerprint, IEnumerable<BlockChannel>? auxiliaryChannels = null)
     {
         Options = options.Validate();
-        if (backend.BlockSize != options.BlockSize || backend.NumBlocks != options.ResolvedNumBlocks)
+        if (backend.BlockSize != options.BlockSize || (options.NumBlocks > 0 && backend.NumBlocks != options.NumBlocks))
         {
-            throw new ArgumentException($"the backend's KV cache ({backend.NumBlocks} blocks of {backend.BlockSize}) does not match the options ({options.ResolvedNumBlocks} of {options.BlockSize})", nameof(backend));
+            throw new ArgumentException($"the backend's KV cache ({backend.NumBlocks} blocks of {backend.BlockSize}) does not match the options ({options.NumBlocks} of {options.BlockSize})", nameof(backend));
         }
         _backend = backend;
         _tokenizer = tokenizer;
@@ -46,7 +51,7 @@ public sealed partial class LlmEngine : IDisposable
         _host = hostBlocks > 0 ? new HostTier(_pool, _copier, hostBlocks) : null;
         _scheduler = new Scheduler(options, _pool, _host, _routing, Stats);
         var maxBlocksPerSequence = options.BlocksFor(options.MaxModelLen);
-        _batch = new ForwardBatch(options.MaxNumBatchedTokens, options.MaxNumSeqs, maxBlocksPerSequence, backend.RoutingFormat, backend.Config.VocabSize);
+        _batch = new ForwardBatch(options.MaxNumBatchedTokens, options.MaxNumSeqs, maxBlocksPerSequence, backend.RoutingFormat, backend.Config.VocabSize, allocateHostBuffer: backend.AllocateHostBuffer);
         _sampler = new Sampler(backend.Config.VocabSize);
         _rootKey = BlockKey.Root(fingerprint);
         _blockTokens = new int[options.BlockSize];
@@ -67,11 +72,32 @@ public sealed partial class LlmEngine : IDisposable
 
     public PayloadCopier PayloadCopier => _copier;
 
+    /// <summary>The backend the engine runs its forwards on.</summary>
+    public IModelBackend Backend => _backend;
+
     public int WaitingCount => _scheduler.WaitingCount;
 
     public int RunningCount => _scheduler.RunningCount;
 
     public bool HasUnfinishedRequests => _requests.Count > 0;
+
+    /// <summary>
+    /// Whether steps capture routing rows (default true). A benchmark switch that measures what capture costs: while
+    /// it is off, no request may ask for routing. Changing it drops the prefix cache, so blocks computed without rows
+    /// are never reused by a request that returns them.
+    /// </summary>
+    public bool CaptureRouting
+    {
+        get => _batch.CaptureRouting;
+        set
+        {
+            if (value != _batch.CaptureRouting)
+            {
+                FlushCache();
+                _batch.CaptureRouting = value;
+            }
+        }
+    }
 
     /// <summary>
     /// Queues a request. Throws an <see cref="ArgumentException"/> naming the field when it is invalid, or when it
@@ -80,6 +106,10 @@ public sealed partial class LlmEngine : IDisposable
     public void AddRequest(EngineRequest request, IRequestSink sink)
     {
         request.Validate(Options.MaxModelLen);
+        if (request.ReturnRouting && !CaptureRouting)
+        {
+            throw new ArgumentException("routing was requested but this engine runs with routing capture off", "return_routed_experts");
+        }
         if (_requests.ContainsKey(request.RequestId))
         {
             throw new ArgumentException($"a request with id '{request.RequestId}' is already running", "request_id");
@@ -162,7 +192,10 @@ public sealed partial class LlmEngine : IDisposable
         _backend.Forward(_batch);
         foreach (var channel in _pool.Channels)
         {
-            channel.CaptureStep(_batch);
+            if (_batch.CaptureRouting || !ReferenceEquals(channel, _routing))
+            {
+                channel.CaptureStep(_batch);
+            }
         }
         Stats.Steps++;
         Stats.ComputedTokens += _batch.TokenCount;
@@ -349,5 +382,10 @@ public sealed partial class LlmEngine : IDisposable
         });
     }
 
-    public void Dispose() => _backend.Dispose();
+    public void Dispose()
+    {
+        _host?.Dispose();
+        _batch.Dispose();
+        _backend.Dispose();
+    }
 }

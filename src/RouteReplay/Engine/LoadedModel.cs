@@ -1,4 +1,6 @@
+using RouteReplay.Backends;
 using RouteReplay.Backends.Cpu;
+using RouteReplay.Backends.Cuda;
 using RouteReplay.Cache;
 using RouteReplay.Model.Checkpoints;
 using RouteReplay.Model.Tokenization;
@@ -13,14 +15,57 @@ public static class LoadedModel
     /// (else the model config's) and the tokenizer's. Block keys are seeded with the model fingerprint, which covers
     /// the architecture, the shapes and the weights (their bytes' hash, or <see cref="EngineOptions.WeightsVersion"/>).
     /// </summary>
-    public static LlmEngine LoadCpu(string directory, EngineOptions options, IEnumerable<BlockChannel>? auxiliaryChannels = null)
+    public static LlmEngine LoadCpu(string directory, EngineOptions options, IEnumerable<BlockChannel>? auxiliaryChannels = null) =>
+        Load(directory, options with { Device = ComputeDevice.Cpu }, auxiliaryChannels);
+
+    /// <summary>Loads <paramref name="directory"/> onto the backend <see cref="EngineOptions.Device"/> names.</summary>
+    /// <exception cref="CudaUnavailableException">The CUDA backend was asked for and cannot run here.</exception>
+    public static LlmEngine Load(string directory, EngineOptions options, IEnumerable<BlockChannel>? auxiliaryChannels = null)
     {
         options.Validate();
         using var checkpoint = Checkpoint.Open(directory);
         var tokenizer = TextTokenizer.Load(directory);
         var eos = checkpoint.EosTokenIds.Concat(tokenizer.EosTokenIds).Distinct().ToArray();
         var fingerprint = ModelFingerprint.Compute(checkpoint.Config, options.WeightsVersion ?? ModelFingerprint.HashWeights(directory));
-        var backend = CpuBackend.Load(checkpoint, options.ResolvedNumBlocks, options.BlockSize);
-        return new LlmEngine(backend, tokenizer, eos, options, fingerprint, auxiliaryChannels);
+        IModelBackend backend = options.Device == ComputeDevice.Cuda
+            ? CudaBackend.Load(checkpoint, CudaBackendOptions.From(options))
+            : CpuBackend.Load(checkpoint, options.ResolvedNumBlocks, options.BlockSize);
+        return Create(backend, tokenizer, eos, options, fingerprint, auxiliaryChannels);
+    }
+
+    /// <summary>
+    /// An engine over random weights made on the GPU (no files): <paramref name="config"/>'s architecture, the Qwen3
+    /// tokenizer from the assets, and block keys seeded with the config and the weights seed (or
+    /// <see cref="EngineOptions.WeightsVersion"/>).
+    /// </summary>
+    /// <exception cref="ArgumentException">The device is not CUDA (parameter <c>load-format</c>).</exception>
+    public static LlmEngine LoadDummy(ModelConfig config, ulong seed, EngineOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        options.Validate();
+        if (options.Device != ComputeDevice.Cuda)
+        {
+            throw new ArgumentException("--load-format dummy makes its weights on the GPU and needs --device cuda (on the CPU, write a checkpoint with make-model)", "load-format");
+        }
+        var tokenizer = TextTokenizer.Load(Assets.Qwen3TokenizerDirectory);
+        var eos = config.EosTokenIds.Concat(tokenizer.EosTokenIds).Distinct().ToArray();
+        var fingerprint = ModelFingerprint.Compute(config, options.WeightsVersion ?? DummyWeightsVersion(seed));
+        return Create(CudaBackend.CreateDummy(config, seed, CudaBackendOptions.From(options)), tokenizer, eos, options, fingerprint, null);
+    }
+
+    /// <summary>The weights identity of dummy weights made from <paramref name="seed"/>.</summary>
+    public static string DummyWeightsVersion(ulong seed) => $"dummy-seed-{seed}";
+
+    private static LlmEngine Create(IModelBackend backend, TextTokenizer tokenizer, int[] eos, EngineOptions options, UInt128 fingerprint, IEnumerable<BlockChannel>? auxiliaryChannels)
+    {
+        try
+        {
+            return new LlmEngine(backend, tokenizer, eos, options, fingerprint, auxiliaryChannels);
+        }
+        catch
+        {
+            backend.Dispose();
+            throw;
+        }
     }
 }

@@ -44,7 +44,8 @@ internal sealed class RotaryEmbedding
         }
     }
 
-    private static (float[] InverseFrequencies, float AttentionScaling) Schedule(ModelConfig config)
+    /// <summary>The inverse frequencies (fp32) and the cos/sin scale of the config's RoPE; the CUDA backend uses the same.</summary>
+    internal static (float[] InverseFrequencies, float AttentionScaling) Schedule(ModelConfig config)
     {
         var dim = config.HeadDim;
         var theta = config.RopeTheta;

@@ -18,7 +18,9 @@
 #   bench-quick the same with 32 output tokens, one round, two prefill prompts (a smoke test of the benchmark)
 #   hf-bench    the same shapes through transformers bf16
 #   all         every phase above
-# Each phase runs under its own time limit, so a hang still leaves the other phases' results and every log.
+# Each phase runs under its own time limit, so a hang still leaves the other phases' results and every log; phases
+# are also cut to end by --deadline SECONDS (default 560, inside the GPU machine's 10-minute command limit), leaving
+# time to pack the results.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${OUT:-/tmp/routereplay-out}
@@ -26,10 +28,12 @@ work=${ROUTEREPLAY_DEVICE_WORK:-/tmp/routereplay-work}
 app=""
 checks=""
 phases=()
+deadline=560
 while [ $# -gt 0 ]; do
   case "$1" in
     --app) app=$(cd "$2" && pwd); shift 2 ;;
     --checks) checks=$(cd "$2" && pwd); shift 2 ;;
+    --deadline) deadline=$2; shift 2 ;;
     all) phases+=(build kernels cpu-vs-cuda dummy lifecycle hf serve bench hf-bench); shift ;;
     *) phases+=("$1"); shift ;;
   esac
@@ -45,9 +49,15 @@ rows=()
 phase() {
   local name=$1 limit=$2
   shift 2
+  local left=$((deadline - SECONDS - 15))
+  if [ $left -lt 20 ]; then
+    rows+=("$(printf '%-12s %-9s' "$name" SKIPPED)")
+    return 0
+  fi
+  [ $limit -gt $left ] && limit=$left
   local start=$SECONDS
   echo "=== $name (limit ${limit}s)"
-  timeout -k 10 "$limit" "$@" >"$out/logs/$name.log" 2>&1
+  timeout -k 10 "$limit" bash -c '"$@"' phase "$@" >"$out/logs/$name.log" 2>&1
   local rc=$?
   local status=PASS
   [ $rc -eq 0 ] || status="FAIL($rc)"
@@ -60,8 +70,8 @@ phase() {
 build() {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
   nvcc --version | tail -2
-  arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
-  "$root/native/build.sh" --arch "$arch" --tests
+  arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
+  "$root/native/build.sh" --arch "${arch:-90}" --tests
 }
 
 serve() {
@@ -101,6 +111,8 @@ bench() {
     --max-num-seqs 64 --max-num-batched-tokens 16384 --max-model-len 4096 --json-out "$out/results/bench.json"
 }
 
+export root out work app checks tokenizer
+export -f build serve hf bench
 for p in "${phases[@]}"; do
   case "$p" in
     build) phase build 240 build ;;

@@ -55,6 +55,7 @@ def ceilings():
 
 
 def build():
+    """The fastest experts implementation that runs here: grouped_mm, else transformers' default."""
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
     config = Qwen3MoeConfig(
         vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=48,
@@ -62,28 +63,33 @@ def build():
         num_experts=128, num_experts_per_tok=8, norm_topk_prob=True, rms_norm_eps=1e-6, rope_theta=1_000_000.0,
         max_position_embeddings=40960, tie_word_embeddings=False, bos_token_id=151643, eos_token_id=151645)
     config._attn_implementation = "sdpa"
-    chosen = "default"
-    for implementation in ("grouped_mm", "batched_mm"):
-        try:
-            config._experts_implementation = implementation
-            chosen = implementation
-            break
-        except (AttributeError, ValueError):
-            continue
-    torch.manual_seed(0)
     torch.set_default_dtype(torch.bfloat16)
-    with torch.device("cuda"):
-        model = Qwen3MoeForCausalLM(config)
-    chosen = f"{chosen} (config says {getattr(model.config, '_experts_implementation', None)})"
-    return model.eval(), chosen
+    for implementation in ("grouped_mm", None):
+        model = None
+        try:
+            if implementation is not None:
+                config._experts_implementation = implementation
+            torch.manual_seed(0)
+            with torch.device("cuda"):
+                model = Qwen3MoeForCausalLM(config).eval()
+            with torch.no_grad():
+                model(torch.randint(0, 1000, (2, 8), device="cuda"))
+            model.generation_config.eos_token_id = None
+            model.generation_config.pad_token_id = 0
+            return model, f"{implementation or 'default'} (config: {getattr(model.config, '_experts_implementation', None)})"
+        except Exception as e:  # an implementation this transformers/torch cannot run here
+            print(f"experts implementation {implementation}: {type(e).__name__}: {e}", flush=True)
+            del model
+            torch.cuda.empty_cache()
+    raise RuntimeError("no experts implementation ran")
 
 
 def decode(model, batch, prompt_tokens, output_tokens, max_seconds):
     ids = torch.randint(0, 150_000, (batch, prompt_tokens), device="cuda")
     mask = torch.ones_like(ids)
-    common = dict(attention_mask=mask, do_sample=False, pad_token_id=0, eos_token_id=None)
+    common = dict(attention_mask=mask, do_sample=False)
     with torch.no_grad():
-        model.generate(ids[:, :16], max_new_tokens=2, min_new_tokens=2, attention_mask=mask[:, :16], do_sample=False, pad_token_id=0, eos_token_id=None)
+        model.generate(ids[:, :16], max_new_tokens=2, min_new_tokens=2, attention_mask=mask[:, :16], do_sample=False)
         torch.cuda.synchronize()
         start = time.perf_counter()
         model.generate(ids, max_new_tokens=1, min_new_tokens=1, **common)

@@ -186,6 +186,7 @@ def reference(args):
         "config_attn_implementation": str(getattr(model.config, "_attn_implementation", None)),
         "preferred_blas_library": str(torch.backends.cuda.preferred_blas_library()),
         "inv_freq_worst_relative_error_vs_float64": inv_freq_worst,
+        "inv_freq": inv.tolist(),
         "top_k": top_k,
         "moe_layers": recorder.layers,
         "cases": cases,

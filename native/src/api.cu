@@ -290,13 +290,11 @@ int rr_model_create(const rr_model_config* config, rr_model** out) {
         check_cuda(cudaMemcpy(m->d_inv_freq, m->inv_freq.data(), m->inv_freq.size() * sizeof(float), cudaMemcpyHostToDevice),
                    "cudaMemcpy(rope)");
 
-        // Attention: keep the scores of up to `chunk` positions in shared memory (two blocks per multiprocessor).
+        // Attention: keep the scores of up to `chunk` positions in shared memory (several blocks per multiprocessor).
         const int group = c.num_heads / c.num_kv_heads;
-        const size_t fixed = attention_smem_bytes(group, c.head_dim, 0);
         const size_t budget = std::min<size_t>((size_t)m->max_smem, 100 * 1024);
-        const size_t per_position = attention_smem_bytes(group, c.head_dim, 1) - fixed;
-        if (budget <= fixed + per_position) fail("the attention kernel does not fit the device's shared memory");
-        m->attention_chunk = (int)std::min<size_t>((size_t)c.max_model_len, (budget - fixed) / per_position);
+        m->attention_chunk = attention_chunk(group, c.head_dim, c.max_model_len, budget);
+        if (m->attention_chunk < 1) fail("the attention kernel does not fit the device's shared memory");
         attention_prepare(group, c.head_dim, attention_smem_bytes(group, c.head_dim, m->attention_chunk));
         check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize(create)");
     });

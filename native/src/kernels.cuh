@@ -59,6 +59,8 @@ struct AttentionArgs {
 
 bool attention_supported(int group, int head_dim);
 size_t attention_smem_bytes(int group, int head_dim, int chunk);
+// The positions whose scores fit `budget` bytes of shared memory (at most max_model_len); 0 when nothing fits.
+int attention_chunk(int group, int head_dim, int max_model_len, size_t budget);
 void attention_prepare(int group, int head_dim, size_t smem_bytes);
 void launch_attention(cudaStream_t s, const AttentionArgs& a, const KvLayout& kv);
 

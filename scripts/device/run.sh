@@ -88,8 +88,10 @@ serve() {
     --max-tokens 64 --prompt-words 64 --rounds 1 --warmup 16 --json-out "$out/results/bench_serve.json"
   local bench=$?
   curl -s "http://127.0.0.1:$port/metrics" >"$out/results/serve_metrics.txt"
-  kill -INT $server
-  wait $server
+  # SIGTERM: a background job of a non-interactive shell ignores SIGINT.
+  kill -TERM $server
+  for _ in $(seq 1 60); do kill -0 $server 2>/dev/null || break; sleep 0.5; done
+  kill -0 $server 2>/dev/null && { echo "serve: the server did not stop on SIGTERM within 30 s"; kill -KILL $server; }
   local failures
   failures=$(grep -E '^routereplay_routing_integrity_failures_total' "$out/results/serve_metrics.txt" | awk '{print $2}')
   local errors

@@ -26,6 +26,9 @@ public static class HfCompareCheck
         using var reference = JsonDocument.Parse(File.ReadAllText(referencePath));
         var root = reference.RootElement;
         var cases = root.GetProperty("cases").EnumerateArray().ToArray();
+        var transformersVersion = root.TryGetProperty("transformers", out var version) ? version.GetString() : null;
+        var attention = root.TryGetProperty("attn_implementation", out var implementation) ? implementation.GetString() : null;
+        var expertsImplementation = root.TryGetProperty("config_experts_implementation", out var expertsValue) ? expertsValue.GetString() : null;
         var k = root.GetProperty("top_k").GetInt32();
         var generatedCount = cases.Min(c => c.GetProperty("generated").GetArrayLength());
         var longest = cases.Max(c => c.GetProperty("prompt_ids").GetArrayLength()) + generatedCount + 1;
@@ -44,6 +47,8 @@ public static class HfCompareCheck
         var format = engine.RoutingFormat;
 
         long decisions = 0, agreeing = 0, disagreeingTies = 0, disagreeingNotTies = 0;
+        var layerDecisions = new long[format.MoeLayerCount];
+        var layerAgreeing = new long[format.MoeLayerCount];
         double worstDisagreementSteps = 0;
         var greedyMatches = new List<int>();
         var divergenceGaps = new List<double>();
@@ -87,12 +92,14 @@ public static class HfCompareCheck
                 for (var p = 0; p < comparable; p++)
                 {
                     decisions++;
+                    layerDecisions[m]++;
                     var refExperts = experts[p].EnumerateArray().Select(e => e.GetInt32()).ToArray();
                     var refLogits = logits[p].EnumerateArray().Select(e => e.GetDouble()).ToArray();
                     var ours = Numerics.Experts(format, rows.Data.AsSpan(p * format.RowBytes, format.RowBytes), m);
                     if (ours.SetEquals(refExperts.Take(k)))
                     {
                         agreeing++;
+                        layerAgreeing[m]++;
                         continue;
                     }
                     var steps = Math.Abs(refLogits[k - 1] - refLogits[k]) / Numerics.Bf16Step(refLogits[k - 1]);
@@ -117,8 +124,9 @@ public static class HfCompareCheck
             $"(worst {worstDisagreementSteps:F1} bf16 steps); prompt top-5 logits worst |diff| {worstTop5:F4}, top-1 differs at {top1Differ}/{positions} positions";
         return new CheckResult("hf-compare", passed, summary, w =>
         {
-            w.WriteString("transformers", root.TryGetProperty("transformers", out var v) ? v.GetString() : null);
-            w.WriteString("attn_implementation", root.TryGetProperty("attn_implementation", out var a) ? a.GetString() : null);
+            w.WriteString("transformers", transformersVersion);
+            w.WriteString("attn_implementation", attention);
+            w.WriteString("experts_implementation", expertsImplementation);
             w.WriteNumber("prompts", cases.Length);
             w.WriteNumber("generated_per_prompt", generatedCount);
             w.WriteStartArray("greedy_tokens_equal");
@@ -139,6 +147,12 @@ public static class HfCompareCheck
             w.WriteNumber("disagreements_near_tie", disagreeingTies);
             w.WriteNumber("disagreements_not_near_tie", disagreeingNotTies);
             w.WriteNumber("worst_disagreement_bf16_steps", worstDisagreementSteps);
+            w.WriteStartArray("routing_agreement_per_moe_layer");
+            for (var m = 0; m < layerDecisions.Length; m++)
+            {
+                w.WriteNumberValue(layerDecisions[m] == 0 ? 0 : layerAgreeing[m] / (double)layerDecisions[m]);
+            }
+            w.WriteEndArray();
             w.WriteNumber("prompt_top5_worst_abs_diff", worstTop5);
             w.WriteNumber("prompt_top1_differ", top1Differ);
             w.WriteNumber("prompt_positions", positions);

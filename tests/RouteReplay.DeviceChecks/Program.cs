@@ -48,10 +48,10 @@ finally
 }
 foreach (var result in results)
 {
-    result.Write(output);
     if (args[1] != "lifecycle")
     {
         Console.WriteLine(result.Line);
     }
+    result.Write(output);
 }
 return results.All(r => r.Passed) ? 0 : 1;

@@ -23,7 +23,7 @@ extern "C" {
 #define RR_ERROR 1
 
 /* Bumped whenever a struct below or a function's meaning changes; the host checks it before anything else. */
-#define RR_ABI_VERSION 1
+#define RR_ABI_VERSION 2
 
 typedef struct rr_model rr_model;
 
@@ -123,6 +123,14 @@ RR_API uint64_t rr_kv_bytes_per_block(const rr_model* model);
 RR_API int rr_kv_allocate(rr_model* model, int32_t num_blocks);
 
 RR_API int rr_forward(rr_model* model, const rr_step* step);
+
+/*
+ * How MoE experts multiply: 0 (default) one grouped GEMM per projection over a tile map built on the device, no host
+ * synchronization; 1 one cuBLAS GEMM per active expert, the call transformers' eager experts make (bitwise the same
+ * products), which needs one host synchronization per MoE layer to learn the experts' sizes. For comparisons with a
+ * transformers reference.
+ */
+RR_API int rr_set_per_expert_gemms(rr_model* model, int32_t enabled);
 
 /* Block KV to and from page-locked host memory, enqueued on the model's stream; complete after rr_synchronize. */
 RR_API int rr_copy_blocks_to_host(rr_model* model, const int32_t* blocks, void* const* host, int32_t count);

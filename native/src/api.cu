@@ -311,6 +311,7 @@ void rr_model_destroy(rr_model* m) {
     if (m->stream) cudaStreamSynchronize(m->stream);
     for (cudaEvent_t e : m->profiler.events) cudaEventDestroy(e);
     for (void* p : m->allocations) cudaFree(p);
+    if (m->ws.host_offsets) cudaFreeHost(m->ws.host_offsets);
     if (m->cublas) cublasDestroy(m->cublas);
     if (m->stream) cudaStreamDestroy(m->stream);
     delete m;
@@ -379,6 +380,19 @@ int rr_kv_allocate(rr_model* m, int32_t num_blocks) {
 
 int rr_forward(rr_model* m, const rr_step* step) {
     return guarded([&] { forward(m, step); });
+}
+
+int rr_set_per_expert_gemms(rr_model* m, int32_t enabled) {
+    return guarded([&] {
+        const rr_model_config& c = m->config;
+        if (enabled && m->num_moe_layers > 0 && !m->ws.moe_rows) {
+            const size_t rows = (size_t)c.max_tokens * c.top_k;
+            m->ws.moe_rows = static_cast<bf16*>(device_alloc(m, rows * c.hidden_size * sizeof(bf16), "cudaMalloc(per-expert rows)"));
+            m->ws.moe_gate_up = static_cast<bf16*>(device_alloc(m, rows * 2 * c.moe_intermediate_size * sizeof(bf16), "cudaMalloc(per-expert gate/up)"));
+            check_cuda(cudaHostAlloc(&m->ws.host_offsets, (c.num_experts + 1) * sizeof(int32_t), cudaHostAllocPortable), "cudaHostAlloc(expert offsets)");
+        }
+        m->per_expert_gemms = enabled != 0;
+    });
 }
 
 int rr_copy_blocks_to_host(rr_model* m, const int32_t* blocks, void* const* host, int32_t count) {

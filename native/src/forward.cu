@@ -21,6 +21,35 @@ const T* section(const rr_model* m, int64_t offset) {
     return reinterpret_cast<const T*>(m->ws.input + offset);
 }
 
+// The experts as transformers' eager loop computes them: per active expert, one GEMM of its gathered rows with the
+// expert's [2I, H] gate/up weight, the SwiGLU, one GEMM with its [H, I] down weight. The experts' sizes come back to
+// the host first (one synchronization per MoE layer).
+void per_expert(rr_model* m, const LayerWeights& w, const MoePlan& plan, int tokens) {
+    const rr_model_config& c = m->config;
+    Workspace& ws = m->ws;
+    const int E = c.num_experts, K = c.top_k, H = c.hidden_size, I = c.moe_intermediate_size;
+    const int max_rows = tokens * K;
+    launch_gather_rows(m->stream, ws.normed, plan, E, ws.moe_rows, max_rows, H);
+    check_cuda(cudaMemcpyAsync(ws.host_offsets, plan.expert_offsets, (E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, m->stream),
+               "cudaMemcpyAsync(expert offsets)");
+    check_cuda(cudaStreamSynchronize(m->stream), "cudaStreamSynchronize(expert offsets)");
+    {
+        ProfileScope p(m, PROFILE_MOE_GATE_UP);
+        for (int e = 0; e < E; ++e) {
+            const int first = ws.host_offsets[e], rows = ws.host_offsets[e + 1] - first;
+            linear(m, ws.moe_rows + (size_t)first * H, w.gate_up + (size_t)e * 2 * I * H, ws.moe_gate_up + (size_t)first * 2 * I, rows, 2 * I, H);
+        }
+        launch_split_silu_mul(m->stream, ws.moe_gate_up, ws.moe_act, plan, E, max_rows, I);
+    }
+    {
+        ProfileScope p(m, PROFILE_MOE_DOWN);
+        for (int e = 0; e < E; ++e) {
+            const int first = ws.host_offsets[e], rows = ws.host_offsets[e + 1] - first;
+            linear(m, ws.moe_act + (size_t)first * I, w.down + (size_t)e * H * I, ws.moe_out + (size_t)first * H, rows, H, I);
+        }
+    }
+}
+
 }  // namespace
 
 void forward(rr_model* m, const rr_step* step) {
@@ -104,13 +133,17 @@ void forward(rr_model* m, const rr_step* step) {
                 ProfileScope p(m, PROFILE_MOE_PLAN);
                 launch_moe_plan(s, ws.topk_ids, T, K, E, tile_m, plan);
             }
-            {
-                ProfileScope p(m, PROFILE_MOE_GATE_UP);
-                launch_moe_gate_up(s, ws.normed, w.gate_up, ws.moe_act, plan, max_tiles, tile_m, H, I);
-            }
-            {
-                ProfileScope p(m, PROFILE_MOE_DOWN);
-                launch_moe_down(s, ws.moe_act, w.down, ws.moe_out, plan, max_tiles, tile_m, H, I);
+            if (m->per_expert_gemms) {
+                per_expert(m, w, plan, T);
+            } else {
+                {
+                    ProfileScope p(m, PROFILE_MOE_GATE_UP);
+                    launch_moe_gate_up(s, ws.normed, w.gate_up, ws.moe_act, plan, max_tiles, tile_m, H, I);
+                }
+                {
+                    ProfileScope p(m, PROFILE_MOE_DOWN);
+                    launch_moe_down(s, ws.moe_act, w.down, ws.moe_out, plan, max_tiles, tile_m, H, I);
+                }
             }
             {
                 ProfileScope p(m, PROFILE_MOE_COMBINE);

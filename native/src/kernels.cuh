@@ -112,6 +112,10 @@ void launch_moe_combine(cudaStream_t s, bf16* hidden, const bf16* moe_out, const
                         const float* topk_weights, const int32_t* assignment_row, const int32_t* slots, int tokens,
                         int top_k, int hidden_size);
 
+// Per-expert path: rows[r] = x[sorted_token[r]] for r < expert_offsets[experts]; act[r] = bf16(bf16(silu(gu[r, :I])) * gu[r, I:]).
+void launch_gather_rows(cudaStream_t s, const bf16* x, const MoePlan& plan, int experts, bf16* rows, int max_rows, int hidden_size);
+void launch_split_silu_mul(cudaStream_t s, const bf16* gate_up, bf16* act, const MoePlan& plan, int experts, int max_rows, int intermediate);
+
 void launch_fill_normal(cudaStream_t s, bf16* out, uint64_t count, uint64_t seed, float mean, float std);
 
 }  // namespace rr

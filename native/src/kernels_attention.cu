@@ -120,10 +120,6 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, Kv
             if (lane == g) scores[g * chunk + jj] = __float2bfloat16_rn(s[g]);
         }
     };
-    auto stored_score = [&](int jj, float (&s)[G]) {
-#pragma unroll
-        for (int g = 0; g < G; ++g) s[g] = __bfloat162float(scores[g * chunk + jj]);
-    };
 
     const bool stored = length <= chunk;
     float m[G];
@@ -138,18 +134,25 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, Kv
     }
     combine_warps<G>(m, red, stat, true);
 
+    // Sums of exp(score - max): with the scores in shared memory every thread takes positions in turn and the
+    // warps' sums are combined in order; otherwise each warp recomputes its positions' scores.
     float sum[G];
 #pragma unroll
     for (int g = 0; g < G; ++g) sum[g] = 0.f;
-    for (int j = warp; j < length; j += kWarps) {
-        float s[G];
-        if (stored) {
-            stored_score(j, s);
-        } else {
-            score(j, s);
+    if (stored) {
+        for (int j = threadIdx.x; j < length; j += kThreads) {
+#pragma unroll
+            for (int g = 0; g < G; ++g) sum[g] += expf(__bfloat162float(scores[g * chunk + j]) - stat[g]);
         }
 #pragma unroll
-        for (int g = 0; g < G; ++g) sum[g] += expf(s[g] - stat[g]);
+        for (int g = 0; g < G; ++g) sum[g] = warp_sum(sum[g]);
+    } else {
+        for (int j = warp; j < length; j += kWarps) {
+            float s[G];
+            score(j, s);
+#pragma unroll
+            for (int g = 0; g < G; ++g) sum[g] += expf(s[g] - stat[g]);
+        }
     }
     combine_warps<G>(sum, red, stat + G, false);
 
@@ -162,16 +165,22 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, Kv
     for (int c0 = 0; c0 < length; c0 += chunk) {
         const int count = min(chunk, length - c0);
         __syncthreads();
-        for (int jj = warp; jj < count; jj += kWarps) {
-            float s[G];
-            if (stored) {
-                stored_score(jj, s);
-            } else {
-                score(c0 + jj, s);
-            }
+        if (stored) {
+            for (int jj = threadIdx.x; jj < count; jj += kThreads) {
 #pragma unroll
-            for (int g = 0; g < G; ++g) s[g] = bf16r(expf(s[g] - stat[g]) / stat[G + g]);
-            store(s, jj);
+                for (int g = 0; g < G; ++g) {
+                    const float e = expf(__bfloat162float(scores[g * chunk + jj]) - stat[g]);
+                    scores[g * chunk + jj] = __float2bfloat16_rn(e / stat[G + g]);
+                }
+            }
+        } else {
+            for (int jj = warp; jj < count; jj += kWarps) {
+                float s[G];
+                score(c0 + jj, s);
+#pragma unroll
+                for (int g = 0; g < G; ++g) s[g] = bf16r(expf(s[g] - stat[g]) / stat[G + g]);
+                store(s, jj);
+            }
         }
         __syncthreads();
 #pragma unroll 2

@@ -455,7 +455,38 @@ __global__ void moe_combine_kernel(bf16* __restrict__ hidden, const bf16* __rest
     }
 }
 
+// Per-expert path (one cuBLAS GEMM per active expert, as transformers' eager experts): gathered inputs and the
+// SwiGLU of the concatenated gate/up output, rounded where torch rounds them.
+__global__ void gather_rows_kernel(const bf16* __restrict__ x, MoePlan plan, int experts, bf16* __restrict__ rows, int hidden_size) {
+    const int r = blockIdx.x;
+    if (r >= plan.expert_offsets[experts]) return;
+    const uint4* src = reinterpret_cast<const uint4*>(x + (size_t)plan.sorted_token[r] * hidden_size);
+    uint4* dst = reinterpret_cast<uint4*>(rows + (size_t)r * hidden_size);
+    for (int i = threadIdx.x; i < hidden_size / 8; i += blockDim.x) dst[i] = src[i];
+}
+
+__global__ void split_silu_mul_kernel(const bf16* __restrict__ gate_up, bf16* __restrict__ act, MoePlan plan, int experts, int inter) {
+    const int r = blockIdx.x;
+    if (r >= plan.expert_offsets[experts]) return;
+    const bf16* g = gate_up + (size_t)r * 2 * inter;
+    for (int i = threadIdx.x; i < inter; i += blockDim.x) {
+        const float gv = __bfloat162float(g[i]);
+        const float activated = bf16r(gv / (1.0f + expf(-gv)));
+        act[(size_t)r * inter + i] = __float2bfloat16_rn(activated * __bfloat162float(g[inter + i]));
+    }
+}
+
 }  // namespace
+
+void launch_gather_rows(cudaStream_t s, const bf16* x, const MoePlan& plan, int experts, bf16* rows, int max_rows, int hidden_size) {
+    gather_rows_kernel<<<max_rows, 128, 0, s>>>(x, plan, experts, rows, hidden_size);
+    check_launch("gather_rows");
+}
+
+void launch_split_silu_mul(cudaStream_t s, const bf16* gate_up, bf16* act, const MoePlan& plan, int experts, int max_rows, int intermediate) {
+    split_silu_mul_kernel<<<max_rows, 256, 0, s>>>(gate_up, act, plan, experts, intermediate);
+    check_launch("split_silu_mul");
+}
 
 void launch_route(cudaStream_t s, const RouteArgs& a) {
     const int blocks = (a.tokens + kRouteWarps - 1) / kRouteWarps;

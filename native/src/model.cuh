@@ -78,6 +78,9 @@ struct Workspace {
     bf16* logit_hidden = nullptr;       // [R, H]
     bf16* logits = nullptr;             // [R, V]
     float* logits_f32 = nullptr;        // [R, V]
+    bf16* moe_rows = nullptr;           // [T * K, H] per-expert path: gathered inputs
+    bf16* moe_gate_up = nullptr;        // [T * K, 2I] per-expert path: gate and up outputs
+    int32_t* host_offsets = nullptr;    // [E + 1] page-locked: the expert offsets the per-expert path reads
     void* cublas_workspace = nullptr;
     size_t cublas_workspace_bytes = 0;
     int max_tiles = 0;
@@ -115,6 +118,7 @@ struct rr_model {
     size_t kv_block_bytes = 0;
 
     rr::Workspace ws;
+    bool per_expert_gemms = false;
     cudaStream_t stream = nullptr;
     cublasHandle_t cublas = nullptr;
     rr::Profiler profiler;

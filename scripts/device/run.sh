@@ -128,7 +128,7 @@ for p in "${phases[@]}"; do
     bench-quick) phase bench-quick 240 "$app/routereplay" bench --device cuda --load-format dummy --preset qwen3-30b-a3b \
       --batch-sizes 1,8,64 --prompt-tokens 512 --output-tokens 32 --prefill-requests 2 --prefill-tokens 2048 --rounds 1 --profile \
       --max-num-seqs 64 --max-num-batched-tokens 16384 --max-model-len 4096 --json-out "$out/results/bench_quick.json" ;;
-    hf-bench) phase hf-bench 420 python3 "$root/scripts/hf_bench.py" "$out/results/hf_bench.json" --max-seconds 40 ;;
+    hf-bench) phase hf-bench 420 python3 "$root/scripts/hf_bench.py" "$out/results/hf_bench.json" --max-seconds ${HF_BENCH_MAX_SECONDS:-40} ;;
     *) echo "unknown phase '$p'"; rows+=("$(printf '%-12s %-9s' "$p" UNKNOWN)") ;;
   esac
 done

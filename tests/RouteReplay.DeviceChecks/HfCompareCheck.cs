@@ -44,22 +44,49 @@ public static class HfCompareCheck
             WeightsVersion = "hf-compare",
         };
         using var engine = LoadedModel.Load(modelDirectory, options);
-        var format = engine.RoutingFormat;
+        var cuda = (CudaBackend)engine.Backend;
+        var grouped = Compare(engine, cases, k);
+        cuda.PerExpertGemms = true;
+        var perExpert = Compare(engine, cases, k);
 
-        long decisions = 0, agreeing = 0, disagreeingTies = 0, disagreeingNotTies = 0;
-        var layerDecisions = new long[format.MoeLayerCount];
-        var layerAgreeing = new long[format.MoeLayerCount];
-        double worstDisagreementSteps = 0;
-        var greedyMatches = new List<int>();
-        var divergenceGaps = new List<double>();
-        foreach (var c in cases)
+        var (worstTop5, top1Differ, positions) = ComparePromptLogits(modelDirectory, cases);
+        var passed = perExpert.Agreement >= RequiredAgreement && perExpert.DisagreeingNotTies == 0
+            && perExpert.GreedyMatches.All(n => n >= Math.Min(RequiredGreedyTokens, generatedCount)) && perExpert.Decisions > 0;
+        var summary = $"{cases.Length} prompts, {generatedCount} greedy tokens each; per-expert cuBLAS GEMMs (transformers' calls): {perExpert.Describe()}; " +
+            $"grouped expert GEMMs (the default): {grouped.Describe()}; prompt top-5 logits worst |diff| {worstTop5:F4}, top-1 differs at {top1Differ}/{positions} positions " +
+            $"(required: {RequiredGreedyTokens} equal tokens per prompt, {RequiredAgreement:P1} agreement, every disagreement within {TieSteps} bf16 steps)";
+        return new CheckResult("hf-compare", passed, summary, w =>
         {
-            var prompt = c.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-            var expected = c.GetProperty("generated").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            w.WriteString("transformers", transformersVersion);
+            w.WriteString("attn_implementation", attention);
+            w.WriteString("experts_implementation", expertsImplementation);
+            w.WriteNumber("prompts", cases.Length);
+            w.WriteNumber("generated_per_prompt", generatedCount);
+            w.WriteStartObject("per_expert_gemms");
+            perExpert.Write(w);
+            w.WriteEndObject();
+            w.WriteStartObject("grouped_gemms");
+            grouped.Write(w);
+            w.WriteEndObject();
+            w.WriteNumber("prompt_top5_worst_abs_diff", worstTop5);
+            w.WriteNumber("prompt_top1_differ", top1Differ);
+            w.WriteNumber("prompt_positions", positions);
+        });
+    }
+
+    /// <summary>Every prompt alone through the engine, greedy, against the reference's tokens and routing.</summary>
+    private static Comparison Compare(LlmEngine engine, JsonElement[] cases, int k)
+    {
+        var format = engine.RoutingFormat;
+        var c = new Comparison(format.MoeLayerCount);
+        foreach (var item in cases)
+        {
+            var prompt = item.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            var expected = item.GetProperty("generated").EnumerateArray().Select(e => e.GetInt32()).ToArray();
             var sink = new Collector();
             engine.AddRequest(new EngineRequest
             {
-                RequestId = $"hf-{greedyMatches.Count}",
+                RequestId = $"hf-{Guid.NewGuid():N}",
                 PromptTokenIds = prompt,
                 Sampling = new SamplingParams { Temperature = 0f, MaxTokens = expected.Length, IgnoreEos = true },
             }, sink);
@@ -75,88 +102,102 @@ public static class HfCompareCheck
             {
                 same++;
             }
-            greedyMatches.Add(same);
-            if (same < expected.Length && c.TryGetProperty("greedy_top2_gap", out var gaps))
+            c.GreedyMatches.Add(same);
+            if (same < expected.Length && item.TryGetProperty("greedy_top2_gap", out var gaps))
             {
-                divergenceGaps.Add(gaps[same].GetDouble());
+                c.DivergenceGaps.Add(gaps[same].GetDouble());
             }
-
             // Rows of positions whose context both sides share: the prompt and the tokens before the first difference.
             var rows = result.Choices[0].Routing!;
             var comparable = Math.Min(prompt.Length + same, rows.RowCount);
-            var router = c.GetProperty("router").EnumerateArray().ToArray();
+            var router = item.GetProperty("router").EnumerateArray().ToArray();
             for (var m = 0; m < router.Length; m++)
             {
                 var experts = router[m].GetProperty("experts");
                 var logits = router[m].GetProperty("logits");
                 for (var p = 0; p < comparable; p++)
                 {
-                    decisions++;
-                    layerDecisions[m]++;
+                    c.Decisions++;
+                    c.LayerDecisions[m]++;
                     var refExperts = experts[p].EnumerateArray().Select(e => e.GetInt32()).ToArray();
                     var refLogits = logits[p].EnumerateArray().Select(e => e.GetDouble()).ToArray();
                     var ours = Numerics.Experts(format, rows.Data.AsSpan(p * format.RowBytes, format.RowBytes), m);
                     if (ours.SetEquals(refExperts.Take(k)))
                     {
-                        agreeing++;
-                        layerAgreeing[m]++;
+                        c.Agreeing++;
+                        c.LayerAgreeing[m]++;
                         continue;
                     }
                     var steps = Math.Abs(refLogits[k - 1] - refLogits[k]) / Numerics.Bf16Step(refLogits[k - 1]);
-                    worstDisagreementSteps = Math.Max(worstDisagreementSteps, steps);
+                    c.WorstDisagreementSteps = Math.Max(c.WorstDisagreementSteps, steps);
                     if (steps <= TieSteps)
                     {
-                        disagreeingTies++;
+                        c.DisagreeingTies++;
                     }
                     else
                     {
-                        disagreeingNotTies++;
+                        c.DisagreeingNotTies++;
                     }
                 }
             }
         }
+        return c;
+    }
 
-        var (worstTop5, top1Differ, positions) = ComparePromptLogits(modelDirectory, cases);
-        var agreement = decisions == 0 ? 0 : agreeing / (double)decisions;
-        var passed = agreement >= RequiredAgreement && disagreeingNotTies == 0 && greedyMatches.All(n => n >= Math.Min(RequiredGreedyTokens, generatedCount)) && decisions > 0;
-        var summary = $"{cases.Length} prompts; greedy tokens equal for {string.Join(',', greedyMatches)} of {generatedCount} (required {RequiredGreedyTokens}); " +
-            $"routing {agreeing}/{decisions} = {agreement:P3} agree (required {RequiredAgreement:P1}), {disagreeingTies} near-tie and {disagreeingNotTies} other disagreements " +
-            $"(worst {worstDisagreementSteps:F1} bf16 steps); prompt top-5 logits worst |diff| {worstTop5:F4}, top-1 differs at {top1Differ}/{positions} positions";
-        return new CheckResult("hf-compare", passed, summary, w =>
+    private sealed class Comparison(int moeLayers)
+    {
+        public long Decisions { get; set; }
+
+        public long Agreeing { get; set; }
+
+        public long DisagreeingTies { get; set; }
+
+        public long DisagreeingNotTies { get; set; }
+
+        public double WorstDisagreementSteps { get; set; }
+
+        public long[] LayerDecisions { get; } = new long[moeLayers];
+
+        public long[] LayerAgreeing { get; } = new long[moeLayers];
+
+        public List<int> GreedyMatches { get; } = [];
+
+        public List<double> DivergenceGaps { get; } = [];
+
+        public double Agreement => Decisions == 0 ? 0 : Agreeing / (double)Decisions;
+
+        public string Describe() =>
+            $"greedy tokens equal for {string.Join(',', GreedyMatches)}; routing {Agreeing}/{Decisions} = {Agreement:P3} agree, " +
+            $"{DisagreeingTies} near-tie and {DisagreeingNotTies} other disagreements (worst {WorstDisagreementSteps:F1} bf16 steps), " +
+            $"reference top-2 gap at each divergence [{string.Join(',', DivergenceGaps.Select(g => g.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)))}]";
+
+        public void Write(System.Text.Json.Utf8JsonWriter w)
         {
-            w.WriteString("transformers", transformersVersion);
-            w.WriteString("attn_implementation", attention);
-            w.WriteString("experts_implementation", expertsImplementation);
-            w.WriteNumber("prompts", cases.Length);
-            w.WriteNumber("generated_per_prompt", generatedCount);
             w.WriteStartArray("greedy_tokens_equal");
-            foreach (var n in greedyMatches)
+            foreach (var n in GreedyMatches)
             {
                 w.WriteNumberValue(n);
             }
             w.WriteEndArray();
             w.WriteStartArray("reference_top2_gap_at_divergence");
-            foreach (var g in divergenceGaps)
+            foreach (var g in DivergenceGaps)
             {
                 w.WriteNumberValue(g);
             }
             w.WriteEndArray();
-            w.WriteNumber("routing_decisions", decisions);
-            w.WriteNumber("routing_agreeing", agreeing);
-            w.WriteNumber("routing_agreement", agreement);
-            w.WriteNumber("disagreements_near_tie", disagreeingTies);
-            w.WriteNumber("disagreements_not_near_tie", disagreeingNotTies);
-            w.WriteNumber("worst_disagreement_bf16_steps", worstDisagreementSteps);
+            w.WriteNumber("routing_decisions", Decisions);
+            w.WriteNumber("routing_agreeing", Agreeing);
+            w.WriteNumber("routing_agreement", Agreement);
+            w.WriteNumber("disagreements_near_tie", DisagreeingTies);
+            w.WriteNumber("disagreements_not_near_tie", DisagreeingNotTies);
+            w.WriteNumber("worst_disagreement_bf16_steps", WorstDisagreementSteps);
             w.WriteStartArray("routing_agreement_per_moe_layer");
-            for (var m = 0; m < layerDecisions.Length; m++)
+            for (var m = 0; m < LayerDecisions.Length; m++)
             {
-                w.WriteNumberValue(layerDecisions[m] == 0 ? 0 : layerAgreeing[m] / (double)layerDecisions[m]);
+                w.WriteNumberValue(LayerDecisions[m] == 0 ? 0 : LayerAgreeing[m] / (double)LayerDecisions[m]);
             }
             w.WriteEndArray();
-            w.WriteNumber("prompt_top5_worst_abs_diff", worstTop5);
-            w.WriteNumber("prompt_top1_differ", top1Differ);
-            w.WriteNumber("prompt_positions", positions);
-        });
+        }
     }
 
     /// <summary>Every prompt alone with logits at every position, against the reference's full-prompt forward.</summary>

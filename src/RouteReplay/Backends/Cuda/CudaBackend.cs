@@ -18,6 +18,7 @@ public sealed partial class CudaBackend : IModelBackend
     private readonly HostBuffer _staging;
     private readonly CudaBackendOptions _options;
     private readonly int[] _lastPosition;
+    private bool _perExpertGemms;
 
     private unsafe CudaBackend(ModelConfig config, CudaBackendOptions options)
     {
@@ -175,6 +176,21 @@ public sealed partial class CudaBackend : IModelBackend
         CudaLibrary.EnsureLoaded();
         CudaNative.Check(CudaNative.MeasureCeilings((ulong)copyBytes, gemmSize, out var copy, out var gemm), "measuring the GPU's ceilings");
         return (copy, gemm);
+    }
+
+    /// <summary>
+    /// False (default): each MoE projection is one grouped GEMM over a tile map built on the device, with no host
+    /// synchronization. True: one cuBLAS GEMM per active expert, the call transformers' eager experts make, so the
+    /// experts' products match a transformers reference bit for bit; it costs one host synchronization per MoE layer.
+    /// </summary>
+    public bool PerExpertGemms
+    {
+        get => _perExpertGemms;
+        set
+        {
+            CudaNative.Check(CudaNative.SetPerExpertGemms(_model, value ? 1 : 0), "switching the expert GEMMs");
+            _perExpertGemms = value;
+        }
     }
 
     /// <summary>Turns per-kernel timing (CUDA events around each kernel class) on or off, and clears it.</summary>

@@ -8,7 +8,7 @@ internal static unsafe partial class CudaNative
     public const string LibraryName = "routereplay_cuda";
 
     /// <summary>RR_ABI_VERSION of the header these declarations mirror.</summary>
-    public const int ExpectedAbiVersion = 1;
+    public const int ExpectedAbiVersion = 2;
 
     public const int Ok = 0;
 
@@ -50,6 +50,9 @@ internal static unsafe partial class CudaNative
 
     [LibraryImport(LibraryName, EntryPoint = "rr_forward")]
     public static partial int Forward(CudaModelHandle model, StepNative* step);
+
+    [LibraryImport(LibraryName, EntryPoint = "rr_set_per_expert_gemms")]
+    public static partial int SetPerExpertGemms(CudaModelHandle model, int enabled);
 
     [LibraryImport(LibraryName, EntryPoint = "rr_copy_blocks_to_host")]
     public static partial int CopyBlocksToHost(CudaModelHandle model, int* blocks, nint* host, int count);

@@ -52,7 +52,8 @@ internal sealed class RotaryEmbedding
         var baseFrequencies = new float[dim / 2];
         for (var i = 0; i < baseFrequencies.Length; i++)
         {
-            baseFrequencies[i] = (float)(1.0 / Math.Pow(theta, (float)(2 * i) / dim));
+            // As transformers computes them: the power rounded to fp32, then an fp32 reciprocal (two roundings).
+            baseFrequencies[i] = 1f / (float)Math.Pow(theta, (float)(2 * i) / dim);
         }
         var scaling = config.RopeScaling;
         switch (scaling?.Type)

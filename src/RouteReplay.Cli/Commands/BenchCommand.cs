@@ -1,7 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
-using System.Text.Json;
 using RouteReplay.Backends.Cuda;
 using RouteReplay.Cli.Bench;
 using RouteReplay.Engine;

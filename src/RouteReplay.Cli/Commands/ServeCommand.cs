@@ -1,5 +1,4 @@
 using System.CommandLine;
-using RouteReplay.Cache;
 using RouteReplay.Engine;
 using RouteReplay.Server;
 using Spectre.Console;

@@ -1,6 +1,5 @@
 using System.IO.Hashing;
 using System.Text;
-using RouteReplay.Backends.Cpu;
 using RouteReplay.Model.Checkpoints;
 using RouteReplay.Model.Presets;
 

@@ -18,7 +18,7 @@ public class SchedulerBenchmarks
         var format = new RouteReplay.Routing.RoutingFormat([0, 1, 2, 3], 8, 64);
         var routing = new RoutingChannel(format, options.ResolvedNumBlocks, options.BlockSize);
         var pool = new BlockPool(options.ResolvedNumBlocks, options.BlockSize, enablePrefixCaching: true, [routing]);
-        _scheduler = new Scheduler(options, pool, host: null, routing, new EngineStats());
+        _scheduler = new Scheduler(options, pool, host: null, store: null, copier: null, routing, new EngineStats());
         var tokenizer = TextTokenizer.Load(Assets.Qwen3TokenizerDirectory);
         for (var i = 0; i < 256; i++)
         {

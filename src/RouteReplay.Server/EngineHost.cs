@@ -16,6 +16,7 @@ public sealed class EngineHost : IAsyncDisposable
 {
     private readonly ILogger _logger;
     private int _admitted;
+    private int _abortingForShutdown;
     private string _modelPath;
     private string _weightVersion;
 
@@ -67,6 +68,9 @@ public sealed class EngineHost : IAsyncDisposable
 
     public string WeightVersion => Volatile.Read(ref _weightVersion);
 
+    /// <summary>True once the shutdown grace period has ended: every request is aborted, those still starting too.</summary>
+    public bool IsAbortingForShutdown => Volatile.Read(ref _abortingForShutdown) != 0;
+
     /// <summary>Admits a request of <paramref name="choices"/> choices, or throws 503 when the waiting queue is full.</summary>
     public Admission Admit(int choices)
     {
@@ -95,6 +99,11 @@ public sealed class EngineHost : IAsyncDisposable
         {
             pass = await Gate.EnterAsync(cancellationToken).ConfigureAwait(false);
             var stream = await Engine.StartAsync(request).ConfigureAwait(false);
+            if (IsAbortingForShutdown)
+            {
+                // Accepted after the shutdown's abort of everything: it ends as the others did.
+                stream.Abort();
+            }
             return new RunningRequest(stream, pass, admission);
         }
         catch (ArgumentException e)
@@ -102,7 +111,7 @@ public sealed class EngineHost : IAsyncDisposable
             pass?.Dispose();
             admission.Dispose();
             Metrics.Count(RequestOutcome.Rejected);
-            throw ApiException.BadRequest(e.Message, ParamName(e));
+            throw ApiException.BadRequest(UserErrors.Message(e), ParamName(e));
         }
         catch
         {
@@ -132,7 +141,7 @@ public sealed class EngineHost : IAsyncDisposable
         }
         catch (Exception e) when (e is CheckpointException or ArgumentException or InvalidDataException or IOException or NotSupportedException)
         {
-            throw ApiException.BadRequest($"cannot load weights from '{modelPath}': {e.Message}", "model_path");
+            throw ApiException.BadRequest($"cannot load weights from '{modelPath}': {UserErrors.Message(e)}", "model_path");
         }
         var aborted = 0;
         using (await Gate.BeginUpdateAsync(
@@ -151,7 +160,42 @@ public sealed class EngineHost : IAsyncDisposable
         return aborted;
     }
 
-    private static string? ParamName(ArgumentException e) => e.ParamName is "request" or "prompt_token_ids" ? "prompt" : e.ParamName;
+    /// <summary>
+    /// Runs once the server stops accepting requests: after <paramref name="grace"/> every request still running is
+    /// aborted, so each ends with finish reason abort, its final chunk and the routing of the tokens it produced.
+    /// </summary>
+    public async Task AbortAfterGraceAsync(TimeSpan grace, CancellationToken stopped)
+    {
+        try
+        {
+            await Task.Delay(grace, stopped).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+        Volatile.Write(ref _abortingForShutdown, 1);
+        try
+        {
+            var aborted = await Engine.InvokeAsync(e => e.AbortAll()).ConfigureAwait(false);
+            if (aborted > 0)
+            {
+                _logger.LogInformation("Shutdown grace period of {Seconds} s over: aborted {Count} requests still running", grace.TotalSeconds, aborted);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // The engine has stopped already: nothing is running.
+        }
+    }
+
+    /// <summary>The request field a client wrote for an engine parameter name (SGLang's ids are <c>rid</c>s).</summary>
+    private static string? ParamName(ArgumentException e) => e.ParamName switch
+    {
+        "request" or "prompt_token_ids" => "prompt",
+        "request_id" => "rid",
+        var name => name,
+    };
 
     public ValueTask DisposeAsync() => Engine.DisposeAsync();
 

@@ -22,6 +22,12 @@ namespace RouteReplay.Server;
 /// </summary>
 public sealed class RolloutServer : IAsyncDisposable
 {
+    /// <summary>
+    /// How long requests aborted at the end of the shutdown grace period have to write their final chunks before the
+    /// server closes their connections.
+    /// </summary>
+    public static readonly TimeSpan AbortedRequestsDrainTime = TimeSpan.FromSeconds(10);
+
     private readonly WebApplication _app;
     private bool _stopped;
 
@@ -67,7 +73,7 @@ public sealed class RolloutServer : IAsyncDisposable
         {
             configureLogging(builder.Logging);
         }
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.ShutdownGracePeriod);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.ShutdownGracePeriod + AbortedRequestsDrainTime);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -76,20 +82,46 @@ public sealed class RolloutServer : IAsyncDisposable
             {
                 kestrel.ListenLocalhost(options.Port);
             }
-            else if (IPAddress.TryParse(options.Host, out var address))
-            {
-                kestrel.Listen(address, options.Port);
-            }
             else
             {
-                throw new ArgumentException($"--host must be an IP address or 'localhost', got '{options.Host}'", "host");
+                kestrel.Listen(IPAddress.Parse(options.Host), options.Port);
             }
         });
         var app = builder.Build();
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RouteReplay.Server");
         var host = new EngineHost(new AsyncEngine(engine), options, weightVersion, logger);
         Map(app, host, logger);
+        app.Lifetime.ApplicationStopping.Register(() => _ = host.AbortAfterGraceAsync(options.ShutdownGracePeriod, app.Lifetime.ApplicationStopped));
         return new RolloutServer(app, host);
+    }
+
+    /// <summary>
+    /// Fails early, before a model is loaded, when <c>--host</c>/<c>--port</c> cannot be listened on (the port is taken,
+    /// or the address is not this machine's). Port 0 always can. The real bind at start is checked the same way.
+    /// </summary>
+    /// <exception cref="ServerListenException">The address cannot be listened on.</exception>
+    public static void CheckCanListen(ServerOptions options)
+    {
+        options.Validate();
+        if (options.Port == 0)
+        {
+            return;
+        }
+        var address = options.Host == "localhost" ? IPAddress.Loopback : IPAddress.Parse(options.Host);
+        var listener = new System.Net.Sockets.TcpListener(address, options.Port);
+        try
+        {
+            listener.Start();
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            throw ServerListenException.For(options, e);
+        }
+        finally
+        {
+            listener.Stop();
+            listener.Dispose();
+        }
     }
 
     private static void Map(WebApplication app, EngineHost host, ILogger logger)
@@ -151,15 +183,27 @@ public sealed class RolloutServer : IAsyncDisposable
     }
 
     /// <summary>Starts listening; returns once the server accepts connections.</summary>
-    public Task StartAsync(CancellationToken cancellationToken = default) => _app.StartAsync(cancellationToken);
+    /// <exception cref="ServerListenException">The address cannot be listened on.</exception>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await _app.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException e)
+        {
+            throw ServerListenException.For(Host.Options, e);
+        }
+    }
 
     /// <summary>
     /// Serves until SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests finish within the grace period,
     /// aborts the rest and stops the engine.
     /// </summary>
+    /// <exception cref="ServerListenException">The address cannot be listened on.</exception>
     public async Task RunAsync(CancellationToken cancellationToken = default)
     {
-        await _app.StartAsync(cancellationToken).ConfigureAwait(false);
+        await StartAsync(cancellationToken).ConfigureAwait(false);
         _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RouteReplay.Server").LogInformation(
             "Serving '{Model}' on {Address} (OpenAI API under /v1, SGLang /generate); Ctrl-C or SIGTERM to stop",
             Host.ModelName,

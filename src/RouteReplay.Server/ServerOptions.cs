@@ -43,7 +43,7 @@ public sealed record ServerOptions
         Require(MaxRequestBodyBytes >= 1024, "max-request-body-bytes", $"must be >= 1024, got {MaxRequestBodyBytes}");
         Require(ApiKey is null || ApiKey.Length > 0, "api-key", "must not be empty");
         Require(ServedModelName is null || ServedModelName.Length > 0, "served-model-name", "must not be empty");
-        Require(!string.IsNullOrWhiteSpace(Host), "host", "must not be empty");
+        Require(Host == "localhost" || System.Net.IPAddress.TryParse(Host, out _), "host", $"must be an IP address or 'localhost', got '{Host}'");
         Require(ShutdownGracePeriod >= TimeSpan.Zero, "shutdown-grace-seconds", "must be >= 0");
         return this;
     }

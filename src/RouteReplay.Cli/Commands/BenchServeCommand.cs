@@ -18,19 +18,26 @@ internal static class BenchServeCommand
 
     private sealed record Phase(string Name, bool Routing, double WallSeconds, List<Sample> Samples);
 
+    private static readonly Dictionary<string, bool[]> Phases = new()
+    {
+        ["both"] = [false, true],
+        ["off"] = [false],
+        ["on"] = [true],
+    };
+
     public static Command Create()
     {
         var url = new Option<string>("--url") { Description = "Server base URL.", DefaultValueFactory = _ => "http://127.0.0.1:8000" };
-        var concurrency = new Option<int>("--concurrency") { Description = "Requests in flight at once.", DefaultValueFactory = _ => 8 };
-        var requests = new Option<int>("--requests") { Description = "Requests per phase (routing off, then on).", DefaultValueFactory = _ => 64 };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens generated per request (end-of-sequence ignored).", DefaultValueFactory = _ => 64 };
-        var promptWords = new Option<int>("--prompt-words") { Description = "Words in each prompt (each request's prompt is distinct).", DefaultValueFactory = _ => 32 };
-        var routing = new Option<string>("--routing") { Description = "Phases to run: both, off or on.", DefaultValueFactory = _ => "both" };
-        var warmup = new Option<int>("--warmup") { Description = "Requests sent before measuring (default: 4 x concurrency).", DefaultValueFactory = _ => -1 };
-        var rounds = new Option<int>("--rounds") { Description = "Rounds of the phases, alternating their order, each of --requests requests per phase; figures add up the rounds.", DefaultValueFactory = _ => 2 };
+        var concurrency = Flags.Int("--concurrency", "Requests in flight at once.", 8);
+        var requests = Flags.Int("--requests", "Requests per phase (routing off, then on).", 64);
+        var maxTokens = Flags.Int("--max-tokens", "Tokens generated per request (end-of-sequence ignored).", 64);
+        var promptWords = Flags.Int("--prompt-words", "Words in each prompt (each request's prompt is distinct).", 32);
+        var routing = Flags.Choice("--routing", "Phases to run: both, off or on.", "both", Phases.Keys.ToDictionary(k => k));
+        var warmup = Flags.OptionalInt("--warmup", "Requests sent before measuring (default: 4 x concurrency).");
+        var rounds = Flags.Int("--rounds", "Rounds of the phases, alternating their order, each of --requests requests per phase; figures add up the rounds.", 2);
         var apiKey = new Option<string?>("--api-key") { Description = "Bearer key, when the server needs one." };
         var jsonOut = new Option<FileInfo?>("--json-out") { Description = "Also write the figures as JSON." };
-        var timeout = new Option<double>("--timeout-seconds") { Description = "Give up on a request after this long.", DefaultValueFactory = _ => 600 };
+        var timeout = Flags.Double("--timeout-seconds", "Give up on a request after this long.", 600);
         var command = new Command("bench-serve", "Load-test a running server: requests/s, TTFT p50/p99, time per output token, routing on vs off.")
         {
             url, concurrency, requests, maxTokens, promptWords, routing, warmup, rounds, apiKey, jsonOut, timeout,
@@ -41,28 +48,26 @@ internal static class BenchServeCommand
             var n = parse.GetValue(requests);
             var tokens = parse.GetValue(maxTokens);
             var words = parse.GetValue(promptWords);
-            var phases = parse.GetValue(routing) switch
-            {
-                "both" => new[] { false, true },
-                "off" => [false],
-                "on" => [true],
-                var other => throw new ArgumentException($"--routing must be both, off or on, got '{other}'", "routing"),
-            };
+            var phases = Phases[parse.GetValue(routing)!];
             Require(c is >= 1 and <= 4096, "concurrency", $"must be in 1..4096, got {c}");
             Require(n is >= 1 and <= 1_000_000, "requests", $"must be in 1..1000000, got {n}");
             Require(tokens >= 1, "max-tokens", $"must be >= 1, got {tokens}");
             Require(words >= 1, "prompt-words", $"must be >= 1, got {words}");
             var roundCount = parse.GetValue(rounds);
             Require(roundCount is >= 1 and <= 1000, "rounds", $"must be in 1..1000, got {roundCount}");
-            var warmupCount = parse.GetValue(warmup) is var w && w >= 0 ? w : 4 * c;
-            if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var baseUri))
+            var warmupCount = parse.GetValue(warmup) ?? 4 * c;
+            Require(warmupCount >= 0, "warmup", $"must be >= 0, got {warmupCount}");
+            var timeoutSeconds = parse.GetValue(timeout);
+            Require(double.IsFinite(timeoutSeconds) && timeoutSeconds is > 0 and <= 86_400, "timeout-seconds", $"must be in (0, 86400], got {timeoutSeconds}");
+            if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var baseUri) || baseUri.Scheme is not ("http" or "https"))
             {
-                throw new ArgumentException($"--url is not an absolute URL: '{parse.GetValue(url)}'", "url");
+                throw new ArgumentException($"--url must be an absolute http:// or https:// URL, got '{parse.GetValue(url)}'", "url");
             }
+            OutputPaths.CheckFile(parse.GetValue(jsonOut)?.FullName, "--json-out");
             using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = c, PooledConnectionLifetime = TimeSpan.FromMinutes(10) })
             {
                 BaseAddress = baseUri,
-                Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                Timeout = TimeSpan.FromSeconds(timeoutSeconds),
             };
             if (parse.GetValue(apiKey) is { } key)
             {
@@ -104,12 +109,42 @@ internal static class BenchServeCommand
         }
     }
 
+    /// <summary>The served model's id, from <c>GET /v1/models</c>.</summary>
+    /// <exception cref="CommandFailedException">The server cannot be reached or does not answer like an OpenAI-compatible one.</exception>
     private static string ModelName(HttpClient http)
     {
-        using var response = http.GetAsync("v1/models").GetAwaiter().GetResult();
-        response.EnsureSuccessStatusCode();
-        using var document = JsonDocument.Parse(response.Content.ReadAsStringAsync().GetAwaiter().GetResult());
-        return document.RootElement.GetProperty("data")[0].GetProperty("id").GetString()!;
+        var url = http.BaseAddress!;
+        string body;
+        try
+        {
+            using var response = http.GetAsync("v1/models").GetAwaiter().GetResult();
+            body = response.Content.ReadAsStringAsync().GetAwaiter().GetResult();
+            if (!response.IsSuccessStatusCode)
+            {
+                var hint = response.StatusCode == System.Net.HttpStatusCode.Unauthorized ? " (the server needs --api-key)" : "";
+                throw new CommandFailedException($"the server at {url} answered {(int)response.StatusCode} to GET /v1/models{hint}: {Shorten(body)}");
+            }
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or IOException)
+        {
+            var reason = e is TaskCanceledException ? "no answer within --timeout-seconds" : e.Message;
+            throw new CommandFailedException($"cannot reach the server at {url}: {reason}", e);
+        }
+        try
+        {
+            using var document = JsonDocument.Parse(body);
+            return document.RootElement.GetProperty("data")[0].GetProperty("id").GetString()!;
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException)
+        {
+            throw new CommandFailedException($"{url} did not answer GET /v1/models like an OpenAI-compatible server: {Shorten(body)}", e);
+        }
+    }
+
+    private static string Shorten(string text)
+    {
+        var line = text.ReplaceLineEndings(" ").Trim();
+        return line.Length > 200 ? line[..200] + "..." : line;
     }
 
     private static Phase RunPhase(HttpClient http, string model, string name, bool routing, int count, int concurrency, int maxTokens, int words, int offset)

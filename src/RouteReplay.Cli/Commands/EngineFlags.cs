@@ -8,17 +8,42 @@ internal sealed class EngineFlags
 {
     private static readonly EngineOptions Defaults = new();
 
-    private readonly Option<int> _blockSize = new("--block-size") { Description = "Tokens per KV-cache block.", DefaultValueFactory = _ => Defaults.BlockSize };
-    private readonly Option<int> _numBlocks = new("--num-blocks") { Description = "KV pool size in blocks (0: on the CPU enough for max-num-seqs requests of half the model length; on a GPU what --gpu-memory-utilization leaves).", DefaultValueFactory = _ => 0 };
-    private readonly Option<int> _maxNumSeqs = new("--max-num-seqs") { Description = "Most sequences in one step.", DefaultValueFactory = _ => Defaults.MaxNumSeqs };
-    private readonly Option<int> _maxNumBatchedTokens = new("--max-num-batched-tokens") { Description = "Most tokens (prefill chunks plus decodes) in one step.", DefaultValueFactory = _ => Defaults.MaxNumBatchedTokens };
-    private readonly Option<int> _maxModelLen = new("--max-model-len") { Description = "Most tokens (prompt plus output) of a request.", DefaultValueFactory = _ => Defaults.MaxModelLen };
+    private static readonly Dictionary<string, PreemptionMode> PreemptionModes = new()
+    {
+        ["auto"] = PreemptionMode.Auto,
+        ["swap"] = PreemptionMode.Swap,
+        ["recompute"] = PreemptionMode.Recompute,
+    };
+
+    private static readonly Dictionary<string, ComputeDevice> Devices = new()
+    {
+        ["cpu"] = ComputeDevice.Cpu,
+        ["cuda"] = ComputeDevice.Cuda,
+    };
+
+    private static readonly Dictionary<string, KvStoreWriteMode> KvStoreWriteModes = new()
+    {
+        ["through"] = KvStoreWriteMode.Through,
+        ["evict"] = KvStoreWriteMode.Evict,
+    };
+
+    private readonly Option<int> _blockSize = Flags.Int("--block-size", "Tokens per KV-cache block.", Defaults.BlockSize);
+    private readonly Option<int> _numBlocks = Flags.Int("--num-blocks", "KV pool size in blocks (0: on the CPU enough for max-num-seqs requests of half the model length; on a GPU what --gpu-memory-utilization leaves).", 0);
+    private readonly Option<int> _maxNumSeqs = Flags.Int("--max-num-seqs", "Most sequences in one step.", Defaults.MaxNumSeqs);
+    private readonly Option<int> _maxNumBatchedTokens = Flags.Int("--max-num-batched-tokens", "Most tokens (prefill chunks plus decodes) in one step.", Defaults.MaxNumBatchedTokens);
+    private readonly Option<int> _maxModelLen = Flags.Int("--max-model-len", "Most tokens (prompt plus output) of a request.", Defaults.MaxModelLen);
     private readonly Option<bool> _noPrefixCaching = new("--no-prefix-caching") { Description = "Turn off prefix caching." };
-    private readonly Option<double> _swapSpace = new("--swap-space") { Description = "Host-memory tier for swapped-out and demoted blocks, in GiB (allocated as used); 0 turns it off.", DefaultValueFactory = _ => Defaults.SwapSpaceGiB };
-    private readonly Option<PreemptionMode> _preemptionMode = new("--preemption-mode") { Description = "auto (swap when the host tier has room, else recompute), swap or recompute.", DefaultValueFactory = _ => Defaults.PreemptionMode };
+    private readonly Option<double> _swapSpace = Flags.Double("--swap-space", "Host-memory tier for swapped-out and demoted blocks, in GiB (allocated as used); 0 turns it off.", Defaults.SwapSpaceGiB);
+    private readonly Option<string> _preemptionMode = Flags.Choice("--preemption-mode", "auto (swap when the host tier has room, else recompute), swap or recompute.", "auto", PreemptionModes.Keys.ToDictionary(k => k));
+    private readonly Option<string?> _kvStore = new("--kv-store") { Description = "Persistent block store shared by processes and restarts: file:DIR or redis://HOST:PORT[,HOST:PORT...] (one server or a Redis Cluster)." };
+    private readonly Option<double> _kvStoreMaxGiB = Flags.Double("--kv-store-max-gib", "File store size cap in GiB; least recently used values are deleted past it (0: no cap).", Defaults.KvStoreMaxGiB);
+    private readonly Option<int> _kvStoreTtl = Flags.Int("--kv-store-ttl-seconds", "Redis values' time to live in seconds (0: no expiry).", Defaults.KvStoreTtlSeconds);
+    private readonly Option<KvStoreWriteMode> _kvStoreWrite = Flags.Choice("--kv-store-write", "through (write full blocks as soon as they are committed) or evict (only when evicted from the last memory tier).", Defaults.KvStoreWrite, KvStoreWriteModes);
+    private readonly Option<int> _kvStoreTimeout = Flags.Int("--kv-store-timeout-ms", "Longest one store read or write may take; slower counts as a fault and a miss.", Defaults.KvStoreTimeoutMs);
+    private readonly Option<int> _kvStoreQueue = Flags.Int("--kv-store-queue-size", "Store writes queued at most; more are dropped and counted (steps never wait for the store).", Defaults.KvStoreQueueSize);
     private readonly Option<string?> _weightsVersion = new("--weights-version") { Description = "Identify the weights in cache keys by this string instead of hashing the weight files." };
-    private readonly Option<ComputeDevice> _device = new("--device") { Description = "Where the forward runs: cpu (fp32) or cuda (bf16 on an NVIDIA GPU).", DefaultValueFactory = _ => Defaults.Device };
-    private readonly Option<double> _gpuMemoryUtilization = new("--gpu-memory-utilization") { Description = "With --device cuda: the fraction of GPU memory to use (weights, buffers, KV cache); the KV cache gets the rest unless --num-blocks is set.", DefaultValueFactory = _ => Defaults.GpuMemoryUtilization };
+    private readonly Option<ComputeDevice> _device = Flags.Choice("--device", "Where the forward runs: cpu (fp32) or cuda (bf16 on an NVIDIA GPU).", Defaults.Device, Devices);
+    private readonly Option<double> _gpuMemoryUtilization = Flags.Double("--gpu-memory-utilization", "With --device cuda: the fraction of GPU memory to use (weights, buffers, KV cache); the KV cache gets the rest unless --num-blocks is set.", Defaults.GpuMemoryUtilization);
 
     public void AddTo(Command command)
     {
@@ -33,6 +58,12 @@ internal sealed class EngineFlags
         command.Options.Add(_weightsVersion);
         command.Options.Add(_device);
         command.Options.Add(_gpuMemoryUtilization);
+        command.Options.Add(_kvStore);
+        command.Options.Add(_kvStoreMaxGiB);
+        command.Options.Add(_kvStoreTtl);
+        command.Options.Add(_kvStoreWrite);
+        command.Options.Add(_kvStoreTimeout);
+        command.Options.Add(_kvStoreQueue);
     }
 
     public EngineOptions Read(ParseResult parse) => new EngineOptions
@@ -44,9 +75,15 @@ internal sealed class EngineFlags
         MaxModelLen = parse.GetValue(_maxModelLen),
         EnablePrefixCaching = !parse.GetValue(_noPrefixCaching),
         SwapSpaceGiB = parse.GetValue(_swapSpace),
-        PreemptionMode = parse.GetValue(_preemptionMode),
+        PreemptionMode = PreemptionModes[parse.GetValue(_preemptionMode)!],
         WeightsVersion = parse.GetValue(_weightsVersion),
         Device = parse.GetValue(_device),
         GpuMemoryUtilization = parse.GetValue(_gpuMemoryUtilization),
+        KvStore = parse.GetValue(_kvStore),
+        KvStoreMaxGiB = parse.GetValue(_kvStoreMaxGiB),
+        KvStoreTtlSeconds = parse.GetValue(_kvStoreTtl),
+        KvStoreWrite = parse.GetValue(_kvStoreWrite),
+        KvStoreTimeoutMs = parse.GetValue(_kvStoreTimeout),
+        KvStoreQueueSize = parse.GetValue(_kvStoreQueue),
     }.Validate();
 }

@@ -7,33 +7,44 @@ namespace RouteReplay.Cli.Commands;
 
 internal static class GenerateCommand
 {
+    /// <summary>The most tokens a choice generates when neither <c>--max-tokens</c> nor the prompts file says.</summary>
+    private const int DefaultMaxTokens = 32;
+
+    private static readonly Dictionary<string, string> SamplingFlags = new()
+    {
+        ["temperature"] = "--temperature",
+        ["top_p"] = "--top-p",
+        ["top_k"] = "--top-k",
+        ["max_tokens"] = "--max-tokens",
+    };
+
     public static Command Create()
     {
+        var model = new ModelFlags();
         var prompt = new Option<string>("--prompt") { Description = "Prompt text.", DefaultValueFactory = _ => "The capital of France is" };
         var promptsFile = new Option<FileInfo?>("--prompts-file") { Description = "JSONL of requests (prompt or messages; optional max_tokens, seed, n, temperature, top_p, top_k), run concurrently." };
-        var chat = new Option<bool>("--chat") { Description = "Format the prompt as one user message with the model's chat template." };
+        var chat = new Option<bool>("--chat") { Description = "Format --prompt as one user message with the model's chat template." };
         var system = new Option<string?>("--system") { Description = "With --chat: a system message before the prompt." };
         var noThinking = new Option<bool>("--no-thinking") { Description = "With --chat: the template's enable_thinking=false (an empty think block)." };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Most tokens to generate per choice.", DefaultValueFactory = _ => 32 };
-        var temperature = new Option<float>("--temperature") { Description = "Sampling temperature; 0 is greedy.", DefaultValueFactory = _ => 0f };
-        var topP = new Option<float>("--top-p") { Description = "Nucleus sampling mass in (0, 1].", DefaultValueFactory = _ => 1f };
-        var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens; 0 means all.", DefaultValueFactory = _ => 0 };
-        var seed = new Option<ulong?>("--seed") { Description = "Seed for reproducible sampling (choice i uses seed + i)." };
+        var maxTokens = Flags.Int("--max-tokens", $"Most tokens to generate per choice (default {DefaultMaxTokens}, or what --max-model-len leaves; given, prompt plus it must fit --max-model-len).", DefaultMaxTokens);
+        var temperature = Flags.Float("--temperature", "Sampling temperature; 0 is greedy.", 0f);
+        var topP = Flags.Float("--top-p", "Nucleus sampling mass in (0, 1].", 1f);
+        var topK = Flags.Int("--top-k", "Sample among the k most likely tokens; 0 means all.", 0);
+        var seed = Flags.OptionalUInt64("--seed", "Seed for reproducible sampling (choice i uses seed + i).");
         var routingOut = new Option<FileInfo?>("--routing-out") { Description = "Single prompt: write the routing rows as a NumPy .npy of shape (T-1, L_moe, K)." };
         var routingDir = new Option<DirectoryInfo?>("--routing-dir") { Description = "Prompts file: write one .npy per request and choice, named <line>-<choice>.npy." };
         var outputJsonl = new Option<FileInfo?>("--output-jsonl") { Description = "Write one JSON line per request and choice: tokens, text, finish reason, usage." };
         var statsJson = new Option<FileInfo?>("--stats-json") { Description = "Write the engine counters as JSON." };
         var flags = new EngineFlags();
-        var modelFlags = new ModelFlags();
         var command = new Command("generate", "Generate completions and write their expert routing.")
         {
             prompt, promptsFile, chat, system, noThinking, maxTokens, temperature, topP, topK, seed, routingOut, routingDir, outputJsonl, statsJson,
         };
-        modelFlags.AddTo(command);
+        model.AddTo(command);
         flags.AddTo(command);
         command.SetAction(parse =>
         {
-            var sampling = new SamplingParams
+            var defaults = new SamplingParams
             {
                 MaxTokens = parse.GetValue(maxTokens),
                 Temperature = parse.GetValue(temperature),
@@ -41,12 +52,21 @@ internal static class GenerateCommand
                 TopK = parse.GetValue(topK),
                 Seed = parse.GetValue(seed),
             };
-            sampling.Validate();
+            ValidateFlags(defaults);
             var options = flags.Read(parse);
-            using var engine = modelFlags.Read(parse).Load(options, Console.Error);
-            var tokenizer = engine.Tokenizer;
-            var file = parse.GetValue(promptsFile);
+            var file = parse.GetValue(promptsFile)?.FullName;
             var single = file is null;
+            CheckModeFlags(parse, single, prompt, chat, system, noThinking, routingOut, routingDir);
+            OutputPaths.CheckFile(parse.GetValue(routingOut)?.FullName, "--routing-out");
+            OutputPaths.CheckFolder(parse.GetValue(routingDir)?.FullName, "--routing-dir");
+            OutputPaths.CheckFile(parse.GetValue(outputJsonl)?.FullName, "--output-jsonl");
+            OutputPaths.CheckFile(parse.GetValue(statsJson)?.FullName, "--stats-json");
+            var lines = single ? null : PromptsFile.Read(file!);
+            var source = model.Read(parse);
+            var explicitMaxTokens = Flags.IsGiven(parse, maxTokens) ? defaults.MaxTokens : null;
+
+            using var engine = source.Load(options, Console.Error);
+            var tokenizer = engine.Tokenizer;
             List<(int Line, EngineRequest Request)> requests;
             if (single)
             {
@@ -61,21 +81,31 @@ internal static class GenerateCommand
                     messages.Add(new ChatMessage("user", text));
                     text = tokenizer.ApplyChatTemplate(messages, addGenerationPrompt: true, enableThinking: !parse.GetValue(noThinking));
                 }
-                requests = [(0, new EngineRequest { RequestId = "line-0", PromptTokenIds = tokenizer.Encode(text), Sampling = sampling })];
+                var ids = tokenizer.Encode(text);
+                var budget = Budget(ids.Count, explicitMaxTokens, "--max-tokens", options.MaxModelLen, "");
+                requests = [(0, new EngineRequest { RequestId = "line-0", PromptTokenIds = ids, Sampling = defaults with { MaxTokens = budget } })];
             }
             else
             {
-                requests = PromptsFile.Read(file!.FullName, tokenizer, sampling);
+                requests = lines!.Select(line => (line.Line, ToRequest(line, tokenizer, defaults, explicitMaxTokens, options.MaxModelLen, file!))).ToList();
             }
 
             var collector = new ResultCollector(single ? Console.Out : null);
-            foreach (var (_, request) in requests)
+            foreach (var (line, request) in requests)
             {
-                engine.AddRequest(request, collector);
+                try
+                {
+                    engine.AddRequest(request, collector);
+                }
+                catch (ArgumentException e) when (!single)
+                {
+                    throw new ArgumentException($"--prompts-file {file} line {line + 1}: {UserErrors.Message(e)}", "prompts-file", e);
+                }
             }
             var clock = Stopwatch.StartNew();
             engine.RunToCompletion();
             var elapsed = clock.Elapsed;
+            engine.StoreTier?.DrainWrites(TimeSpan.FromSeconds(30));
             if (single)
             {
                 Console.WriteLine();
@@ -98,6 +128,101 @@ internal static class GenerateCommand
         return command;
     }
 
+    /// <summary>Checks the sampling flags, naming the flag the user wrote.</summary>
+    private static void ValidateFlags(SamplingParams sampling)
+    {
+        try
+        {
+            sampling.Validate();
+        }
+        catch (ArgumentException e) when (e.ParamName is { } field && SamplingFlags.TryGetValue(field, out var flag))
+        {
+            var message = UserErrors.Message(e);
+            throw new ArgumentException(message.StartsWith(field, StringComparison.Ordinal) ? flag + message[field.Length..] : $"{flag}: {message}", flag.TrimStart('-'), e);
+        }
+    }
+
+    /// <summary>Refuses flags that the chosen mode (one --prompt, or a prompts file) would silently ignore.</summary>
+    private static void CheckModeFlags(ParseResult parse, bool single, Option<string> prompt, Option<bool> chat, Option<string?> system, Option<bool> noThinking, Option<FileInfo?> routingOut, Option<DirectoryInfo?> routingDir)
+    {
+        void Refuse(string message, string flag) => throw new ArgumentException(message, flag.TrimStart('-'));
+        if (!single && Flags.IsGiven(parse, prompt))
+        {
+            Refuse("give --prompt or --prompts-file, not both", "--prompt");
+        }
+        if (!single && parse.GetValue(chat))
+        {
+            Refuse("--chat formats --prompt; a prompts file gives chat requests as lines with 'messages'", "--chat");
+        }
+        if (!parse.GetValue(chat) && parse.GetValue(system) is not null)
+        {
+            Refuse("--system applies only with --chat (it adds a system message to the chat-formatted --prompt)", "--system");
+        }
+        if (!parse.GetValue(chat) && parse.GetValue(noThinking))
+        {
+            Refuse("--no-thinking applies only with --chat (it sets the chat template's enable_thinking=false)", "--no-thinking");
+        }
+        if (!single && parse.GetValue(routingOut) is not null)
+        {
+            Refuse("--routing-out writes the routing of a single --prompt; with --prompts-file use --routing-dir", "--routing-out");
+        }
+        if (single && parse.GetValue(routingDir) is not null)
+        {
+            Refuse("--routing-dir writes one file per request of --prompts-file; with a single --prompt use --routing-out", "--routing-dir");
+        }
+    }
+
+    private static EngineRequest ToRequest(PromptLine line, TextTokenizer tokenizer, SamplingParams defaults, int? explicitMaxTokens, int maxModelLen, string file)
+    {
+        var text = line.Prompt ?? tokenizer.ApplyChatTemplate(line.Messages!, addGenerationPrompt: true);
+        var ids = tokenizer.Encode(text);
+        var context = $"--prompts-file {file} line {line.Line + 1}: ";
+        var budget = line.MaxTokens is { } own
+            ? Budget(ids.Count, own, "max_tokens", maxModelLen, context)
+            : Budget(ids.Count, explicitMaxTokens, "--max-tokens", maxModelLen, context);
+        var sampling = defaults with
+        {
+            MaxTokens = budget,
+            Seed = line.Seed ?? defaults.Seed,
+            Temperature = line.Temperature ?? defaults.Temperature,
+            TopP = line.TopP ?? defaults.TopP,
+            TopK = line.TopK is { } k ? Math.Max(k, 0) : defaults.TopK,
+        };
+        try
+        {
+            sampling.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException(context + UserErrors.Message(e), "prompts-file", e);
+        }
+        return new EngineRequest { RequestId = $"line-{line.Line}", PromptTokenIds = ids, Sampling = sampling, N = line.N };
+    }
+
+    /// <summary>
+    /// The token budget of one request: an explicit one must fit the model length with the prompt (an error naming
+    /// <paramref name="field"/> otherwise); without one, the default, shortened to what the model length leaves.
+    /// </summary>
+    private static int Budget(int promptTokens, int? explicitMaxTokens, string field, int maxModelLen, string context)
+    {
+        if (explicitMaxTokens is not { } budget)
+        {
+            return Math.Max(1, Math.Min(DefaultMaxTokens, maxModelLen - promptTokens));
+        }
+        if (promptTokens < maxModelLen)
+        {
+            try
+            {
+                EngineRequest.CheckFitsModelLength(promptTokens, budget, maxModelLen, field);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException(context + UserErrors.Message(e), field.TrimStart('-'), e);
+            }
+        }
+        return budget;
+    }
+
     private static string Summary(List<RequestResult> results, LlmEngine engine, TimeSpan firstTokenAt, TimeSpan elapsed)
     {
         var prompt = results.Sum(r => r.Usage.PromptTokens);
@@ -110,6 +235,7 @@ internal static class GenerateCommand
             $"finish={finish} moe_layers={engine.RoutingFormat.MoeLayerCount} top_k={engine.RoutingFormat.TopK} " +
             $"routing_rows={results.Sum(r => r.Choices.Sum(c => c.Routing?.RowCount ?? 0))} " +
             $"preemptions_swap={engine.Stats.PreemptionsBySwap} preemptions_recompute={engine.Stats.PreemptionsByRecompute} " +
+            (engine.StoreTier is { Stats: var store } ? $"kv_store_hits={store.Hits} kv_store_writes={store.Writes} " : "") +
             $"prefill_tokens_per_s={prompt / firstTokenAt.TotalSeconds:F1} decode_tokens_per_s={decodeRate:F1} tokens_per_s={generated / elapsed.TotalSeconds:F1}";
     }
 

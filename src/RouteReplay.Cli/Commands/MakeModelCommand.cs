@@ -12,9 +12,15 @@ internal static class MakeModelCommand
             Description = $"Which preset to make: {string.Join(", ", ModelPresets.Names)}.",
             Required = true,
         };
-        preset.AcceptOnlyFromAmong([.. ModelPresets.Names]);
+        preset.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string>() is { } name && !ModelPresets.Names.Contains(name))
+            {
+                result.AddError($"--preset must be one of {string.Join(", ", ModelPresets.Names)}, got '{name}'");
+            }
+        });
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder to write the checkpoint into.", Required = true };
-        var seed = new Option<ulong>("--seed") { Description = "Seed of the random weights.", DefaultValueFactory = _ => 0 };
+        var seed = Flags.OptionalUInt64("--seed", "Seed of the random weights (default 0).");
         var command = new Command("make-model", "Write a deterministic random-weights checkpoint in Hugging Face format (config.json, generation_config.json, model.safetensors, tokenizer files).")
         {
             preset, output, seed,
@@ -23,7 +29,8 @@ internal static class MakeModelCommand
         {
             var chosen = ModelPresets.Get(parse.GetValue(preset)!);
             var dir = parse.GetValue(output)!.FullName;
-            ModelMaker.Make(chosen, dir, parse.GetValue(seed));
+            OutputPaths.CheckFolder(dir, "--out");
+            ModelMaker.Make(chosen, dir, parse.GetValue(seed) ?? 0);
             Console.WriteLine($"Wrote the '{chosen.Name}' preset to {dir}");
             return 0;
         });

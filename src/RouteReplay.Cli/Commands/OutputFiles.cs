@@ -106,8 +106,29 @@ internal static class OutputFiles
         json.WriteNumber("host_blocks_cached", host?.CachedBlockCount ?? 0);
         json.WriteNumber("payload_bytes_per_block", engine.PayloadCopier.PayloadBytes);
         json.WriteNumber("routing_bytes_per_block", engine.PayloadCopier.RoutingBytes);
+        WriteStoreStats(json, engine.StoreTier?.Stats);
         json.WriteNumber("elapsed_seconds", elapsed.TotalSeconds);
         json.WriteNumber("generated_tokens_per_second", stats.GeneratedTokens / Math.Max(elapsed.TotalSeconds, 1e-9));
         json.WriteEndObject();
+    }
+
+    private static void WriteStoreStats(Utf8JsonWriter json, Storage.StoreStats? store)
+    {
+        json.WriteNumber("kv_store_lookups", store?.Lookups ?? 0);
+        json.WriteNumber("kv_store_hits", store?.Hits ?? 0);
+        json.WriteNumber("kv_store_misses", store?.Misses ?? 0);
+        json.WriteNumber("kv_store_corrupt", store?.Corrupt ?? 0);
+        json.WriteNumber("kv_store_rejected", store?.Rejected ?? 0);
+        json.WriteNumber("kv_store_errors", store?.Errors ?? 0);
+        json.WriteNumber("kv_store_skipped_while_down", store?.SkippedWhileDown ?? 0);
+        json.WriteNumber("kv_store_discarded", store?.Discarded ?? 0);
+        json.WriteNumber("kv_store_writes", store?.Writes ?? 0);
+        json.WriteNumber("kv_store_dropped_writes", store?.DroppedWrites ?? 0);
+        json.WriteNumber("kv_store_failed_writes", store?.FailedWrites ?? 0);
+        json.WriteNumber("kv_store_bytes_written", store?.BytesWritten ?? 0);
+        json.WriteNumber("kv_store_bytes_read", store?.BytesRead ?? 0);
+        json.WriteNumber("kv_store_outages", store?.Outages ?? 0);
+        json.WriteNumber("kv_store_load_seconds_sum", store?.LoadLatency.SumSeconds ?? 0);
+        json.WriteNumber("kv_store_load_count", store?.LoadLatency.Count ?? 0);
     }
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using RouteReplay.Cache;
 using RouteReplay.Engine;
 using RouteReplay.Server;
 using Spectre.Console;
@@ -11,43 +12,44 @@ internal static class ServeCommand
     public static Command Create()
     {
         var defaults = new ServerOptions { ModelPath = "." };
+        var model = new ModelFlags();
         var host = new Option<string>("--host") { Description = "Address to bind (loopback by default; 0.0.0.0 for every interface).", DefaultValueFactory = _ => defaults.Host };
-        var port = new Option<int>("--port") { Description = "TCP port (0: any free port).", DefaultValueFactory = _ => defaults.Port };
+        var port = Flags.Int("--port", "TCP port (0: any free port).", defaults.Port);
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on /v1/*, /generate and the control endpoints." };
-        var servedModelName = new Option<string?>("--served-model-name") { Description = "The model id clients name (default: the model folder's name)." };
-        var maxWaiting = new Option<int>("--max-waiting-requests") { Description = "Choices that may wait beyond --max-num-seqs; more are answered 503.", DefaultValueFactory = _ => defaults.MaxWaitingRequests };
-        var maxBody = new Option<long>("--max-request-body-bytes") { Description = "Largest request body; larger ones are answered 413.", DefaultValueFactory = _ => defaults.MaxRequestBodyBytes };
-        var grace = new Option<double>("--shutdown-grace-seconds") { Description = "On SIGTERM/Ctrl-C, how long in-flight requests may finish before they are aborted.", DefaultValueFactory = _ => defaults.ShutdownGracePeriod.TotalSeconds };
+        var servedModelName = new Option<string?>("--served-model-name") { Description = "The model id clients name (default: the model folder's name, or the preset's)." };
+        var maxWaiting = Flags.Int("--max-waiting-requests", "Choices that may wait beyond --max-num-seqs; more are answered 503.", defaults.MaxWaitingRequests);
+        var maxBody = Flags.Long("--max-request-body-bytes", "Largest request body; larger ones are answered 413.", defaults.MaxRequestBodyBytes);
+        var grace = Flags.Double("--shutdown-grace-seconds", "On SIGTERM/Ctrl-C, how long in-flight requests may finish before they are aborted (with finish reason abort).", defaults.ShutdownGracePeriod.TotalSeconds);
         var flags = new EngineFlags();
-        var modelFlags = new ModelFlags();
         var command = new Command("serve", "Serve the model over HTTP: OpenAI-compatible /v1 API and SGLang-compatible /generate, with routing per choice.")
         {
             host, port, apiKey, servedModelName, maxWaiting, maxBody, grace,
         };
-        modelFlags.AddTo(command);
+        model.AddTo(command);
         flags.AddTo(command);
         command.SetAction(parse =>
         {
             var engineOptions = flags.Read(parse);
-            var source = modelFlags.Read(parse);
             var graceSeconds = parse.GetValue(grace);
             if (!double.IsFinite(graceSeconds) || graceSeconds < 0 || graceSeconds > 86_400)
             {
                 throw new ArgumentException($"--shutdown-grace-seconds must be in 0..86400, got {graceSeconds}", "shutdown-grace-seconds");
             }
+            var source = model.Read(parse);
             var options = new ServerOptions
             {
-                ModelPath = source.Format == LoadFormat.Dummy ? source.Name! : source.Directory ?? "",
-                ServedModelName = parse.GetValue(servedModelName) ?? (source.Format == LoadFormat.Dummy ? source.Name : null),
+                ModelPath = source.Format == LoadFormat.Dummy ? source.Name : source.Choice.Folder ?? "",
                 Host = parse.GetValue(host)!,
                 Port = parse.GetValue(port),
                 ApiKey = parse.GetValue(apiKey),
+                ServedModelName = parse.GetValue(servedModelName) ?? (source.Format == LoadFormat.Dummy ? source.Name : null),
                 MaxWaitingRequests = parse.GetValue(maxWaiting),
                 MaxRequestBodyBytes = parse.GetValue(maxBody),
                 ShutdownGracePeriod = TimeSpan.FromSeconds(graceSeconds),
                 WeightVersion = engineOptions.WeightsVersion,
             };
             options.Validate();
+            RolloutServer.CheckCanListen(options);
             var server = Load(options, engineOptions, source);
             server.RunAsync().GetAwaiter().GetResult();
             Console.Error.WriteLine("routereplay serve: stopped");
@@ -62,20 +64,26 @@ internal static class ServeCommand
         RolloutServer? server = null;
         void Run(Action<string> stage)
         {
-            if (options.ModelPath.Length == 0)
+            string version;
+            LlmEngine engine;
+            if (source.Format == LoadFormat.Dummy)
             {
-                stage("Preparing the built-in tiny model");
-                options = options with { ModelPath = DefaultModel.EnsureTinyModel(TextWriter.Null), ServedModelName = options.ServedModelName ?? DefaultModel.Preset };
+                version = source.WeightsIdentity(engineOptions)!;
+                stage($"Making random '{source.Name}' weights on the GPU");
+                engine = source.Load(engineOptions with { WeightsVersion = version }, TextWriter.Null);
             }
-            var dummy = source.Format == LoadFormat.Dummy;
-            if (!dummy)
+            else
             {
-                source = source with { Directory = options.ModelPath };
+                if (source.Choice.Preset is { } preset)
+                {
+                    stage($"Preparing the built-in '{preset}' model (random weights)");
+                    options = options with { ModelPath = source.Choice.Materialize(TextWriter.Null), ServedModelName = options.ServedModelName ?? preset };
+                }
                 stage($"Hashing the weights in {options.ModelPath}");
+                version = options.WeightVersion ?? ModelFingerprint.HashWeights(options.ModelPath);
+                stage($"Loading {options.ModelPath} on the {(engineOptions.Device == ComputeDevice.Cuda ? "GPU" : "CPU")}");
+                engine = LoadedModel.Load(options.ModelPath, engineOptions with { WeightsVersion = version });
             }
-            var version = source.WeightsIdentity(engineOptions);
-            stage(dummy ? $"Making random '{source.Name}' weights on the GPU" : $"Loading {options.ModelPath} on the {engineOptions.Device.ToString().ToUpperInvariant()}");
-            var engine = source.Load(engineOptions with { WeightsVersion = version }, TextWriter.Null);
             try
             {
                 stage("Starting the server");

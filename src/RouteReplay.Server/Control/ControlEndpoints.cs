@@ -37,17 +37,33 @@ public sealed class ControlEndpoints(EngineHost host)
         }).ConfigureAwait(false);
     }
 
+    /// <summary>Drops every prefix-cache key; the block store keeps its values (they are fingerprinted) unless <c>?include_store=true</c>.</summary>
     public async Task FlushCacheAsync(HttpContext context)
     {
-        await host.Engine.InvokeAsync(e =>
+        var includeStore = context.Request.Query["include_store"].ToString() switch
+        {
+            "" or "false" or "0" => false,
+            "true" or "1" => true,
+            var other => throw ApiException.BadRequest($"'include_store' must be true or false, not '{other}'", "include_store"),
+        };
+        var store = await host.Engine.InvokeAsync(e =>
         {
             e.FlushCache();
-            return true;
+            return e.StoreTier;
         }).ConfigureAwait(false);
+        long deleted = 0;
+        if (includeStore && store is not null)
+        {
+            deleted = await store.Store.ClearAsync(context.RequestAborted).ConfigureAwait(false);
+        }
         await WriteAsync(context, writer =>
         {
             writer.WriteBoolean("success", true);
-            writer.WriteString("message", "Cache flushed.");
+            writer.WriteString("message", includeStore ? "Cache and block store flushed." : "Cache flushed.");
+            if (includeStore)
+            {
+                writer.WriteNumber("store_values_deleted", deleted);
+            }
         }).ConfigureAwait(false);
     }
 

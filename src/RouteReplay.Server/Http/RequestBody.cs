@@ -65,7 +65,7 @@ public static class RequestBody
         }
         catch (ArgumentException e)
         {
-            throw new ApiException(400, $"the request body is not valid JSON: {e.Message}", null, "invalid_json");
+            throw new ApiException(400, $"the request body is not valid JSON: {UserErrors.Message(e)}", null, "invalid_json");
         }
         if (document.RootElement.ValueKind != JsonValueKind.Object)
         {

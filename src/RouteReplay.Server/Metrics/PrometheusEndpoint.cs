@@ -63,40 +63,49 @@ public sealed class PrometheusEndpoint(EngineHost host)
         Counter(text, "routereplay_routing_bytes_returned_total", "Routing bytes assembled for responses (uint8/uint16 rows).", s.RoutingBytes);
         Counter(text, "routereplay_routing_wire_bytes_total", "Routing bytes written into responses before base64 (SGLang's int32 form is wider).", m.RoutingWireBytes);
         Counter(text, "routereplay_routing_integrity_failures_total", "Requests failed because a routing row was never written.", s.IntegrityFailures);
+        if (host.Engine.Engine.StoreTier is { } store)
+        {
+            StoreMetricsText.Append(text, store.Stats);
+        }
         Counter(text, "routereplay_steps_total", "Engine steps.", s.Steps);
+        Counter(text, "routereplay_step_failures_total", "Engine steps that threw; each failed its own requests and the engine kept serving.", await host.Engine.InvokeAsync(e => e.Stats.StepFailures).WaitAsync(context.RequestAborted).ConfigureAwait(false));
         Gauge(text, "routereplay_waiting_requests", "Sequences waiting in the engine plus requests held by a weight update.", s.Waiting + host.Gate.Waiting);
         Gauge(text, "routereplay_running_requests", "Sequences running in the engine.", s.Running);
         Gauge(text, "routereplay_admitted_choices", "Choices admitted by the server and not finished.", host.Admitted);
-        var steps = host.Engine.StepTimes;
-        Family(text, "routereplay_step_seconds", "histogram", "Duration of engine steps.");
-        for (var i = 0; i < StepTimeHistogram.BucketBounds.Count; i++)
-        {
-            Sample(text, "routereplay_step_seconds_bucket", $"le=\"{Number(StepTimeHistogram.BucketBounds[i])}\"", steps.CumulativeCount(i));
-        }
-        Sample(text, "routereplay_step_seconds_bucket", "le=\"+Inf\"", steps.CumulativeCount(StepTimeHistogram.BucketBounds.Count));
-        text.Append("routereplay_step_seconds_sum ").Append(Number(steps.SumSeconds)).Append('\n');
-        text.Append("routereplay_step_seconds_count ").Append(steps.Count.ToString(CultureInfo.InvariantCulture)).Append('\n');
+        Histogram(text, "routereplay_step_seconds", "Duration of engine steps.", host.Engine.StepTimes);
         context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
         await context.Response.WriteAsync(text.ToString(), context.RequestAborted).ConfigureAwait(false);
     }
 
-    private static void Family(StringBuilder text, string name, string type, string help) =>
+    internal static void Histogram(StringBuilder text, string name, string help, StepTimeHistogram histogram)
+    {
+        Family(text, name, "histogram", help);
+        for (var i = 0; i < StepTimeHistogram.BucketBounds.Count; i++)
+        {
+            Sample(text, name + "_bucket", $"le=\"{Number(StepTimeHistogram.BucketBounds[i])}\"", histogram.CumulativeCount(i));
+        }
+        Sample(text, name + "_bucket", "le=\"+Inf\"", histogram.CumulativeCount(StepTimeHistogram.BucketBounds.Count));
+        text.Append(name).Append("_sum ").Append(Number(histogram.SumSeconds)).Append('\n');
+        text.Append(name).Append("_count ").Append(histogram.Count.ToString(CultureInfo.InvariantCulture)).Append('\n');
+    }
+
+    internal static void Family(StringBuilder text, string name, string type, string help) =>
         text.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n').Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
 
-    private static void Counter(StringBuilder text, string name, string help, long value)
+    internal static void Counter(StringBuilder text, string name, string help, long value)
     {
         Family(text, name, "counter", help);
         text.Append(name).Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
     }
 
-    private static void Gauge(StringBuilder text, string name, string help, double value)
+    internal static void Gauge(StringBuilder text, string name, string help, double value)
     {
         Family(text, name, "gauge", help);
         text.Append(name).Append(' ').Append(Number(value)).Append('\n');
     }
 
-    private static void Sample(StringBuilder text, string name, string labels, long value) =>
+    internal static void Sample(StringBuilder text, string name, string labels, long value) =>
         text.Append(name).Append('{').Append(labels).Append("} ").Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
 
-    private static string Number(double value) => value.ToString("R", CultureInfo.InvariantCulture);
+    internal static string Number(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 }

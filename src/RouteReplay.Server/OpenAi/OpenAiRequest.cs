@@ -25,6 +25,7 @@ public static class OpenAiRequestParser
     [
         "model", "max_tokens", "temperature", "top_p", "top_k", "seed", "n", "stop", "stop_token_ids", "ignore_eos",
         "stream", "stream_options", "return_token_ids", "return_routed_experts", "routed_experts_start", "logprobs",
+        "include_stop_str_in_output",
     ];
 
     private static readonly HashSet<string> CompletionFields = [.. CommonFields, "prompt"];
@@ -40,9 +41,15 @@ public static class OpenAiRequestParser
         }
         var prompt = chat ? ChatPrompt(fields, host.Tokenizer) : CompletionPrompt(fields, host);
         var maxTokens = fields.Int32("max_tokens", 1, int.MaxValue);
+        var budgetField = "max_tokens";
         if (chat && fields.Int32("max_completion_tokens", 1, int.MaxValue) is { } completionTokens)
         {
             maxTokens = completionTokens;
+            budgetField = "max_completion_tokens";
+        }
+        if (maxTokens is { } budget && prompt.Count < host.EngineOptions.MaxModelLen)
+        {
+            CheckFitsModelLength(prompt.Count, budget, host.EngineOptions.MaxModelLen, budgetField, budgetField);
         }
         int? logprobs = null;
         if (chat)
@@ -98,8 +105,25 @@ public static class OpenAiRequestParser
             Stop = fields.StringOrStrings("stop", 16),
             StopTokenIds = fields.Ints("stop_token_ids", 0, vocabSize - 1, 1024),
             IgnoreEos = fields.Bool("ignore_eos") ?? false,
+            IncludeStopStringInOutput = fields.Bool("include_stop_str_in_output") ?? false,
         };
         return Validated(sampling);
+    }
+
+    /// <summary>
+    /// A 400 naming <paramref name="param"/> when the prompt plus an explicit budget exceed the model length (the engine
+    /// checks the same, naming <c>max_tokens</c>); <paramref name="field"/> is the name the message uses.
+    /// </summary>
+    public static void CheckFitsModelLength(int promptTokens, int maxTokens, int maxModelLen, string param, string field)
+    {
+        try
+        {
+            EngineRequest.CheckFitsModelLength(promptTokens, maxTokens, maxModelLen, field);
+        }
+        catch (ArgumentException e)
+        {
+            throw ApiException.BadRequest(UserErrors.Message(e), param);
+        }
     }
 
     /// <summary>Runs <see cref="SamplingParams.Validate"/>, turning its error into a 400 naming the field.</summary>
@@ -111,7 +135,7 @@ public static class OpenAiRequestParser
         }
         catch (ArgumentException e)
         {
-            throw ApiException.BadRequest(e.Message, e.ParamName);
+            throw ApiException.BadRequest(UserErrors.Message(e), e.ParamName);
         }
         return sampling;
     }
@@ -164,7 +188,7 @@ public static class OpenAiRequestParser
             }
             catch (ArgumentException e)
             {
-                throw ApiException.BadRequest(e.Message, name + ".role");
+                throw ApiException.BadRequest(UserErrors.Message(e), name + ".role");
             }
         }
         var kwargs = fields.Object("chat_template_kwargs");
@@ -175,7 +199,7 @@ public static class OpenAiRequestParser
         }
         catch (Exception e) when (e is NotSupportedException or ArgumentException or InvalidOperationException)
         {
-            throw ApiException.BadRequest($"the messages cannot be rendered with the chat template: {e.Message}", "messages");
+            throw ApiException.BadRequest($"the messages cannot be rendered with the chat template: {UserErrors.Message(e)}", "messages");
         }
     }
 

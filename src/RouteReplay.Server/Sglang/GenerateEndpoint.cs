@@ -25,7 +25,7 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
 
     private static readonly HashSet<string> KnownSamplingFields =
     [
-        "max_new_tokens", "temperature", "top_p", "top_k", "stop", "stop_token_ids", "ignore_eos", "n", "seed", "sampling_seed",
+        "max_new_tokens", "temperature", "top_p", "top_k", "stop", "stop_token_ids", "ignore_eos", "n", "seed", "sampling_seed", "no_stop_trim",
     ];
 
     private static readonly JsonElement EmptyObject = JsonDocument.Parse("{}").RootElement.Clone();
@@ -81,9 +81,16 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
         var prompt = Prompt(fields);
         var topK = sampling.Int32("top_k", -1, 1 << 20) ?? -1;
         var seed = sampling.Int64("sampling_seed", long.MinValue, long.MaxValue) ?? sampling.Int64("seed", long.MinValue, long.MaxValue);
+        var maxModelLen = host.EngineOptions.MaxModelLen;
+        var maxNewTokens = sampling.Int32("max_new_tokens", 1, int.MaxValue);
+        if (maxNewTokens is { } explicitBudget && prompt.Count < maxModelLen)
+        {
+            OpenAiRequestParser.CheckFitsModelLength(prompt.Count, explicitBudget, maxModelLen, "sampling_params.max_new_tokens", "max_new_tokens");
+        }
+        var noStopTrim = sampling.Bool("no_stop_trim") ?? false;
         var parameters = OpenAiRequestParser.Validated(new SamplingParams
         {
-            MaxTokens = sampling.Int32("max_new_tokens", 1, int.MaxValue) ?? DefaultMaxNewTokens,
+            MaxTokens = maxNewTokens ?? Math.Max(1, Math.Min(DefaultMaxNewTokens, maxModelLen - prompt.Count)),
             Temperature = (float)(sampling.Number("temperature", 0, 100) ?? 1),
             TopP = (float)(sampling.Number("top_p", 0, 1) ?? 1),
             TopK = topK < 0 ? 0 : topK,
@@ -91,6 +98,8 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
             Stop = sampling.StringOrStrings("stop", 16),
             StopTokenIds = sampling.Ints("stop_token_ids", 0, host.ModelConfig.VocabSize - 1, 1024),
             IgnoreEos = sampling.Bool("ignore_eos") ?? false,
+            IncludeStopStringInOutput = noStopTrim,
+            IncludeStopTokenText = noStopTrim,
         });
         var returnLogprob = fields.Bool("return_logprob") ?? false;
         var rid = fields.String("rid", 256) ?? Guid.NewGuid().ToString("N");
@@ -264,14 +273,9 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
                 {
                     writer.WriteNumber("matched", last);
                 }
-                else if (request.Sampling.Stop is { } stops)
+                else if (choice.MatchedStop is { } matched)
                 {
-                    var full = host.Tokenizer.Decode(choice.TokenIds.ToArray());
-                    var matched = stops.FirstOrDefault(s => full.AsSpan(Math.Min(choice.Text.Length, full.Length)).StartsWith(s, StringComparison.Ordinal));
-                    if (matched is not null)
-                    {
-                        writer.WriteString("matched", matched);
-                    }
+                    writer.WriteString("matched", matched);
                 }
                 break;
             case FinishReason.Length:

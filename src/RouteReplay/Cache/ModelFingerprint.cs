@@ -8,7 +8,8 @@ namespace RouteReplay.Cache;
 
 /// <summary>
 /// The seed of every block key chain: a hash of everything that decides what a block's payload holds for given
-/// tokens — architecture, shapes, dtype, routing layout, <see cref="PayloadLayoutVersion"/> and the weights. Two
+/// tokens — architecture, shapes, dtype, the payload layout (KV dtype and size, every channel's name and row bytes),
+/// <see cref="PayloadLayoutVersion"/> and the weights. Two
 /// engines share KV (prefix cache, storage, transfer) only when their fingerprints are equal, and new weights in an
 /// RL step give new keys, so stale KV or routing can never be served.
 /// </summary>
@@ -29,16 +30,38 @@ public static class ModelFingerprint
     /// <param name="weightsIdentity">
     /// <see cref="HashWeights"/> of the model folder, or a weights version string the user guarantees is unique.
     /// </param>
-    public static UInt128 Compute(ModelConfig config, string weightsIdentity) =>
-        XxHash128.HashToUInt128(Encoding.UTF8.GetBytes(CanonicalText(config, weightsIdentity)));
+    /// <param name="layout">The layout of the engine's block payloads, so engines whose payloads differ never share keys.</param>
+    public static UInt128 Compute(ModelConfig config, string weightsIdentity, PayloadLayout layout) =>
+        XxHash128.HashToUInt128(Encoding.UTF8.GetBytes(CanonicalText(config, weightsIdentity, layout)));
 
     /// <summary>The text <see cref="Compute"/> hashes; exposed so a fingerprint mismatch can be explained.</summary>
-    public static string CanonicalText(ModelConfig config, string weightsIdentity)
+    public static string CanonicalText(ModelConfig config, string weightsIdentity, PayloadLayout layout)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(weightsIdentity);
+        ArgumentNullException.ThrowIfNull(layout);
         var text = new StringBuilder();
         Line(text, "payload_layout_version", PayloadLayoutVersion);
+        text.Append(ArchitectureText(config));
+        Line(text, "block_size", layout.BlockSize);
+        Line(text, "kv_dtype", layout.KvDType.ToString());
+        Line(text, "kv_shape", string.Join(',', layout.NumLayers, 2, layout.BlockSize, layout.NumKvHeads, layout.HeadDim));
+        Line(text, "kv_bytes_per_block", layout.KvBytesPerBlock);
+        Line(text, "channel_count", layout.Channels.Count);
+        foreach (var channel in layout.Channels)
+        {
+            Line(text, "channel", $"{channel.Name.Length.ToString(CultureInfo.InvariantCulture)}:{channel.Name},row_bytes={channel.RowBytes.ToString(CultureInfo.InvariantCulture)}");
+        }
+        Line(text, "weights_identity_length", weightsIdentity.Length);
+        Line(text, "weights_identity", weightsIdentity);
+        return text.ToString();
+    }
+
+    /// <summary>The architecture's lines of <see cref="CanonicalText"/>, one <c>name=value</c> per config field, to compare configs.</summary>
+    public static string ArchitectureText(ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var text = new StringBuilder();
         Line(text, "architecture", config.Architecture);
         Line(text, "hidden_size", config.HiddenSize);
         Line(text, "num_hidden_layers", config.NumHiddenLayers);
@@ -62,8 +85,6 @@ public static class ModelFingerprint
         Line(text, "dtype", config.DType);
         Line(text, "attention_bias", config.AttentionBias);
         Line(text, "routing_dtype", RoutingDTypeName(config.NumExperts));
-        Line(text, "weights_identity_length", weightsIdentity.Length);
-        Line(text, "weights_identity", weightsIdentity);
         return text.ToString();
     }
 

@@ -18,16 +18,19 @@ public sealed class PayloadCopier
 {
     private readonly IModelBackend _backend;
     private readonly BlockChannel[] _channels;
+    private readonly int[] _channelOffsets;
     private nint[] _addresses = new nint[16];
 
     public PayloadCopier(IModelBackend backend, IReadOnlyList<BlockChannel> channels)
     {
         _backend = backend;
         _channels = [.. channels];
+        _channelOffsets = new int[_channels.Length];
         PayloadBytes = backend.KvBytesPerBlock;
-        foreach (var channel in channels)
+        for (var c = 0; c < _channels.Length; c++)
         {
-            PayloadBytes += channel.BlockSize * channel.RowBytes;
+            _channelOffsets[c] = PayloadBytes;
+            PayloadBytes += _channels[c].BlockSize * _channels[c].RowBytes;
         }
     }
 
@@ -42,16 +45,26 @@ public sealed class PayloadCopier
 
     public void DeviceToHost(int deviceBlock, Span<byte> payload)
     {
-        var kv = _backend.KvBytesPerBlock;
-        _backend.ReadBlockKv(deviceBlock, payload[..kv]);
-        CopyRowsOut(deviceBlock, payload[kv..]);
+        _backend.ReadBlockKv(deviceBlock, payload[.._backend.KvBytesPerBlock]);
+        CopyRowsOut(deviceBlock, payload);
     }
 
     public void HostToDevice(ReadOnlySpan<byte> payload, int deviceBlock)
     {
-        var kv = _backend.KvBytesPerBlock;
-        _backend.WriteBlockKv(deviceBlock, payload[..kv]);
-        CopyRowsIn(payload[kv..], deviceBlock);
+        _backend.WriteBlockKv(deviceBlock, payload[.._backend.KvBytesPerBlock]);
+        CopyRowsIn(payload, deviceBlock);
+    }
+
+    /// <summary>The rows of <paramref name="channel"/> within a host payload, laid out as <see cref="DeviceToHost(int, Span{byte})"/> writes them.</summary>
+    /// <exception cref="ArgumentException">The channel is not one of this copier's.</exception>
+    public ReadOnlySpan<byte> ChannelRows(ReadOnlySpan<byte> payload, BlockChannel channel)
+    {
+        var c = Array.IndexOf(_channels, channel);
+        if (c < 0)
+        {
+            throw new ArgumentException($"channel '{channel?.Name}' is not part of the payload", nameof(channel));
+        }
+        return payload.Slice(_channelOffsets[c], channel.BlockSize * channel.RowBytes);
     }
 
     /// <summary>Copies the payloads of <paramref name="deviceBlocks"/> into <paramref name="payloads"/>, one after another.</summary>
@@ -82,10 +95,9 @@ public sealed class PayloadCopier
     {
         var addresses = Addresses(store, hostBlocks);
         _backend.CopyBlocksToHost(deviceBlocks, addresses);
-        var kv = _backend.KvBytesPerBlock;
         for (var i = 0; i < deviceBlocks.Length; i++)
         {
-            CopyRowsOut(deviceBlocks[i], store.Payload(hostBlocks[i])[kv..]);
+            CopyRowsOut(deviceBlocks[i], store.Payload(hostBlocks[i]));
         }
     }
 
@@ -94,10 +106,9 @@ public sealed class PayloadCopier
     {
         var addresses = Addresses(store, hostBlocks);
         _backend.CopyBlocksToDevice(addresses, deviceBlocks);
-        var kv = _backend.KvBytesPerBlock;
         for (var i = 0; i < deviceBlocks.Length; i++)
         {
-            CopyRowsIn(store.Payload(hostBlocks[i])[kv..], deviceBlocks[i]);
+            CopyRowsIn(store.Payload(hostBlocks[i]), deviceBlocks[i]);
         }
     }
 
@@ -114,25 +125,20 @@ public sealed class PayloadCopier
         return _addresses.AsSpan(0, hostBlocks.Length);
     }
 
-    private void CopyRowsOut(int deviceBlock, Span<byte> destination)
+    private void CopyRowsOut(int deviceBlock, Span<byte> payload)
     {
-        var offset = 0;
-        foreach (var channel in _channels)
+        for (var c = 0; c < _channels.Length; c++)
         {
-            var rows = channel.BlockRows(deviceBlock);
-            rows.CopyTo(destination[offset..]);
-            offset += rows.Length;
+            _channels[c].BlockRows(deviceBlock).CopyTo(payload[_channelOffsets[c]..]);
         }
     }
 
-    private void CopyRowsIn(ReadOnlySpan<byte> source, int deviceBlock)
+    private void CopyRowsIn(ReadOnlySpan<byte> payload, int deviceBlock)
     {
-        var offset = 0;
-        foreach (var channel in _channels)
+        for (var c = 0; c < _channels.Length; c++)
         {
-            var rows = channel.BlockRows(deviceBlock);
-            source.Slice(offset, rows.Length).CopyTo(rows);
-            offset += rows.Length;
+            var rows = _channels[c].BlockRows(deviceBlock);
+            payload.Slice(_channelOffsets[c], rows.Length).CopyTo(rows);
         }
     }
 

@@ -30,6 +30,10 @@ public sealed class AsyncEngine : IAsyncDisposable
     public AsyncEngine(LlmEngine engine)
     {
         _engine = engine;
+        if (engine.StoreTier is { } store)
+        {
+            store.LoadCompleted = WakeForStoreLookup;
+        }
         _loop = new Thread(RunLoop) { IsBackground = true, Name = "routereplay-step-loop" };
         _loop.Start();
     }
@@ -59,21 +63,20 @@ public sealed class AsyncEngine : IAsyncDisposable
     public async Task<RequestStream> StartAsync(EngineRequest request)
     {
         var channel = Channel.CreateUnbounded<RequestEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        var added = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var added = new TaskCompletionSource<RequestHandle>(TaskCreationOptions.RunContinuationsAsynchronously);
         Submit(() =>
         {
             try
             {
-                _engine.AddRequest(request, new ChannelSink(channel.Writer));
-                added.SetResult();
+                added.SetResult(_engine.AddRequest(request, new ChannelSink(channel.Writer)));
             }
             catch (Exception e)
             {
                 added.SetException(e);
             }
         });
-        await added.Task.ConfigureAwait(false);
-        return new RequestStream(this, request.RequestId, channel.Reader);
+        var handle = await added.Task.ConfigureAwait(false);
+        return new RequestStream(this, handle, channel.Reader);
     }
 
     /// <summary>Runs a request to its end and returns the result.</summary>
@@ -89,7 +92,11 @@ public sealed class AsyncEngine : IAsyncDisposable
         throw new InvalidOperationException($"request '{request.RequestId}' ended without a result");
     }
 
+    /// <summary>Aborts the running request with id <paramref name="requestId"/>, if there is one when the step loop gets to it.</summary>
     public void Abort(string requestId) => Submit(() => _engine.Abort(requestId));
+
+    /// <summary>Aborts the request of <paramref name="handle"/> if it is still running; never a later request with its id.</summary>
+    public void Abort(RequestHandle handle) => Submit(() => _engine.Abort(handle));
 
     /// <summary>Runs <paramref name="action"/> on the step thread between steps and returns its result.</summary>
     public Task<T> InvokeAsync<T>(Func<LlmEngine, T> action)
@@ -119,6 +126,18 @@ public sealed class AsyncEngine : IAsyncDisposable
             }
             _commands.Enqueue(command);
             _wake.Release();
+        }
+    }
+
+    private void WakeForStoreLookup()
+    {
+        try
+        {
+            _wake.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Shutting down: nothing waits for the lookup any more.
         }
     }
 
@@ -182,21 +201,23 @@ public sealed class AsyncEngine : IAsyncDisposable
 
     /// <summary>
     /// The events of one accepted request: deltas, then one <see cref="RequestFinished"/>. Disposing it (or cancelling
-    /// <see cref="ReadAllAsync"/>) before the finish aborts the request and frees its blocks.
+    /// <see cref="ReadAllAsync"/>) before the finish was read aborts the request and frees its blocks. Aborts go by
+    /// handle, so a stream whose request already finished aborts nothing, even when a newer request reuses its id.
     /// </summary>
     public sealed class RequestStream : IDisposable
     {
         private readonly AsyncEngine _owner;
+        private readonly RequestHandle _handle;
         private int _done;
 
-        internal RequestStream(AsyncEngine owner, string requestId, ChannelReader<RequestEvent> reader)
+        internal RequestStream(AsyncEngine owner, RequestHandle handle, ChannelReader<RequestEvent> reader)
         {
             _owner = owner;
-            RequestId = requestId;
+            _handle = handle;
             Reader = reader;
         }
 
-        public string RequestId { get; }
+        public string RequestId => _handle.RequestId;
 
         /// <summary>The raw events; a reader that drains it with TryRead can batch its writes. Call <see cref="MarkFinished"/> on the finish.</summary>
         public ChannelReader<RequestEvent> Reader { get; }
@@ -223,18 +244,24 @@ public sealed class AsyncEngine : IAsyncDisposable
             }
         }
 
+        /// <summary>Aborts the request if it is still running; its finish (reason abort) still comes on <see cref="Reader"/>.</summary>
+        public void Abort()
+        {
+            try
+            {
+                _owner.Abort(_handle);
+            }
+            catch (InvalidOperationException)
+            {
+                // The step loop has stopped; it failed every unfinished request already.
+            }
+        }
+
         public void Dispose()
         {
             if (Interlocked.Exchange(ref _done, 1) == 0)
             {
-                try
-                {
-                    _owner.Abort(RequestId);
-                }
-                catch (InvalidOperationException)
-                {
-                    // The step loop has stopped; it failed every unfinished request already.
-                }
+                Abort();
             }
         }
     }

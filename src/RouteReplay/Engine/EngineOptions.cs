@@ -23,6 +23,16 @@ public enum ComputeDevice
     Cuda,
 }
 
+/// <summary>When full blocks are written to the block store (<c>--kv-store-write</c>).</summary>
+public enum KvStoreWriteMode
+{
+    /// <summary>As soon as a block is full and committed, and again on eviction if that write was lost.</summary>
+    Through,
+
+    /// <summary>Only when a cached block is evicted from the last memory tier.</summary>
+    Evict,
+}
+
 /// <summary>
 /// The engine's settings, validated once. CLI flags map to these one to one in kebab-case
 /// (<c>--block-size</c>, <c>--num-blocks</c>, <c>--max-num-seqs</c>, ...).
@@ -64,6 +74,23 @@ public sealed record EngineOptions
     public double GpuMemoryUtilization { get; init; } = 0.9;
 
     /// <summary>The CPU backend's pool size: <see cref="NumBlocks"/>, or when 0 enough for half the model length per sequence.</summary>
+    /// <summary>The persistent block store: <c>file:DIR</c> or <c>redis://HOST:PORT[,HOST:PORT...]</c>; null for none.</summary>
+    public string? KvStore { get; init; }
+
+    /// <summary>File store size cap in GiB (least recently used values are deleted past it); 0 for none.</summary>
+    public double KvStoreMaxGiB { get; init; } = 16;
+
+    /// <summary>Redis values' time to live in seconds; 0 for none.</summary>
+    public int KvStoreTtlSeconds { get; init; } = 86_400;
+
+    public KvStoreWriteMode KvStoreWrite { get; init; } = KvStoreWriteMode.Through;
+
+    /// <summary>How long one store read or write may take before it counts as a fault (and a miss).</summary>
+    public int KvStoreTimeoutMs { get; init; } = 500;
+
+    /// <summary>Store writes queued at most; more are dropped and counted, so a slow store never blocks a step.</summary>
+    public int KvStoreQueueSize { get; init; } = 256;
+
     public int ResolvedNumBlocks => NumBlocks > 0 ? NumBlocks : Math.Max(MaxNumSeqs * BlocksFor(MaxModelLen) / 2, BlocksFor(MaxModelLen));
 
     public int BlocksFor(int tokens) => (tokens + BlockSize - 1) / BlockSize;
@@ -80,6 +107,15 @@ public sealed record EngineOptions
         Require(double.IsFinite(SwapSpaceGiB) && SwapSpaceGiB is >= 0 and <= 4096, "swap-space", $"must be in 0..4096 GiB, got {SwapSpaceGiB}");
         Require(PreemptionMode != PreemptionMode.Swap || SwapSpaceGiB > 0, "preemption-mode", "swap needs --swap-space > 0");
         Require(double.IsFinite(GpuMemoryUtilization) && GpuMemoryUtilization is > 0 and <= 1, "gpu-memory-utilization", $"must be in (0, 1], got {GpuMemoryUtilization}");
+        if (KvStore is not null)
+        {
+            Storage.BlockStoreSpec.Parse(KvStore);
+            Require(EnablePrefixCaching, "kv-store", "needs prefix caching (drop --no-prefix-caching)");
+        }
+        Require(double.IsFinite(KvStoreMaxGiB) && KvStoreMaxGiB >= 0, "kv-store-max-gib", $"must be >= 0 (0 = no cap), got {KvStoreMaxGiB}");
+        Require(KvStoreTtlSeconds >= 0, "kv-store-ttl-seconds", $"must be >= 0 (0 = no expiry), got {KvStoreTtlSeconds}");
+        Require(KvStoreTimeoutMs is >= 1 and <= 600_000, "kv-store-timeout-ms", $"must be in 1..600000, got {KvStoreTimeoutMs}");
+        Require(KvStoreQueueSize is >= 1 and <= 1_000_000, "kv-store-queue-size", $"must be in 1..1000000, got {KvStoreQueueSize}");
         return this;
     }
 

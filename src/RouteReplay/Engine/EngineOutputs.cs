@@ -25,7 +25,11 @@ public sealed record ChoiceResult(
     string Text,
     FinishReason FinishReason,
     RoutingRows? Routing,
-    IReadOnlyList<TokenLogprob>? Logprobs);
+    IReadOnlyList<TokenLogprob>? Logprobs)
+{
+    /// <summary>The stop string the choice stopped at, when it stopped at one.</summary>
+    public string? MatchedStop { get; init; }
+}
 
 /// <summary>A finished request. <see cref="Error"/> is set when it failed (then choices may be incomplete).</summary>
 public sealed record RequestResult(

@@ -21,6 +21,22 @@ public sealed record EngineRequest
     /// <summary>Null: no logprobs; 0: the sampled token's; k: also the k most likely alternatives.</summary>
     public int? Logprobs { get; init; }
 
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> naming <paramref name="field"/> (the budget field the client wrote:
+    /// <c>max_tokens</c>, <c>max_completion_tokens</c>, <c>max_new_tokens</c>, <c>--max-tokens</c>) when a prompt of
+    /// <paramref name="promptTokens"/> plus an explicit budget of <paramref name="maxTokens"/> exceed the model length.
+    /// </summary>
+    public static void CheckFitsModelLength(int promptTokens, int maxTokens, int maxModelLen, string field)
+    {
+        if ((long)promptTokens + maxTokens > maxModelLen)
+        {
+            throw new ArgumentException(
+                $"this model's maximum context length is {maxModelLen} tokens (--max-model-len), but the request asks for {(long)promptTokens + maxTokens} " +
+                $"({promptTokens} in the prompt, {maxTokens} in {field}); lower {field} to at most {Math.Max(0, maxModelLen - promptTokens)} or leave it out",
+                field);
+        }
+    }
+
     internal void Validate(int maxModelLen)
     {
         Sampling.Validate();
@@ -31,6 +47,10 @@ public sealed record EngineRequest
         if (PromptTokenIds.Count >= maxModelLen)
         {
             throw new ArgumentException($"the prompt has {PromptTokenIds.Count} tokens but the model length (max_model_len) is {maxModelLen}, which leaves no room to generate", "prompt");
+        }
+        if (Sampling.MaxTokens is { } maxTokens)
+        {
+            CheckFitsModelLength(PromptTokenIds.Count, maxTokens, maxModelLen, "max_tokens");
         }
         if (N is < 1 or > 128)
         {

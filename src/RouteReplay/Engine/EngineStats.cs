@@ -21,6 +21,12 @@ public sealed class EngineStats
 
     public long RequestsAborted { get; internal set; }
 
+    /// <summary>Requests ended with an error because a step they were part of threw.</summary>
+    public long RequestsFailed { get; internal set; }
+
+    /// <summary>Steps that threw after scheduling; each failed the requests it ran, and the engine kept serving the rest.</summary>
+    public long StepFailures { get; internal set; }
+
     public long RoutingIntegrityFailures { get; internal set; }
 
     public long RoutingBytesReturned { get; internal set; }
@@ -31,4 +37,7 @@ public sealed class EngineStats
 
     /// <summary>Tokens computed again after a preemption by recompute (with their routing replayed).</summary>
     public long RecomputedTokens { get; internal set; }
+
+    /// <summary>Prefix-cache hits refused because the block's routing rows differ from a recomputing request's saved rows.</summary>
+    public long PrefixHitsRefusedForRouting { get; internal set; }
 }

@@ -1,6 +1,7 @@
 using RouteReplay.Backends;
 using RouteReplay.Cache;
 using RouteReplay.Model.Checkpoints;
+using RouteReplay.Storage;
 
 namespace RouteReplay.Engine;
 
@@ -19,22 +20,27 @@ public sealed partial class LlmEngine
     /// <summary>The token ids that end a choice unless <see cref="SamplingParams.IgnoreEos"/> (immutable).</summary>
     public IReadOnlySet<int> EosTokenIds => _eosTokenIds;
 
-    /// <summary>Drops every prefix-cache key: later requests compute their prompts again.</summary>
+    /// <summary>
+    /// Drops every prefix-cache key in the device and host tiers: later requests compute their prompts again, or load
+    /// them from the block store, which a flush leaves alone (its keys are fingerprinted; see <see cref="BlockStoreTier"/>).
+    /// Store lookups in flight are discarded when they complete.
+    /// </summary>
     public void FlushCache()
     {
         _pool.ResetPrefixCache();
         _host?.ResetPrefixCache();
+        _store?.Reset();
     }
 
     /// <summary>Aborts every unfinished request; returns how many there were.</summary>
     public int AbortAll()
     {
-        var ids = _requests.Keys.ToArray();
-        foreach (var id in ids)
+        var states = _requests.Values.Select(entry => entry.State).ToArray();
+        foreach (var state in states)
         {
-            Abort(id);
+            Abort(state);
         }
-        return ids.Length;
+        return states.Length;
     }
 
     /// <summary>
@@ -53,7 +59,7 @@ public sealed partial class LlmEngine
         using var checkpoint = Checkpoint.Open(directory);
         var weights = reloadable.PrepareWeights(checkpoint);
         var identity = weightsVersion ?? ModelFingerprint.HashWeights(directory);
-        return new WeightUpdate(weights, ModelFingerprint.Compute(checkpoint.Config, identity), identity);
+        return new WeightUpdate(weights, ModelFingerprint.Compute(checkpoint.Config, identity, PayloadLayout), identity);
     }
 
     /// <summary>
@@ -68,7 +74,12 @@ public sealed partial class LlmEngine
             throw new InvalidOperationException($"weights can only change with no request running ({_requests.Count} are)");
         }
         ((IReloadableBackend)_backend).ApplyWeights(update.Weights);
+        Fingerprint = update.Fingerprint;
         _rootKey = BlockKey.Root(update.Fingerprint);
         FlushCache();
+        if (_store is not null)
+        {
+            _store.Fingerprint = update.Fingerprint;
+        }
     }
 }

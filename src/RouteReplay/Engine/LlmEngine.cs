@@ -3,13 +3,15 @@ using RouteReplay.Backends;
 using RouteReplay.Cache;
 using RouteReplay.Model.Tokenization;
 using RouteReplay.Routing;
+using RouteReplay.Storage;
 
 namespace RouteReplay.Engine;
 
 /// <summary>
-/// The synchronous engine: <see cref="AddRequest"/>, <see cref="Abort"/> and <see cref="Step"/>, all called from one
-/// thread. A step schedules, runs the forward, captures every channel's rows at the step's slots, then samples,
-/// commits newly full blocks to the prefix index and finishes requests, assembling their routing from the block table.
+/// The synchronous engine: <see cref="AddRequest"/>, <see cref="Abort(RequestHandle)"/> and <see cref="Step"/>, all
+/// called from one thread. A step schedules, runs the forward, captures every channel's rows at the step's slots, then
+/// samples, commits newly full blocks to the prefix index and finishes requests, assembling their routing from the
+/// block table.
 /// </summary>
 public sealed partial class LlmEngine : IDisposable
 {
@@ -20,6 +22,7 @@ public sealed partial class LlmEngine : IDisposable
     private readonly RoutingChannel _routing;
     private readonly Scheduler _scheduler;
     private readonly HostTier? _host;
+    private readonly BlockStoreTier? _store;
     private readonly PayloadCopier _copier;
     private readonly ForwardBatch _batch;
     private readonly Sampler _sampler;
@@ -27,13 +30,18 @@ public sealed partial class LlmEngine : IDisposable
     private readonly Dictionary<string, (RequestState State, IRequestSink Sink)> _requests = [];
     private readonly int[] _blockTokens;
 
+    /// <param name="weightsIdentity">
+    /// Identifies the weights in the model fingerprint: <see cref="ModelFingerprint.HashWeights"/> of the checkpoint or
+    /// a version string the user guarantees is unique.
+    /// </param>
     /// <param name="auxiliaryChannels">Channels stored beside routing in every block (tests register one).</param>
     /// <remarks>
     /// The block pool has the backend's <see cref="IModelBackend.NumBlocks"/> blocks: the backend sizes its KV cache
     /// (from <see cref="EngineOptions.ResolvedNumBlocks"/> on the CPU, from free device memory on a GPU), and an
     /// explicit <see cref="EngineOptions.NumBlocks"/> must agree with it.
     /// </remarks>
-    public LlmEngine(IModelBackend backend, TextTokenizer tokenizer, IEnumerable<int> eosTokenIds, EngineOptions options, UInt128 fingerprint, IEnumerable<BlockChannel>? auxiliaryChannels = null)
+    /// <param name="blockStore">A block store to use instead of opening <see cref="EngineOptions.KvStore"/>; the engine disposes it.</param>
+    public LlmEngine(IModelBackend backend, TextTokenizer tokenizer, IEnumerable<int> eosTokenIds, EngineOptions options, string weightsIdentity, IEnumerable<BlockChannel>? auxiliaryChannels = null, IBlockStore? blockStore = null)
     {
         Options = options.Validate();
         if (backend.BlockSize != options.BlockSize || (options.NumBlocks > 0 && backend.NumBlocks != options.NumBlocks))
@@ -47,13 +55,21 @@ public sealed partial class LlmEngine : IDisposable
         List<BlockChannel> channels = [_routing, .. auxiliaryChannels ?? []];
         _pool = new BlockPool(backend.NumBlocks, backend.BlockSize, options.EnablePrefixCaching, channels);
         _copier = new PayloadCopier(backend, _pool.Channels);
+        PayloadLayout = PayloadLayout.Of(backend, _pool.Channels);
+        Fingerprint = ModelFingerprint.Compute(backend.Config, weightsIdentity, PayloadLayout);
+        _store = blockStore is not null || options.KvStore is not null ? OpenStore(blockStore, options, PayloadLayout, Fingerprint) : null;
         var hostBlocks = HostTier.BlocksFor(options.SwapSpaceGiB, _copier.PayloadBytes);
-        _host = hostBlocks > 0 ? new HostTier(_pool, _copier, hostBlocks) : null;
-        _scheduler = new Scheduler(options, _pool, _host, _routing, Stats);
+        _host = hostBlocks > 0 ? new HostTier(_pool, _copier, hostBlocks) { Lower = _store } : null;
+        ILowerTier? lower = (ILowerTier?)_host ?? _store;
+        if (lower is not null)
+        {
+            _pool.EvictionSink = new DeviceEvictionRelay(_copier, lower);
+        }
+        _scheduler = new Scheduler(options, _pool, _host, _store, _copier, _routing, Stats);
         var maxBlocksPerSequence = options.BlocksFor(options.MaxModelLen);
         _batch = new ForwardBatch(options.MaxNumBatchedTokens, options.MaxNumSeqs, maxBlocksPerSequence, backend.RoutingFormat, backend.Config.VocabSize, allocateHostBuffer: backend.AllocateHostBuffer);
         _sampler = new Sampler(backend.Config.VocabSize);
-        _rootKey = BlockKey.Root(fingerprint);
+        _rootKey = BlockKey.Root(Fingerprint);
         _blockTokens = new int[options.BlockSize];
     }
 
@@ -74,12 +90,23 @@ public sealed partial class LlmEngine : IDisposable
 
     /// <summary>The backend the engine runs its forwards on.</summary>
     public IModelBackend Backend => _backend;
+    /// <summary>The block store tier, or null without <see cref="EngineOptions.KvStore"/>.</summary>
+    public BlockStoreTier? StoreTier => _store;
+
+    /// <summary>The layout of every block payload this engine produces (KV dtype and size, channels).</summary>
+    public PayloadLayout PayloadLayout { get; }
+
+    /// <summary>The model fingerprint the block keys are rooted at; changes with the weights.</summary>
+    public UInt128 Fingerprint { get; private set; }
 
     public int WaitingCount => _scheduler.WaitingCount;
 
     public int RunningCount => _scheduler.RunningCount;
 
     public bool HasUnfinishedRequests => _requests.Count > 0;
+
+    /// <summary>Told about every step after its forward (tests record the rows each token was computed with).</summary>
+    internal IStepObserver? StepObserver { get; set; }
 
     /// <summary>
     /// Whether steps capture routing rows (default true). A benchmark switch that measures what capture costs: while
@@ -100,10 +127,12 @@ public sealed partial class LlmEngine : IDisposable
     }
 
     /// <summary>
-    /// Queues a request. Throws an <see cref="ArgumentException"/> naming the field when it is invalid, or when it
-    /// could never fit the KV pool, instead of leaving it waiting forever.
+    /// Queues a request and returns its handle. Throws an <see cref="ArgumentException"/> naming the field when it is
+    /// invalid (an explicit <see cref="SamplingParams.MaxTokens"/> that does not fit the model length among others), when
+    /// a live request has its id, or when it could never fit the KV pool, instead of leaving it waiting forever. Without
+    /// a max tokens, a choice may generate what the model length and the pool leave.
     /// </summary>
-    public void AddRequest(EngineRequest request, IRequestSink sink)
+    public RequestHandle AddRequest(EngineRequest request, IRequestSink sink)
     {
         request.Validate(Options.MaxModelLen);
         if (request.ReturnRouting && !CaptureRouting)
@@ -112,7 +141,7 @@ public sealed partial class LlmEngine : IDisposable
         }
         if (_requests.ContainsKey(request.RequestId))
         {
-            throw new ArgumentException($"a request with id '{request.RequestId}' is already running", "request_id");
+            throw new ArgumentException($"a request with id '{request.RequestId}' is already running; ids must be unique among running requests", "request_id");
         }
         var prompt = request.PromptTokenIds;
         foreach (var token in prompt)
@@ -122,15 +151,18 @@ public sealed partial class LlmEngine : IDisposable
                 throw new ArgumentException($"prompt token id {token} is outside the vocabulary of {_backend.Config.VocabSize}", "prompt");
             }
         }
-        var maxTokens = Math.Min(request.Sampling.MaxTokens ?? int.MaxValue, Options.MaxModelLen - prompt.Count);
         if (request.RoutingStart > prompt.Count)
         {
             throw new ArgumentException($"routed_experts_start {request.RoutingStart} is beyond the prompt's {prompt.Count} tokens", "routed_experts_start");
         }
+        var poolTokens = _pool.NumBlocks * Options.BlockSize;
+        var maxTokens = request.Sampling.MaxTokens ?? Math.Max(1, Math.Min(Options.MaxModelLen, poolTokens) - prompt.Count);
         var needed = Options.BlocksFor(prompt.Count + maxTokens);
         if (needed > _pool.NumBlocks)
         {
-            throw new ArgumentException($"the request needs up to {needed} KV blocks ({prompt.Count} prompt tokens plus up to {maxTokens} generated) but the pool has {_pool.NumBlocks}", "max_tokens");
+            throw request.Sampling.MaxTokens is null
+                ? new ArgumentException($"the prompt's {prompt.Count} tokens need {Options.BlocksFor(prompt.Count + 1)} KV blocks with the first generated token, but the pool has {_pool.NumBlocks}", "prompt")
+                : new ArgumentException($"the request needs up to {needed} KV blocks ({prompt.Count} prompt tokens plus up to {maxTokens} generated) but the pool has {_pool.NumBlocks}", "max_tokens");
         }
         var state = new RequestState(request, sink);
         state.Choices = Enumerable.Range(0, request.N).Select(i => new Sequence(state, i, maxTokens, _tokenizer, _rootKey)).ToArray();
@@ -139,25 +171,44 @@ public sealed partial class LlmEngine : IDisposable
         {
             _scheduler.Enqueue(sequence);
         }
+        return new RequestHandle(state);
     }
 
-    /// <summary>Ends a request now; its blocks are freed and its sink gets a result with finish reason abort.</summary>
-    public bool Abort(string requestId)
+    /// <summary>Ends the running request with id <paramref name="requestId"/> now, as <see cref="Abort(RequestHandle)"/> does.</summary>
+    public bool Abort(string requestId) => _requests.TryGetValue(requestId, out var entry) && Abort(entry.State);
+
+    /// <summary>
+    /// Ends the request of <paramref name="handle"/> now, if it is still running (a finished request's id may name a newer
+    /// request, which is left alone). Its blocks are freed and its sink gets a result with finish reason abort; a choice
+    /// that produced tokens keeps its text and, when routing was asked for, the rows of those tokens (see
+    /// <see cref="AssembleRouting"/>); a choice aborted before its first token has no routing.
+    /// </summary>
+    public bool Abort(RequestHandle handle)
     {
-        if (!_requests.TryGetValue(requestId, out var entry))
+        ArgumentNullException.ThrowIfNull(handle);
+        return _requests.TryGetValue(handle.RequestId, out var entry) && ReferenceEquals(entry.State, handle.State) && Abort(entry.State);
+    }
+
+    private bool Abort(RequestState state)
+    {
+        var sink = state.Sink;
+        foreach (var sequence in state.Choices)
         {
-            return false;
-        }
-        foreach (var sequence in entry.State.Choices)
-        {
-            if (sequence.Status != SequenceStatus.Finished)
+            if (sequence.Status == SequenceStatus.Finished)
             {
-                _scheduler.Remove(sequence);
-                entry.State.Results[sequence.Choice] = new ChoiceResult(sequence.Choice, sequence.OutputTokens(), sequence.Text, FinishReason.Abort, null, sequence.Logprobs);
+                continue;
             }
+            var routing = sequence.OutputCount > 0 ? TryAssembleRouting(sequence) : null;
+            var rest = sequence.FlushText();
+            if (rest.Length > 0)
+            {
+                sink.OnDelta(new StreamDelta(state.Request.RequestId, sequence.Choice, [], rest, null));
+            }
+            _scheduler.Remove(sequence);
+            state.Results[sequence.Choice] = new ChoiceResult(sequence.Choice, sequence.OutputTokens(), sequence.Text, FinishReason.Abort, routing, sequence.Logprobs);
         }
         Stats.RequestsAborted++;
-        Complete(entry.State, entry.Sink);
+        Complete(state, sink);
         return true;
     }
 
@@ -176,40 +227,74 @@ public sealed partial class LlmEngine : IDisposable
     }
 
     /// <summary>Runs one step; returns false when there was nothing to run.</summary>
+    /// <remarks>A step that throws after scheduling fails only its own requests (see <see cref="FailStep"/>).</remarks>
     public bool Step()
     {
-        var chunks = _scheduler.Schedule();
+        var chunks = Schedule();
         if (chunks.Count == 0)
         {
-            if (_scheduler.HasWork)
+            if (_scheduler.HasWork && _scheduler.LoadingCount == 0)
             {
                 throw new InvalidOperationException("the scheduler has requests but scheduled nothing");
             }
             return false;
         }
         Stats.PrefixCacheHitTokens = _scheduler.PrefixHitTokens;
-        PrepareBatch(chunks);
-        _backend.Forward(_batch);
-        foreach (var channel in _pool.Channels)
+        try
         {
-            if (_batch.CaptureRouting || !ReferenceEquals(channel, _routing))
+            PrepareBatch(chunks);
+            _backend.Forward(_batch);
+            foreach (var channel in _pool.Channels)
             {
-                channel.CaptureStep(_batch);
+                if (_batch.CaptureRouting || !ReferenceEquals(channel, _routing))
+                {
+                    channel.CaptureStep(_batch);
+                }
             }
+            StepObserver?.OnForward(chunks, _batch);
+            Stats.Steps++;
+            Stats.ComputedTokens += _batch.TokenCount;
+            Stats.PeakBatchedTokens = Math.Max(Stats.PeakBatchedTokens, _batch.TokenCount);
+            Postprocess(chunks);
         }
-        Stats.Steps++;
-        Stats.ComputedTokens += _batch.TokenCount;
-        Stats.PeakBatchedTokens = Math.Max(Stats.PeakBatchedTokens, _batch.TokenCount);
-        Postprocess(chunks);
+        catch (Exception e)
+        {
+            FailStep(chunks, e);
+        }
         return true;
     }
 
-    /// <summary>Runs every queued request to completion, one step after another.</summary>
+    /// <summary>Runs every queued request to completion, one step after another (waiting for store lookups when nothing else can run).</summary>
     public void RunToCompletion()
     {
-        while (Step())
+        while (Step() || WaitForStoreLookup())
         {
         }
+    }
+
+    /// <summary>When requests wait only for store lookups, blocks until one completes and returns true; else returns false.</summary>
+    public bool WaitForStoreLookup()
+    {
+        if (_store is null || _scheduler.LoadingCount == 0)
+        {
+            return false;
+        }
+        while (!_store.WaitForCompletedLoad(TimeSpan.FromMilliseconds(100)))
+        {
+        }
+        return true;
+    }
+
+    private static BlockStoreTier OpenStore(IBlockStore? given, EngineOptions options, PayloadLayout layout, UInt128 fingerprint)
+    {
+        var store = given ?? BlockStores.Open(
+            BlockStoreSpec.Parse(options.KvStore!),
+            new BlockStoreOptions(
+                (long)(options.KvStoreMaxGiB * (1L << 30)),
+                options.KvStoreTtlSeconds > 0 ? TimeSpan.FromSeconds(options.KvStoreTtlSeconds) : null,
+                TimeSpan.FromMilliseconds(options.KvStoreTimeoutMs)));
+        var settings = new StoreTierSettings(options.KvStoreWrite == KvStoreWriteMode.Through, options.KvStoreQueueSize, TimeSpan.FromMilliseconds(options.KvStoreTimeoutMs));
+        return new BlockStoreTier(store, layout, settings) { Fingerprint = fingerprint };
     }
 
     private void PrepareBatch(IReadOnlyList<ScheduledChunk> chunks)
@@ -255,7 +340,7 @@ public sealed partial class LlmEngine : IDisposable
                 logprob = LogprobCalculator.Compute(logits, _tokenizer.TokenCount, token, sequence.Request.Request.Logprobs!.Value);
                 logprobs.Add(logprob);
             }
-            var text = sequence.Append(token);
+            var text = sequence.Append(token, withText: sampling.IncludeStopTokenText || !IsStopToken(token, sampling, _eosTokenIds));
             Stats.GeneratedTokens++;
             var finish = FinishReasonAfter(sequence, token, _eosTokenIds);
             if (finish.HasValue)
@@ -270,6 +355,9 @@ public sealed partial class LlmEngine : IDisposable
             }
         }
     }
+
+    private static bool IsStopToken(int token, SamplingParams sampling, IReadOnlySet<int> eosTokenIds) =>
+        (!sampling.IgnoreEos && eosTokenIds.Contains(token)) || sampling.StopTokenIds?.Contains(token) == true;
 
     private static FinishReason? FinishReasonAfter(Sequence sequence, int token, IReadOnlySet<int> eosTokenIds)
     {
@@ -306,6 +394,10 @@ public sealed partial class LlmEngine : IDisposable
             if (!_pool.IsCached(block))
             {
                 _pool.Commit(block, key, parent, _blockTokens);
+                if (_store is not null && _pool.IsCached(block))
+                {
+                    _store.OfferCommitted(key, parent, _blockTokens, EvictedPayload.OnDevice(_copier, block));
+                }
             }
             sequence.LastCommittedKey = key;
             sequence.CommittedBlocks++;
@@ -315,22 +407,12 @@ public sealed partial class LlmEngine : IDisposable
     private void FinishSequence(Sequence sequence, FinishReason reason, IRequestSink sink)
     {
         var state = sequence.Request;
-        RoutingRows? routing = null;
-        try
-        {
-            if (state.Request.ReturnRouting)
-            {
-                routing = AssembleRouting(sequence);
-                Stats.RoutingBytesReturned += routing.Data.Length;
-            }
-        }
-        catch (RoutingIntegrityException e)
-        {
-            Stats.RoutingIntegrityFailures++;
-            state.Error ??= e;
-        }
+        var routing = TryAssembleRouting(sequence);
         _scheduler.Remove(sequence);
-        state.Results[sequence.Choice] = new ChoiceResult(sequence.Choice, sequence.OutputTokens(), sequence.Text, reason, routing, sequence.Logprobs);
+        state.Results[sequence.Choice] = new ChoiceResult(sequence.Choice, sequence.OutputTokens(), sequence.Text, reason, routing, sequence.Logprobs)
+        {
+            MatchedStop = sequence.MatchedStop,
+        };
         if (--state.Unfinished == 0)
         {
             Stats.RequestsFinished++;
@@ -338,20 +420,45 @@ public sealed partial class LlmEngine : IDisposable
         }
     }
 
+    /// <summary>The choice's routing when its request asked for it; null, and the request failed, on an integrity failure.</summary>
+    private RoutingRows? TryAssembleRouting(Sequence sequence)
+    {
+        var state = sequence.Request;
+        if (!state.Request.ReturnRouting)
+        {
+            return null;
+        }
+        try
+        {
+            var routing = AssembleRouting(sequence);
+            Stats.RoutingBytesReturned += routing.Data.Length;
+            return routing;
+        }
+        catch (RoutingIntegrityException e)
+        {
+            Stats.RoutingIntegrityFailures++;
+            state.Error ??= e;
+            return null;
+        }
+    }
+
     /// <summary>
-    /// Gathers rows <c>[start, T-1)</c> from the routing channel through the block table, like attention reads KV.
-    /// Every channel's rows for those positions are checked: a row still holding the unset sentinel fails the request.
+    /// Gathers rows <c>[start, T-1)</c> from the routing channel through the block table, like attention reads KV (for
+    /// an aborted choice, from wherever its rows are: see <see cref="TryGatherRows"/>). Every channel's rows for those
+    /// positions are checked: a row still holding the unset sentinel fails the request.
     /// </summary>
     private RoutingRows AssembleRouting(Sequence sequence)
     {
         var start = sequence.Request.Request.RoutingStart;
         var count = sequence.TokenCount - 1 - start;
-        var table = CollectionsMarshal.AsSpan(sequence.BlockTable);
         RoutingRows? routing = null;
         foreach (var channel in _pool.Channels)
         {
             var rows = new byte[count * channel.RowBytes];
-            channel.Gather(table, start, count, rows);
+            if (!TryGatherRows(sequence, channel, start, count, rows))
+            {
+                continue;
+            }
             if (channel.ContainsUnset(rows))
             {
                 throw new RoutingIntegrityException(
@@ -384,6 +491,7 @@ public sealed partial class LlmEngine : IDisposable
 
     public void Dispose()
     {
+        _store?.Dispose();
         _host?.Dispose();
         _batch.Dispose();
         _backend.Dispose();

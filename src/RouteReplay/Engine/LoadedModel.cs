@@ -13,24 +13,28 @@ public static class LoadedModel
     /// <summary>
     /// Loads <paramref name="directory"/> onto the CPU backend. The end-of-sequence ids are the generation config's
     /// (else the model config's) and the tokenizer's. Block keys are seeded with the model fingerprint, which covers
-    /// the architecture, the shapes and the weights (their bytes' hash, or <see cref="EngineOptions.WeightsVersion"/>).
+    /// the architecture, the shapes, the payload layout and the weights (their bytes' hash, or <see cref="EngineOptions.WeightsVersion"/>).
     /// </summary>
-    public static LlmEngine LoadCpu(string directory, EngineOptions options, IEnumerable<BlockChannel>? auxiliaryChannels = null) =>
-        Load(directory, options with { Device = ComputeDevice.Cpu }, auxiliaryChannels);
+    public static LlmEngine LoadCpu(string directory, EngineOptions options, IEnumerable<BlockChannel>? auxiliaryChannels = null, Storage.IBlockStore? blockStore = null) =>
+        Load(directory, options, (checkpoint, resolved) => CpuBackend.Load(checkpoint, resolved.ResolvedNumBlocks, resolved.BlockSize), auxiliaryChannels, blockStore);
 
-    /// <summary>Loads <paramref name="directory"/> onto the backend <see cref="EngineOptions.Device"/> names.</summary>
+    /// <summary>Loads <paramref name="directory"/> like <see cref="LoadCpu"/>, onto the backend <see cref="EngineOptions.Device"/> names.</summary>
     /// <exception cref="CudaUnavailableException">The CUDA backend was asked for and cannot run here.</exception>
-    public static LlmEngine Load(string directory, EngineOptions options, IEnumerable<BlockChannel>? auxiliaryChannels = null)
+    public static LlmEngine Load(string directory, EngineOptions options, IEnumerable<BlockChannel>? auxiliaryChannels = null, Storage.IBlockStore? blockStore = null) =>
+        Load(directory, options, CreateBackend, auxiliaryChannels, blockStore);
+
+    /// <summary>
+    /// Loads <paramref name="directory"/> like <see cref="LoadCpu"/>, onto the backend <paramref name="createBackend"/>
+    /// makes from the open checkpoint and the validated options (the engine's pool takes its KV cache's block count).
+    /// </summary>
+    public static LlmEngine Load(string directory, EngineOptions options, Func<Checkpoint, EngineOptions, IModelBackend> createBackend, IEnumerable<BlockChannel>? auxiliaryChannels = null, Storage.IBlockStore? blockStore = null)
     {
         options.Validate();
         using var checkpoint = Checkpoint.Open(directory);
         var tokenizer = TextTokenizer.Load(directory);
         var eos = checkpoint.EosTokenIds.Concat(tokenizer.EosTokenIds).Distinct().ToArray();
-        var fingerprint = ModelFingerprint.Compute(checkpoint.Config, options.WeightsVersion ?? ModelFingerprint.HashWeights(directory));
-        IModelBackend backend = options.Device == ComputeDevice.Cuda
-            ? CudaBackend.Load(checkpoint, CudaBackendOptions.From(options))
-            : CpuBackend.Load(checkpoint, options.ResolvedNumBlocks, options.BlockSize);
-        return Create(backend, tokenizer, eos, options, fingerprint, auxiliaryChannels);
+        var weightsIdentity = options.WeightsVersion ?? ModelFingerprint.HashWeights(directory);
+        return Create(createBackend(checkpoint, options), tokenizer, eos, options, weightsIdentity, auxiliaryChannels, blockStore);
     }
 
     /// <summary>
@@ -49,18 +53,22 @@ public static class LoadedModel
         }
         var tokenizer = TextTokenizer.Load(Assets.Qwen3TokenizerDirectory);
         var eos = config.EosTokenIds.Concat(tokenizer.EosTokenIds).Distinct().ToArray();
-        var fingerprint = ModelFingerprint.Compute(config, options.WeightsVersion ?? DummyWeightsVersion(seed));
-        return Create(CudaBackend.CreateDummy(config, seed, CudaBackendOptions.From(options)), tokenizer, eos, options, fingerprint, null);
+        var backend = CudaBackend.CreateDummy(config, seed, CudaBackendOptions.From(options));
+        return Create(backend, tokenizer, eos, options, options.WeightsVersion ?? DummyWeightsVersion(seed), null, null);
     }
 
     /// <summary>The weights identity of dummy weights made from <paramref name="seed"/>.</summary>
     public static string DummyWeightsVersion(ulong seed) => $"dummy-seed-{seed}";
 
-    private static LlmEngine Create(IModelBackend backend, TextTokenizer tokenizer, int[] eos, EngineOptions options, UInt128 fingerprint, IEnumerable<BlockChannel>? auxiliaryChannels)
+    private static IModelBackend CreateBackend(Checkpoint checkpoint, EngineOptions options) => options.Device == ComputeDevice.Cuda
+        ? CudaBackend.Load(checkpoint, CudaBackendOptions.From(options))
+        : CpuBackend.Load(checkpoint, options.ResolvedNumBlocks, options.BlockSize);
+
+    private static LlmEngine Create(IModelBackend backend, TextTokenizer tokenizer, int[] eos, EngineOptions options, string weightsIdentity, IEnumerable<BlockChannel>? auxiliaryChannels, Storage.IBlockStore? blockStore)
     {
         try
         {
-            return new LlmEngine(backend, tokenizer, eos, options, fingerprint, auxiliaryChannels);
+            return new LlmEngine(backend, tokenizer, eos, options, weightsIdentity, auxiliaryChannels, blockStore);
         }
         catch
         {

@@ -24,6 +24,18 @@ public sealed record SamplingParams
     /// <summary>Strings that end the choice; the returned text stops before the first one (its tokens are kept).</summary>
     public IReadOnlyList<string>? Stop { get; init; }
 
+    /// <summary>
+    /// Keep the matched stop string, and the rest of the text its token completed, in the returned text (SGLang's
+    /// <c>no_stop_trim</c>, vLLM's <c>include_stop_str_in_output</c>).
+    /// </summary>
+    public bool IncludeStopStringInOutput { get; init; }
+
+    /// <summary>
+    /// Keep the text of the token that stopped the choice (an end-of-sequence token or one of <see cref="StopTokenIds"/>)
+    /// in the returned text; special tokens have no text either way. SGLang trims it unless <c>no_stop_trim</c>.
+    /// </summary>
+    public bool IncludeStopTokenText { get; init; } = true;
+
     public bool IgnoreEos { get; init; }
 
     public bool IsGreedy => Temperature == 0f || TopK == 1;

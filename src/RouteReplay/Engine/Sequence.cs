@@ -11,6 +11,14 @@ internal enum SequenceStatus
     Finished,
 }
 
+/// <summary>Where a waiting sequence stands with the block store: not asked yet, lookup in flight, or asked.</summary>
+internal enum StoreLookup
+{
+    NotTried,
+    Loading,
+    Done,
+}
+
 /// <summary>
 /// One choice of a request as the scheduler sees it: its tokens, how many of them have KV in the cache
 /// (<see cref="ComputedTokens"/>), its block table, and the chain key of its last block committed to the prefix index.
@@ -71,6 +79,9 @@ internal sealed class Sequence
 
     public bool IsSwapped => HostBlocks.Count > 0;
 
+    /// <summary>The block store is asked at most once per sequence, before its first admission.</summary>
+    public StoreLookup StoreLookup { get; set; }
+
     /// <summary>
     /// Routing rows of positions <c>[0, SavedRoutingRows)</c>, kept when the sequence was preempted by recompute and
     /// replayed as forced routing while those positions are computed again, so its rows never change once produced.
@@ -92,19 +103,27 @@ internal sealed class Sequence
 
     public string Text => _text.ToString();
 
-    /// <summary>True once the text reached one of the request's stop strings (the text was cut before it).</summary>
+    /// <summary>True once the text reached one of the request's stop strings (the text was cut before it, unless kept).</summary>
     public bool StoppedByString { get; private set; }
 
+    /// <summary>The stop string the text reached, once <see cref="StoppedByString"/>.</summary>
+    public string? MatchedStop { get; private set; }
+
     /// <summary>
-    /// Appends a sampled token and returns the text that may be shown now (UTF-8 safe). With stop strings, the last
-    /// characters that could begin one are held back until the next token or the end decides.
+    /// Appends a sampled token and returns the text that may be shown now: never part of a UTF-8 character, never half
+    /// of a UTF-16 surrogate pair. With stop strings, the last characters that could begin one are held back until the
+    /// next token or the end decides. <paramref name="withText"/> false keeps the token out of the text (a stop token
+    /// whose text is trimmed).
     /// </summary>
-    public string Append(int token)
+    public string Append(int token, bool withText = true)
     {
         _tokens.Add(token);
-        _text.Append(_detokenizer.Append(token));
-        var stops = Request.Request.Sampling.Stop;
-        if (stops is null)
+        if (withText)
+        {
+            _text.Append(_detokenizer.Append(token));
+        }
+        var sampling = Request.Request.Sampling;
+        if (sampling.Stop is not { } stops)
         {
             return TakeUnemitted(_text.Length);
         }
@@ -122,29 +141,38 @@ internal sealed class Sequence
             if (at >= 0 && (cut < 0 || at < cut))
             {
                 cut = at;
+                MatchedStop = stop;
             }
         }
         if (cut >= 0)
         {
-            _text.Length = searchFrom + cut;
+            if (!sampling.IncludeStopStringInOutput)
+            {
+                _text.Length = searchFrom + cut;
+            }
             StoppedByString = true;
             return TakeUnemitted(_text.Length);
         }
         return TakeUnemitted(Math.Max(_emitted, _text.Length - (longest - 1)));
     }
 
-    /// <summary>Returns everything not yet shown, once the sequence has finished.</summary>
+    /// <summary>Returns everything not yet shown, once the sequence has finished or is aborted.</summary>
     public string FlushText()
     {
-        if (!StoppedByString)
+        if (!StoppedByString || Request.Request.Sampling.IncludeStopStringInOutput)
         {
             _text.Append(_detokenizer.Flush());
         }
         return TakeUnemitted(_text.Length);
     }
 
+    /// <summary>Emits the text up to <paramref name="upTo"/>, or one character less where that would split a surrogate pair.</summary>
     private string TakeUnemitted(int upTo)
     {
+        if (upTo > _emitted && upTo < _text.Length && char.IsHighSurrogate(_text[upTo - 1]) && char.IsLowSurrogate(_text[upTo]))
+        {
+            upTo--;
+        }
         var delta = _text.ToString(_emitted, upTo - _emitted);
         _emitted = upTo;
         return delta;

@@ -32,7 +32,7 @@ public sealed class LifecycleHarness : IRequestSink, IDisposable
     {
         Recorder = new FirstRowRecorder(backend);
         Channel = new ComputationChannel(backend.NumBlocks, backend.BlockSize, Recorder);
-        Engine = new LlmEngine(Recorder, tokenizer, [], options with { NumBlocks = 0 }, fingerprint: 7, [Channel]);
+        Engine = new LlmEngine(Recorder, tokenizer, [], options with { NumBlocks = 0 }, weightsIdentity: "lifecycle", [Channel]);
     }
 
     public FirstRowRecorder Recorder { get; }

@@ -60,10 +60,10 @@ public sealed class BatchedCopyTests(TinyModelFixture model) : IClassFixture<Tin
     public void The_pool_takes_the_backends_block_count_and_an_explicit_count_must_agree()
     {
         using var backend = model.CreateBackend(numBlocks: 20);
-        using var engine = new LlmEngine(backend, model.Tokenizer, [], new EngineOptions(), 1);
+        using var engine = new LlmEngine(backend, model.Tokenizer, [], new EngineOptions(), "test");
         Assert.Equal(20, engine.Pool.NumBlocks);
         using var other = model.CreateBackend(numBlocks: 20);
-        var error = Assert.Throws<ArgumentException>(() => new LlmEngine(other, model.Tokenizer, [], new EngineOptions { NumBlocks = 30 }, 1));
+        var error = Assert.Throws<ArgumentException>(() => new LlmEngine(other, model.Tokenizer, [], new EngineOptions { NumBlocks = 30 }, "test"));
         Assert.Contains("20 blocks", error.Message);
     }
 

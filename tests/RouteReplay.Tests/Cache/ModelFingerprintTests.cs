@@ -11,12 +11,16 @@ public sealed class ModelFingerprintTests
 
     private static readonly ModelConfig Tiny = ModelPresets.Get("tiny").Config;
 
+    private static readonly PayloadLayout Layout = new(16, TensorDType.F32, 4, 2, 16, 4 * 2 * 16 * 32 * 4, [new ChannelLayout("routing", 6)]);
+
+    private static UInt128 Compute(ModelConfig config, string weights, PayloadLayout? layout = null) => ModelFingerprint.Compute(config, weights, layout ?? Layout);
+
     public static TheoryData<string> Variants() => [.. ConfigVariants().Keys];
 
     [Fact]
     public void The_same_config_and_weights_give_the_same_fingerprint()
     {
-        Assert.Equal(ModelFingerprint.Compute(Tiny, Weights), ModelFingerprint.Compute(Tiny with { }, Weights));
+        Assert.Equal(Compute(Tiny, Weights), Compute(Tiny with { }, Weights));
     }
 
     [Theory]
@@ -25,21 +29,21 @@ public sealed class ModelFingerprintTests
     {
         var changed = ConfigVariants()[field];
         Assert.NotEqual(Tiny, changed);
-        Assert.NotEqual(ModelFingerprint.Compute(Tiny, Weights), ModelFingerprint.Compute(changed, Weights));
+        Assert.NotEqual(Compute(Tiny, Weights), Compute(changed, Weights));
     }
 
     [Fact]
     public void Every_variant_has_its_own_fingerprint()
     {
-        var fingerprints = ConfigVariants().Values.Select(config => ModelFingerprint.Compute(config, Weights)).Append(ModelFingerprint.Compute(Tiny, Weights));
+        var fingerprints = ConfigVariants().Values.Select(config => Compute(config, Weights)).Append(Compute(Tiny, Weights));
         Assert.Equal(ConfigVariants().Count + 1, fingerprints.Distinct().Count());
     }
 
     [Fact]
     public void Changing_the_weights_identity_changes_the_fingerprint()
     {
-        Assert.NotEqual(ModelFingerprint.Compute(Tiny, "weights-v1"), ModelFingerprint.Compute(Tiny, "weights-v2"));
-        Assert.NotEqual(ModelFingerprint.Compute(Tiny, ""), ModelFingerprint.Compute(Tiny, " "));
+        Assert.NotEqual(Compute(Tiny, "weights-v1"), Compute(Tiny, "weights-v2"));
+        Assert.NotEqual(Compute(Tiny, ""), Compute(Tiny, " "));
     }
 
     [Fact]
@@ -56,14 +60,55 @@ public sealed class ModelFingerprintTests
             yarn with { BetaFast = 16 },
             yarn with { BetaSlow = 2 },
         ];
-        var fingerprints = variants.Select(scaling => ModelFingerprint.Compute(Tiny with { RopeScaling = scaling }, Weights));
+        var fingerprints = variants.Select(scaling => Compute(Tiny with { RopeScaling = scaling }, Weights));
         Assert.Equal(variants.Length, fingerprints.Distinct().Count());
+    }
+
+    public static TheoryData<string> LayoutVariants() => [.. PayloadLayoutVariants().Keys];
+
+    [Theory]
+    [MemberData(nameof(LayoutVariants))]
+    public void Changing_the_payload_layout_changes_the_fingerprint(string field)
+    {
+        var changed = PayloadLayoutVariants()[field];
+        Assert.NotEqual(Layout, changed);
+        Assert.NotEqual(Compute(Tiny, Weights), Compute(Tiny, Weights, changed));
+    }
+
+    [Fact]
+    public void Every_payload_layout_variant_has_its_own_fingerprint()
+    {
+        var fingerprints = PayloadLayoutVariants().Values.Select(layout => Compute(Tiny, Weights, layout)).Append(Compute(Tiny, Weights));
+        Assert.Equal(PayloadLayoutVariants().Count + 1, fingerprints.Distinct().Count());
+    }
+
+    [Fact]
+    public void An_engine_with_another_channel_set_roots_its_keys_elsewhere()
+    {
+        using var model = new Support.TinyModelFixture();
+        var options = new RouteReplay.Engine.EngineOptions { NumBlocks = 8, SwapSpaceGiB = 0 };
+        using var plain = Support.EngineRunner.Create(model, options, withTestChannel: false);
+        using var withChannel = Support.EngineRunner.Create(model, options, withTestChannel: true);
+        Assert.NotEqual(plain.RootKey, withChannel.RootKey);
+        Assert.Equal(ModelFingerprint.Compute(model.Config, "test", withChannel.PayloadLayout), withChannel.Fingerprint);
+        Assert.Equal(["routing", "token-position"], withChannel.PayloadLayout.Channels.Select(c => c.Name));
+        Assert.Equal(withChannel.PayloadCopier.PayloadBytes, withChannel.PayloadLayout.PayloadBytes);
+    }
+
+    [Fact]
+    public void The_canonical_text_names_the_kv_dtype_and_every_channel()
+    {
+        var text = ModelFingerprint.CanonicalText(Tiny, Weights, new PayloadLayout(16, TensorDType.BF16, 4, 2, 16, 8192, [new("routing", 6), new("gates", 12)]));
+        Assert.Contains("kv_dtype=BF16\n", text, StringComparison.Ordinal);
+        Assert.Contains("kv_shape=4,2,16,2,16\n", text, StringComparison.Ordinal);
+        Assert.Contains("channel_count=2\n", text, StringComparison.Ordinal);
+        Assert.Contains("channel=7:routing,row_bytes=6\nchannel=5:gates,row_bytes=12\n", text, StringComparison.Ordinal);
     }
 
     [Fact]
     public void The_canonical_text_names_the_layout_version_and_the_routing_layout()
     {
-        var text = ModelFingerprint.CanonicalText(Tiny, Weights);
+        var text = ModelFingerprint.CanonicalText(Tiny, Weights, Layout);
         Assert.Contains($"payload_layout_version={ModelFingerprint.PayloadLayoutVersion}\n", text, StringComparison.Ordinal);
         Assert.Contains("moe_layers=1,2,3\n", text, StringComparison.Ordinal);
         Assert.Contains("routing_dtype=uint8\n", text, StringComparison.Ordinal);
@@ -86,7 +131,7 @@ public sealed class ModelFingerprintTests
 
         Assert.Matches("^[0-9a-f]{32}$", before);
         Assert.NotEqual(before, after);
-        Assert.NotEqual(ModelFingerprint.Compute(Tiny, before), ModelFingerprint.Compute(Tiny, after));
+        Assert.NotEqual(Compute(Tiny, before), Compute(Tiny, after));
     }
 
     [Fact]
@@ -134,6 +179,19 @@ public sealed class ModelFingerprintTests
         using var dir = new TempDirectory();
         Assert.Throws<CheckpointException>(() => ModelFingerprint.HashWeights(dir.Path));
     }
+
+    private static Dictionary<string, PayloadLayout> PayloadLayoutVariants() => new()
+    {
+        ["block_size"] = new PayloadLayout(32, Layout.KvDType, 4, 2, 16, Layout.KvBytesPerBlock * 2, Layout.Channels),
+        ["kv_dtype"] = new PayloadLayout(16, TensorDType.BF16, 4, 2, 16, Layout.KvBytesPerBlock / 2, Layout.Channels),
+        ["kv_bytes_per_block"] = new PayloadLayout(16, Layout.KvDType, 4, 2, 16, Layout.KvBytesPerBlock + 4, Layout.Channels),
+        ["kv_heads"] = new PayloadLayout(16, Layout.KvDType, 4, 4, 8, Layout.KvBytesPerBlock, Layout.Channels),
+        ["channel_row_bytes"] = new PayloadLayout(16, Layout.KvDType, 4, 2, 16, Layout.KvBytesPerBlock, [new("routing", 12)]),
+        ["channel_name"] = new PayloadLayout(16, Layout.KvDType, 4, 2, 16, Layout.KvBytesPerBlock, [new("routinh", 6)]),
+        ["extra_channel"] = new PayloadLayout(16, Layout.KvDType, 4, 2, 16, Layout.KvBytesPerBlock, [new("routing", 6), new("token-position", 8)]),
+        ["channel_order"] = new PayloadLayout(16, Layout.KvDType, 4, 2, 16, Layout.KvBytesPerBlock, [new("token-position", 8), new("routing", 6)]),
+        ["no_channel"] = new PayloadLayout(16, Layout.KvDType, 4, 2, 16, Layout.KvBytesPerBlock, []),
+    };
 
     private static Dictionary<string, ModelConfig> ConfigVariants() => new()
     {

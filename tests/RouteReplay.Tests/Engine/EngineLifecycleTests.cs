@@ -19,7 +19,7 @@ public sealed class EngineLifecycleTests(TinyModelFixture model) : IClassFixture
         var inner = RouteReplay.Backends.Cpu.CpuBackend.Load(checkpoint, options.ResolvedNumBlocks, options.BlockSize);
         checkpoint.Dispose();
         var faulty = new SkipRoutingWrite(inner, position: 3);
-        using var engine = new LlmEngine(faulty, model.Tokenizer, [], options, 42);
+        using var engine = new LlmEngine(faulty, model.Tokenizer, [], options, "test");
         var runner = new EngineRunner();
         engine.AddRequest(Request("victim", "The router chooses experts for every token"), runner);
         engine.RunToCompletion();

@@ -117,7 +117,12 @@ public sealed class MalformedRequestTests(MalformedServerFixture fixture) : ICla
     {
         Assert.True(status == (int)response.StatusCode, $"{name}: expected {status}, got {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
         var error = (await TestServer.ReadJsonAsync(response)).GetProperty("error");
-        Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()), name);
+        var message = error.GetProperty("message").GetString();
+        Assert.False(string.IsNullOrEmpty(message), name);
+        foreach (var internals in new[] { "(Parameter", "System.", "Exception", "Nullable" })
+        {
+            Assert.False(message.Contains(internals, StringComparison.Ordinal), $"{name}: the message shows .NET internals: {message}");
+        }
         Assert.False(string.IsNullOrEmpty(error.GetProperty("type").GetString()), name);
         Assert.True(error.TryGetProperty("param", out _), name);
         Assert.True(error.TryGetProperty("code", out _), name);

@@ -4,7 +4,10 @@ using System.Text.RegularExpressions;
 
 namespace RouteReplay.Tests.Server;
 
-/// <summary>The real <c>routereplay serve</c> process: starts with no model, answers, and exits 0 on SIGTERM.</summary>
+/// <summary>
+/// The real <c>routereplay serve</c> process: starts with no model, answers, and on SIGTERM ends a request still running
+/// after the grace period with finish reason abort and <c>[DONE]</c>, then exits 0.
+/// </summary>
 public sealed partial class ServeCliTests : IDisposable
 {
     private readonly string _work = Directory.CreateTempSubdirectory("routereplay-serve-").FullName;
@@ -13,7 +16,7 @@ public sealed partial class ServeCliTests : IDisposable
     private static extern int kill(int pid, int signal);
 
     [Fact]
-    public async Task Serve_with_no_arguments_but_a_free_port_serves_the_tiny_preset_and_exits_0_on_sigterm()
+    public async Task Serve_with_no_arguments_but_a_free_port_serves_the_tiny_preset_aborts_what_runs_and_exits_0_on_sigterm()
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
         {
@@ -25,7 +28,7 @@ public sealed partial class ServeCliTests : IDisposable
             RedirectStandardError = true,
         };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "routereplay.dll"));
-        foreach (var arg in new[] { "serve", "--port", "0", "--num-blocks", "128" })
+        foreach (var arg in new[] { "serve", "--port", "0", "--num-blocks", "256", "--shutdown-grace-seconds", "0.5" })
         {
             start.ArgumentList.Add(arg);
         }
@@ -57,7 +60,27 @@ public sealed partial class ServeCliTests : IDisposable
             using var response = await client.PostAsync("/generate", new StringContent("""{"text": "Hello", "sampling_params": {"max_new_tokens": 3}, "return_routed_experts": true}"""));
             Assert.Equal(200, (int)response.StatusCode);
             Assert.Contains("routed_experts", await response.Content.ReadAsStringAsync());
+
+            using var running = await client.SendAsync(
+                new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+                {
+                    Content = new StringContent("""{"prompt": "run until stopped", "max_tokens": 3500, "ignore_eos": true, "stream": true}"""),
+                },
+                HttpCompletionOption.ResponseHeadersRead);
+            using var reader = new StreamReader(await running.Content.ReadAsStreamAsync());
+            Assert.StartsWith("data: ", await reader.ReadLineAsync());
             Assert.Equal(0, kill(process.Id, 15));
+            var events = new List<string>();
+            string? line;
+            while ((line = await reader.ReadLineAsync()) is not null)
+            {
+                if (line.StartsWith("data: ", StringComparison.Ordinal))
+                {
+                    events.Add(line);
+                }
+            }
+            Assert.Equal("data: [DONE]", events[^1]);
+            Assert.Contains("\"finish_reason\":\"abort\"", events[^2]);
             Assert.True(process.WaitForExit(TimeSpan.FromSeconds(60)), "serve did not stop on SIGTERM");
             process.WaitForExit();
             Assert.True(process.ExitCode == 0, string.Join('\n', output));

@@ -2,8 +2,10 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using RouteReplay.Backends;
 using RouteReplay.Engine;
 using RouteReplay.Server;
+using RouteReplay.Tests.Support;
 
 namespace RouteReplay.Tests.Server;
 
@@ -29,11 +31,13 @@ public sealed class TestServer : IAsyncDisposable
     /// <summary>The engine options tests use unless they say otherwise: a small pool, short model length.</summary>
     public static EngineOptions DefaultEngineOptions => new() { NumBlocks = 256, MaxModelLen = 4096, MaxNumSeqs = 16, WeightsVersion = WeightsVersion };
 
-    public static async Task<TestServer> StartAsync(string modelDir, Func<ServerOptions, ServerOptions>? configure = null, EngineOptions? engineOptions = null)
+    /// <param name="wrapBackend">Wraps the CPU backend (tests that script the model's output).</param>
+    public static async Task<TestServer> StartAsync(string modelDir, Func<ServerOptions, ServerOptions>? configure = null, EngineOptions? engineOptions = null, Func<IModelBackend, IModelBackend>? wrapBackend = null)
     {
         var options = new ServerOptions { ModelPath = modelDir, Port = 0, ServedModelName = "tiny", ShutdownGracePeriod = TimeSpan.FromSeconds(2) };
         options = configure?.Invoke(options) ?? options;
-        var engine = LoadedModel.LoadCpu(modelDir, engineOptions ?? DefaultEngineOptions);
+        var resolved = (engineOptions ?? DefaultEngineOptions).Validate();
+        var engine = wrapBackend is null ? LoadedModel.LoadCpu(modelDir, resolved) : WrappedEngine.Load(modelDir, resolved, wrapBackend);
         var server = RolloutServer.Create(engine, options, WeightsVersion, logging => logging.SetMinimumLevel(LogLevel.Warning));
         await server.StartAsync();
         // No draining of unread responses: disposing one closes the connection, as a client that goes away does.

@@ -1,3 +1,5 @@
+using RouteReplay.Backends;
+using RouteReplay.Backends.Cpu;
 using RouteReplay.Cache;
 using RouteReplay.Engine;
 
@@ -21,11 +23,38 @@ public sealed class EngineRunner : IRequestSink
 
     public void OnFinished(RequestResult result) => Results.Add(result.RequestId, result);
 
-    public static LlmEngine Create(TinyModelFixture model, EngineOptions options, bool withTestChannel = true)
+    public static LlmEngine Create(TinyModelFixture model, EngineOptions options, bool withTestChannel = true, RouteReplay.Storage.IBlockStore? blockStore = null)
     {
         var resolved = options.Validate();
         BlockChannel[] channels = withTestChannel ? [new TokenPositionChannel(resolved.ResolvedNumBlocks, resolved.BlockSize)] : [];
-        return LoadedModel.LoadCpu(model.Directory, options with { WeightsVersion = "test" }, channels);
+        return LoadedModel.LoadCpu(model.Directory, options with { WeightsVersion = options.WeightsVersion ?? "test" }, channels, blockStore);
+    }
+
+    /// <summary>
+    /// An engine on a <see cref="BatchVariantBackend"/> around the CPU backend, with the test channel and a
+    /// <see cref="FirstComputedRows"/> recorder attached.
+    /// </summary>
+    public static (LlmEngine Engine, BatchVariantBackend Backend, FirstComputedRows FirstRows) CreateBatchVariant(TinyModelFixture model, EngineOptions options)
+    {
+        var resolved = options.Validate();
+        BatchVariantBackend? backend = null;
+        var engine = LoadedModel.Load(
+            model.Directory,
+            options with { WeightsVersion = "test" },
+            (checkpoint, o) => backend = new BatchVariantBackend(CpuBackend.Load(checkpoint, o.ResolvedNumBlocks, o.BlockSize)),
+            [new TokenPositionChannel(resolved.ResolvedNumBlocks, resolved.BlockSize)]);
+        return (engine, backend!, FirstComputedRows.Attach(engine));
+    }
+
+    /// <summary>An engine on the CPU backend wrapped by <paramref name="wrap"/> (a faulty or instrumented backend), with the test channel.</summary>
+    public static LlmEngine CreateWrapped(TinyModelFixture model, EngineOptions options, Func<IModelBackend, IModelBackend> wrap)
+    {
+        var resolved = options.Validate();
+        return LoadedModel.Load(
+            model.Directory,
+            options with { WeightsVersion = "test" },
+            (checkpoint, o) => wrap(CpuBackend.Load(checkpoint, o.ResolvedNumBlocks, o.BlockSize)),
+            [new TokenPositionChannel(resolved.ResolvedNumBlocks, resolved.BlockSize)]);
     }
 
     /// <summary>The reference path: each request alone, prefix caching off, a token budget that fits any prompt.</summary>

@@ -31,8 +31,8 @@ public sealed partial class CpuBackend : IReloadableBackend
     /// <summary>The first line where the two configs' canonical fingerprint texts differ, as "name: served vs new".</summary>
     private static string FirstDifference(ModelConfig served, ModelConfig candidate)
     {
-        var a = ModelFingerprint.CanonicalText(served, "").Split('\n');
-        var b = ModelFingerprint.CanonicalText(candidate, "").Split('\n');
+        var a = ModelFingerprint.ArchitectureText(served).Split('\n');
+        var b = ModelFingerprint.ArchitectureText(candidate).Split('\n');
         for (var i = 0; i < Math.Min(a.Length, b.Length); i++)
         {
             if (a[i] != b[i])

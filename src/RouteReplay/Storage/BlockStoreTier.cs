@@ -1,0 +1,392 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Threading.Channels;
+using RouteReplay.Cache;
+
+namespace RouteReplay.Storage;
+
+/// <summary>How a <see cref="BlockStoreTier"/> writes and waits.</summary>
+/// <param name="WriteThrough">Write every full block as soon as it is committed (else only when evicted from the last tier).</param>
+/// <param name="QueueCapacity">Writes queued at most; more are dropped and counted.</param>
+/// <param name="Timeout">How long one read or write may take before it counts as a store fault.</param>
+public sealed record StoreTierSettings(bool WriteThrough, int QueueCapacity, TimeSpan Timeout);
+
+/// <summary>
+/// The last tier of the chain device pool, host tier, block store. Writes and reads run off the step thread: the
+/// step thread only copies a payload out of its block (through the <see cref="PayloadCopier"/>) and queues it, or
+/// starts a lookup and later, between steps, copies verified payloads into device blocks. Nothing here ever makes a
+/// step wait for I/O: a full queue drops writes, and a store that is down makes lookups misses.
+/// </summary>
+/// <remarks>
+/// Threads: <see cref="OnEvicted"/>, <see cref="OfferCommitted"/>, <see cref="BeginLoad"/>, <see cref="AdmitCompletedLoads"/>,
+/// <see cref="Reset"/> and <see cref="Fingerprint"/> belong to the step thread; the I/O runs on the thread pool.
+/// </remarks>
+public sealed class BlockStoreTier : ILowerTier, IDisposable
+{
+    private const int WriterCount = 4;
+    private const int ReadWindow = 8;
+    private const int RememberedKeys = 1 << 16;
+    private static readonly TimeSpan DrainOnDispose = TimeSpan.FromSeconds(30);
+
+    private readonly IBlockStore _store;
+    private readonly PayloadCodec _codec;
+    private readonly StoreTierSettings _settings;
+    private readonly StoreHealth _health;
+    private readonly Channel<WriteJob> _writes = Channel.CreateUnbounded<WriteJob>(new UnboundedChannelOptions { SingleWriter = true });
+    private readonly Task[] _writers;
+    private readonly ConcurrentQueue<StoreLoad> _completed = new();
+    private readonly SemaphoreSlim _loadSignal = new(0);
+    private readonly HashSet<BlockKey> _known = [];
+    private readonly ConcurrentQueue<BlockKey> _unwritten = new();
+    private readonly Queue<BlockKey> _knownOrder = new();
+    private readonly List<int> _admitted = [];
+    private int _queued;
+    private int _pendingLoads;
+    private bool _disposed;
+
+    public BlockStoreTier(IBlockStore store, PayloadLayout layout, StoreTierSettings settings, Action<string>? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(settings);
+        _store = store;
+        _codec = new PayloadCodec(layout);
+        _settings = settings;
+        _health = new StoreHealth(store.Description, Stats, log ?? (message => Console.Error.WriteLine($"routereplay: {message}")));
+        _writers = Enumerable.Range(0, WriterCount).Select(_ => Task.Run(WriteLoop)).ToArray();
+    }
+
+    public StoreStats Stats { get; } = new();
+
+    public IBlockStore Store => _store;
+
+    public PayloadLayout Layout => _codec.Layout;
+
+    public bool WriteThrough => _settings.WriteThrough;
+
+    /// <summary>The fingerprint written into new values and required of loaded ones; the engine sets it with the weights.</summary>
+    public UInt128 Fingerprint { get; set; }
+
+    /// <summary>Bumped by <see cref="Reset"/>: lookups started before it are discarded when they complete.</summary>
+    public long Epoch { get; private set; }
+
+    /// <summary>Lookups started and not yet admitted by <see cref="AdmitCompletedLoads"/>.</summary>
+    public int PendingLoads => Volatile.Read(ref _pendingLoads);
+
+    /// <summary>Called on an I/O thread whenever a lookup completes, so an idle step loop can wake up.</summary>
+    public Action? LoadCompleted { get; set; }
+
+    /// <summary>A committed full block (write-through mode): queued for the store unless this process already stored or loaded it.</summary>
+    public void OfferCommitted(BlockKey key, BlockKey parent, ReadOnlySpan<int> tokenIds, in EvictedPayload payload)
+    {
+        if (_settings.WriteThrough)
+        {
+            Queue(key, parent, tokenIds, payload);
+        }
+    }
+
+    /// <summary>A block leaving the tier above: queued for the store unless this process already stored or loaded it.</summary>
+    public void OnEvicted(BlockKey key, BlockKey parent, ReadOnlySpan<int> tokenIds, in EvictedPayload payload) => Queue(key, parent, tokenIds, payload);
+
+    /// <summary>
+    /// Starts looking up the blocks holding <paramref name="tokenIds"/> (whole blocks) after <paramref name="parent"/>;
+    /// <see cref="AdmitCompletedLoads"/> hands <paramref name="owner"/> back when it is done.
+    /// </summary>
+    public void BeginLoad(object owner, BlockKey parent, ReadOnlySpan<int> tokenIds)
+    {
+        var load = new StoreLoad(owner, Epoch, Fingerprint, parent, tokenIds, Layout.BlockSize) { StartedAt = Stopwatch.GetTimestamp() };
+        Interlocked.Increment(ref _pendingLoads);
+        Stats.CountLookup();
+        _ = Task.Run(() => RunLoadAsync(load));
+    }
+
+    /// <summary>
+    /// Between steps: copies the verified payloads of every completed lookup into free device blocks and indexes them
+    /// there as cached free blocks (most recently freed, so evicted last), so the owners' admission finds them as
+    /// device hits. A block the pool already holds is skipped (another request computed it meanwhile); a lookup from
+    /// before a <see cref="Reset"/> is discarded; with no free device block the rest of the run is discarded. Adds the
+    /// owners of the completed lookups to <paramref name="owners"/>.
+    /// </summary>
+    public void AdmitCompletedLoads(BlockPool pool, PayloadCopier copier, List<object> owners)
+    {
+        while (_completed.TryDequeue(out var load))
+        {
+            Interlocked.Decrement(ref _pendingLoads);
+            owners.Add(load.Owner);
+            try
+            {
+                if (load.Epoch != Epoch || load.Fingerprint != Fingerprint)
+                {
+                    Stats.CountDiscarded(load.Loaded);
+                    continue;
+                }
+                AdmitVerifiedBlocks(load, pool, copier);
+            }
+            finally
+            {
+                load.DisposeValues();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Copies the run's verified payloads into at most <see cref="BlockPool.FreeBlockCount"/> newly allocated blocks
+    /// (so none evicts another), commits them, then releases them last block first, so the run's first blocks are
+    /// evicted last, as for any released sequence.
+    /// </summary>
+    private void AdmitVerifiedBlocks(StoreLoad load, BlockPool pool, PayloadCopier copier)
+    {
+        _admitted.Clear();
+        for (var b = 0; b < load.Loaded; b++)
+        {
+            var key = load.Keys[b];
+            if (pool.Holds(key))
+            {
+                continue;
+            }
+            if (!pool.CanAllocate(1))
+            {
+                Stats.CountDiscarded(load.Loaded - b);
+                break;
+            }
+            var block = pool.Allocate();
+            copier.HostToDevice(load.Values[b]!.Memory.Span[_codec.PayloadRange(Layout.BlockSize)], block);
+            pool.Commit(block, key, load.Parents[b], load.BlockTokens(b));
+            _admitted.Add(block);
+            Remember(key);
+        }
+        pool.ReleaseSequence(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_admitted));
+    }
+
+    /// <summary>Blocks until a lookup has completed or <paramref name="timeout"/> passes; true when one is ready.</summary>
+    public bool WaitForCompletedLoad(TimeSpan timeout)
+    {
+        if (!_completed.IsEmpty)
+        {
+            return true;
+        }
+        _loadSignal.Wait(timeout);
+        return !_completed.IsEmpty;
+    }
+
+    /// <summary>After a flush or new weights: lookups in flight become stale, and every key may be stored again.</summary>
+    public void Reset()
+    {
+        Epoch++;
+        _known.Clear();
+        _knownOrder.Clear();
+    }
+
+    /// <summary>Waits until every queued write has finished, or <paramref name="timeout"/> passes; true when none is left.</summary>
+    public bool DrainWrites(TimeSpan timeout)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        while (Volatile.Read(ref _queued) > 0)
+        {
+            if (Stopwatch.GetTimestamp() > deadline)
+            {
+                return false;
+            }
+            Thread.Sleep(5);
+        }
+        return true;
+    }
+
+    private void Queue(BlockKey key, BlockKey parent, ReadOnlySpan<int> tokenIds, in EvictedPayload payload)
+    {
+        while (_unwritten.TryDequeue(out var failed))
+        {
+            _known.Remove(failed);
+        }
+        if (_disposed || !Remember(key))
+        {
+            return;
+        }
+        if (Interlocked.Increment(ref _queued) > _settings.QueueCapacity)
+        {
+            Interlocked.Decrement(ref _queued);
+            _known.Remove(key);
+            Stats.CountDroppedWrite();
+            return;
+        }
+        Stats.QueuedWrites = Volatile.Read(ref _queued);
+        var value = new PooledValue(_codec.EncodedLength(tokenIds.Length));
+        payload.CopyTo(value.Memory.Span[_codec.PayloadRange(tokenIds.Length)]);
+        var tokens = ArrayPool<int>.Shared.Rent(tokenIds.Length);
+        tokenIds.CopyTo(tokens);
+        _writes.Writer.TryWrite(new WriteJob(new PayloadHeader(Fingerprint, key, parent), tokens, tokenIds.Length, value));
+    }
+
+    /// <summary>
+    /// Adds <paramref name="key"/> to the keys this process stored or loaded recently; false when it was there. A key
+    /// whose write failed or was skipped while the store was down is forgotten again, so the block is offered anew when
+    /// it is evicted.
+    /// </summary>
+    private bool Remember(BlockKey key)
+    {
+        if (!_known.Add(key))
+        {
+            return false;
+        }
+        _knownOrder.Enqueue(key);
+        if (_knownOrder.Count > RememberedKeys)
+        {
+            _known.Remove(_knownOrder.Dequeue());
+        }
+        return true;
+    }
+
+    private async Task WriteLoop()
+    {
+        await foreach (var job in _writes.Reader.ReadAllAsync().ConfigureAwait(false))
+        {
+            try
+            {
+                if (!_health.ShouldTry())
+                {
+                    Stats.CountFailedWrite();
+                    _unwritten.Enqueue(job.Header.Key!.Value);
+                    continue;
+                }
+                var tokens = job.Tokens.AsSpan(0, job.TokenCount);
+                _codec.Seal(job.Header, tokens, job.Value.Memory.Span);
+                using var timeout = new CancellationTokenSource(_settings.Timeout);
+                await _store.PutAsync(job.Header.Key!.Value, job.Value.Memory, timeout.Token).ConfigureAwait(false);
+                _health.ReportSuccess();
+                Stats.CountWrite(job.Value.Length);
+            }
+            catch (Exception e)
+            {
+                Stats.CountFailedWrite();
+                _unwritten.Enqueue(job.Header.Key!.Value);
+                _health.ReportFailure(e is OperationCanceledException ? new TimeoutException($"a write took longer than {_settings.Timeout.TotalMilliseconds:F0} ms") : e);
+            }
+            finally
+            {
+                job.Value.Dispose();
+                ArrayPool<int>.Shared.Return(job.Tokens);
+                Stats.QueuedWrites = Interlocked.Decrement(ref _queued);
+            }
+        }
+    }
+
+    private async Task RunLoadAsync(StoreLoad load)
+    {
+        try
+        {
+            if (!_health.ShouldTry())
+            {
+                Stats.CountSkipped();
+                return;
+            }
+            for (var start = 0; start < load.BlockCount; start += ReadWindow)
+            {
+                if (!await ReadWindowAsync(load, start, Math.Min(ReadWindow, load.BlockCount - start)).ConfigureAwait(false))
+                {
+                    return;
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            Stats.CountError();
+            _health.ReportFailure(e);
+        }
+        finally
+        {
+            Stats.LoadLatency.Record(Stopwatch.GetElapsedTime(load.StartedAt));
+            _completed.Enqueue(load);
+            _loadSignal.Release();
+            LoadCompleted?.Invoke();
+        }
+    }
+
+    /// <summary>Reads blocks <c>[start, start + count)</c> at once and verifies them in order; false when the run ended.</summary>
+    private async Task<bool> ReadWindowAsync(StoreLoad load, int start, int count)
+    {
+        using var timeout = new CancellationTokenSource(_settings.Timeout);
+        var reads = new Task<IMemoryOwner<byte>?>[count];
+        for (var i = 0; i < count; i++)
+        {
+            reads[i] = _store.GetAsync(load.Keys[start + i], timeout.Token).AsTask();
+        }
+        try
+        {
+            await Task.WhenAll(reads).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Each read's outcome is looked at below.
+        }
+        var running = true;
+        for (var i = 0; i < count; i++)
+        {
+            var read = reads[i];
+            if (!running)
+            {
+                if (read.IsCompletedSuccessfully)
+                {
+                    read.Result?.Dispose();
+                }
+                continue;
+            }
+            running = Accept(load, start + i, read);
+        }
+        return running;
+    }
+
+    private bool Accept(StoreLoad load, int block, Task<IMemoryOwner<byte>?> read)
+    {
+        if (!read.IsCompletedSuccessfully)
+        {
+            Stats.CountError();
+            _health.ReportFailure(read.IsCanceled
+                ? new TimeoutException($"a read took longer than {_settings.Timeout.TotalMilliseconds:F0} ms")
+                : read.Exception!.InnerException ?? read.Exception);
+            return false;
+        }
+        _health.ReportSuccess();
+        if (read.Result is not { } value)
+        {
+            Stats.CountMiss();
+            return false;
+        }
+        var status = _codec.Verify(value.Memory.Span, load.Fingerprint, load.Keys[block], load.Parents[block], load.BlockTokens(block), out _);
+        if (status != PayloadCodecStatus.Ok)
+        {
+            if (IsCorruption(status))
+            {
+                Stats.CountCorrupt(value.Memory.Length);
+            }
+            else
+            {
+                Stats.CountRejected(value.Memory.Length);
+            }
+            value.Dispose();
+            return false;
+        }
+        Stats.CountHit(value.Memory.Length);
+        load.Values[block] = value;
+        load.Loaded = block + 1;
+        return true;
+    }
+
+    private static bool IsCorruption(PayloadCodecStatus status) => status is PayloadCodecStatus.Truncated or PayloadCodecStatus.LengthMismatch
+        or PayloadCodecStatus.BadMagic or PayloadCodecStatus.UnsupportedFormatVersion or PayloadCodecStatus.ChecksumMismatch or PayloadCodecStatus.MalformedHeader;
+
+    /// <summary>Lets queued writes finish (at most 30 s), then closes the store.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        DrainWrites(DrainOnDispose);
+        _writes.Writer.TryComplete();
+        Task.WaitAll(_writers, DrainOnDispose);
+        _store.DisposeAsync().AsTask().Wait(DrainOnDispose);
+    }
+
+    private sealed record WriteJob(PayloadHeader Header, int[] Tokens, int TokenCount, PooledValue Value);
+}

@@ -1,0 +1,59 @@
+using RouteReplay.Backends;
+using RouteReplay.Model.Checkpoints;
+using RouteReplay.Routing;
+
+namespace RouteReplay.Tests.Support;
+
+/// <summary>
+/// Wraps a backend and throws once, in the first forward whose batch <paramref name="fault"/> picks, before the inner
+/// forward runs or after it (KV and routing written, as a failing capture, storage write or transfer would leave them).
+/// </summary>
+public sealed class FaultyBackend(IModelBackend inner, Func<ForwardBatch, bool> fault, bool afterForward = false) : IModelBackend
+{
+    /// <summary>True once the fault has been thrown.</summary>
+    public bool Fired { get; private set; }
+
+    public ModelConfig Config => inner.Config;
+
+    public RoutingFormat RoutingFormat => inner.RoutingFormat;
+
+    public int BlockSize => inner.BlockSize;
+
+    public int NumBlocks => inner.NumBlocks;
+
+    public TensorDType KvDType => inner.KvDType;
+
+    public int KvBytesPerBlock => inner.KvBytesPerBlock;
+
+    /// <summary>A fault that picks the first batch holding <paramref name="tokenId"/>.</summary>
+    public static Func<ForwardBatch, bool> OnToken(int tokenId) => batch => batch.TokenIds.AsSpan(0, batch.TokenCount).Contains(tokenId);
+
+    /// <summary>A fault that picks the <paramref name="forward"/>-th forward (from 1).</summary>
+    public static Func<ForwardBatch, bool> OnForward(int forward)
+    {
+        var count = 0;
+        return _ => ++count == forward;
+    }
+
+    public void Forward(ForwardBatch batch)
+    {
+        var fire = !Fired && fault(batch);
+        if (fire && !afterForward)
+        {
+            Fired = true;
+            throw new InvalidOperationException("simulated fault in the forward");
+        }
+        inner.Forward(batch);
+        if (fire)
+        {
+            Fired = true;
+            throw new InvalidOperationException("simulated fault after the forward");
+        }
+    }
+
+    public void ReadBlockKv(int block, Span<byte> destination) => inner.ReadBlockKv(block, destination);
+
+    public void WriteBlockKv(int block, ReadOnlySpan<byte> source) => inner.WriteBlockKv(block, source);
+
+    public void Dispose() => inner.Dispose();
+}

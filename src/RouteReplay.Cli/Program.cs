@@ -7,4 +7,5 @@ root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(RouterCommand.Create());
 root.Subcommands.Add(BenchServeCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
 return CommandRunner.Invoke(root, args);

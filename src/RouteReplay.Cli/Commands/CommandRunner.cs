@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.RegularExpressions;
+using RouteReplay.Backends.Cuda;
 using RouteReplay.Model.Checkpoints;
 using RouteReplay.Server.Http;
 
@@ -43,9 +44,9 @@ internal static partial class CommandRunner
 
     private static int? ExitCodeOf(Exception error) => error switch
     {
-        ArgumentException or CheckpointException or InvalidDataException or NotSupportedException or ApiException => BadInput,
+        ArgumentException or CheckpointException or InvalidDataException or NotSupportedException or ApiException or CudaUnavailableException => BadInput,
         FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException => BadInput,
-        CommandFailedException or IOException or HttpRequestException => Failed,
+        CommandFailedException or IOException or HttpRequestException or CudaException => Failed,
         _ => null,
     };
 

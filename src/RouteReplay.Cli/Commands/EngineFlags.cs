@@ -15,6 +15,12 @@ internal sealed class EngineFlags
         ["recompute"] = PreemptionMode.Recompute,
     };
 
+    private static readonly Dictionary<string, ComputeDevice> Devices = new()
+    {
+        ["cpu"] = ComputeDevice.Cpu,
+        ["cuda"] = ComputeDevice.Cuda,
+    };
+
     private static readonly Dictionary<string, KvStoreWriteMode> KvStoreWriteModes = new()
     {
         ["through"] = KvStoreWriteMode.Through,
@@ -22,7 +28,7 @@ internal sealed class EngineFlags
     };
 
     private readonly Option<int> _blockSize = Flags.Int("--block-size", "Tokens per KV-cache block.", Defaults.BlockSize);
-    private readonly Option<int> _numBlocks = Flags.Int("--num-blocks", "KV pool size in blocks (0: enough for max-num-seqs requests of half the model length).", 0);
+    private readonly Option<int> _numBlocks = Flags.Int("--num-blocks", "KV pool size in blocks (0: on the CPU enough for max-num-seqs requests of half the model length; on a GPU what --gpu-memory-utilization leaves).", 0);
     private readonly Option<int> _maxNumSeqs = Flags.Int("--max-num-seqs", "Most sequences in one step.", Defaults.MaxNumSeqs);
     private readonly Option<int> _maxNumBatchedTokens = Flags.Int("--max-num-batched-tokens", "Most tokens (prefill chunks plus decodes) in one step.", Defaults.MaxNumBatchedTokens);
     private readonly Option<int> _maxModelLen = Flags.Int("--max-model-len", "Most tokens (prompt plus output) of a request.", Defaults.MaxModelLen);
@@ -36,6 +42,8 @@ internal sealed class EngineFlags
     private readonly Option<int> _kvStoreTimeout = Flags.Int("--kv-store-timeout-ms", "Longest one store read or write may take; slower counts as a fault and a miss.", Defaults.KvStoreTimeoutMs);
     private readonly Option<int> _kvStoreQueue = Flags.Int("--kv-store-queue-size", "Store writes queued at most; more are dropped and counted (steps never wait for the store).", Defaults.KvStoreQueueSize);
     private readonly Option<string?> _weightsVersion = new("--weights-version") { Description = "Identify the weights in cache keys by this string instead of hashing the weight files." };
+    private readonly Option<ComputeDevice> _device = Flags.Choice("--device", "Where the forward runs: cpu (fp32) or cuda (bf16 on an NVIDIA GPU).", Defaults.Device, Devices);
+    private readonly Option<double> _gpuMemoryUtilization = Flags.Double("--gpu-memory-utilization", "With --device cuda: the fraction of GPU memory to use (weights, buffers, KV cache); the KV cache gets the rest unless --num-blocks is set.", Defaults.GpuMemoryUtilization);
 
     public void AddTo(Command command)
     {
@@ -48,6 +56,8 @@ internal sealed class EngineFlags
         command.Options.Add(_swapSpace);
         command.Options.Add(_preemptionMode);
         command.Options.Add(_weightsVersion);
+        command.Options.Add(_device);
+        command.Options.Add(_gpuMemoryUtilization);
         command.Options.Add(_kvStore);
         command.Options.Add(_kvStoreMaxGiB);
         command.Options.Add(_kvStoreTtl);
@@ -67,6 +77,8 @@ internal sealed class EngineFlags
         SwapSpaceGiB = parse.GetValue(_swapSpace),
         PreemptionMode = PreemptionModes[parse.GetValue(_preemptionMode)!],
         WeightsVersion = parse.GetValue(_weightsVersion),
+        Device = parse.GetValue(_device),
+        GpuMemoryUtilization = parse.GetValue(_gpuMemoryUtilization),
         KvStore = parse.GetValue(_kvStore),
         KvStoreMaxGiB = parse.GetValue(_kvStoreMaxGiB),
         KvStoreTtlSeconds = parse.GetValue(_kvStoreTtl),

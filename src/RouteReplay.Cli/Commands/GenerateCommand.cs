@@ -20,7 +20,7 @@ internal static class GenerateCommand
 
     public static Command Create()
     {
-        var model = new ModelFlag();
+        var model = new ModelFlags();
         var prompt = new Option<string>("--prompt") { Description = "Prompt text.", DefaultValueFactory = _ => "The capital of France is" };
         var promptsFile = new Option<FileInfo?>("--prompts-file") { Description = "JSONL of requests (prompt or messages; optional max_tokens, seed, n, temperature, top_p, top_k), run concurrently." };
         var chat = new Option<bool>("--chat") { Description = "Format --prompt as one user message with the model's chat template." };
@@ -36,10 +36,11 @@ internal static class GenerateCommand
         var outputJsonl = new Option<FileInfo?>("--output-jsonl") { Description = "Write one JSON line per request and choice: tokens, text, finish reason, usage." };
         var statsJson = new Option<FileInfo?>("--stats-json") { Description = "Write the engine counters as JSON." };
         var flags = new EngineFlags();
-        var command = new Command("generate", "Generate completions on the CPU and write their expert routing.")
+        var command = new Command("generate", "Generate completions and write their expert routing.")
         {
-            model.Option, prompt, promptsFile, chat, system, noThinking, maxTokens, temperature, topP, topK, seed, routingOut, routingDir, outputJsonl, statsJson,
+            prompt, promptsFile, chat, system, noThinking, maxTokens, temperature, topP, topK, seed, routingOut, routingDir, outputJsonl, statsJson,
         };
+        model.AddTo(command);
         flags.AddTo(command);
         command.SetAction(parse =>
         {
@@ -61,10 +62,10 @@ internal static class GenerateCommand
             OutputPaths.CheckFile(parse.GetValue(outputJsonl)?.FullName, "--output-jsonl");
             OutputPaths.CheckFile(parse.GetValue(statsJson)?.FullName, "--stats-json");
             var lines = single ? null : PromptsFile.Read(file!);
-            var modelChoice = model.Read(parse);
+            var source = model.Read(parse);
             var explicitMaxTokens = Flags.IsGiven(parse, maxTokens) ? defaults.MaxTokens : null;
 
-            using var engine = LoadedModel.LoadCpu(modelChoice.Materialize(Console.Error), options);
+            using var engine = source.Load(options, Console.Error);
             var tokenizer = engine.Tokenizer;
             List<(int Line, EngineRequest Request)> requests;
             if (single)

@@ -12,7 +12,7 @@ internal static class ServeCommand
     public static Command Create()
     {
         var defaults = new ServerOptions { ModelPath = "." };
-        var model = new ModelFlag();
+        var model = new ModelFlags();
         var host = new Option<string>("--host") { Description = "Address to bind (loopback by default; 0.0.0.0 for every interface).", DefaultValueFactory = _ => defaults.Host };
         var port = Flags.Int("--port", "TCP port (0: any free port).", defaults.Port);
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on /v1/*, /generate and the control endpoints." };
@@ -24,8 +24,9 @@ internal static class ServeCommand
         var disaggregation = new DisaggregationFlags();
         var command = new Command("serve", "Serve the model over HTTP: OpenAI-compatible /v1 API and SGLang-compatible /generate, with routing per choice.")
         {
-            model.Option, host, port, apiKey, servedModelName, maxWaiting, maxBody, grace,
+            host, port, apiKey, servedModelName, maxWaiting, maxBody, grace,
         };
+        model.AddTo(command);
         flags.AddTo(command);
         disaggregation.AddTo(command);
         command.SetAction(parse =>
@@ -36,14 +37,14 @@ internal static class ServeCommand
             {
                 throw new ArgumentException($"--shutdown-grace-seconds must be in 0..86400, got {graceSeconds}", "shutdown-grace-seconds");
             }
-            var modelChoice = model.Read(parse);
+            var source = model.Read(parse);
             var options = new ServerOptions
             {
-                ModelPath = modelChoice.Folder ?? "",
+                ModelPath = source.Format == LoadFormat.Dummy ? source.Name : source.Choice.Folder ?? "",
                 Host = parse.GetValue(host)!,
                 Port = parse.GetValue(port),
                 ApiKey = parse.GetValue(apiKey),
-                ServedModelName = parse.GetValue(servedModelName),
+                ServedModelName = parse.GetValue(servedModelName) ?? (source.Format == LoadFormat.Dummy ? source.Name : null),
                 MaxWaitingRequests = parse.GetValue(maxWaiting),
                 MaxRequestBodyBytes = parse.GetValue(maxBody),
                 ShutdownGracePeriod = TimeSpan.FromSeconds(graceSeconds),
@@ -52,7 +53,7 @@ internal static class ServeCommand
             };
             options.Validate();
             RolloutServer.CheckCanListen(options);
-            var server = Load(options, engineOptions, modelChoice);
+            var server = Load(options, engineOptions, source);
             server.RunAsync().GetAwaiter().GetResult();
             Console.Error.WriteLine("routereplay serve: stopped");
             return 0;
@@ -61,20 +62,31 @@ internal static class ServeCommand
     }
 
     /// <summary>Makes the default model if needed, loads the engine and builds the server, with a progress display on a terminal.</summary>
-    private static RolloutServer Load(ServerOptions options, EngineOptions engineOptions, ModelChoice model)
+    private static RolloutServer Load(ServerOptions options, EngineOptions engineOptions, ModelSource source)
     {
         RolloutServer? server = null;
         void Run(Action<string> stage)
         {
-            if (model.Preset is { } preset)
+            string version;
+            LlmEngine engine;
+            if (source.Format == LoadFormat.Dummy)
             {
-                stage($"Preparing the built-in '{preset}' model (random weights)");
-                options = options with { ModelPath = model.Materialize(TextWriter.Null), ServedModelName = options.ServedModelName ?? preset };
+                version = source.WeightsIdentity(engineOptions)!;
+                stage($"Making random '{source.Name}' weights on the GPU");
+                engine = source.Load(engineOptions with { WeightsVersion = version }, TextWriter.Null);
             }
-            stage($"Hashing the weights in {options.ModelPath}");
-            var version = options.WeightVersion ?? ModelFingerprint.HashWeights(options.ModelPath);
-            stage($"Loading {options.ModelPath}");
-            var engine = LoadedModel.LoadCpu(options.ModelPath, engineOptions with { WeightsVersion = version });
+            else
+            {
+                if (source.Choice.Preset is { } preset)
+                {
+                    stage($"Preparing the built-in '{preset}' model (random weights)");
+                    options = options with { ModelPath = source.Choice.Materialize(TextWriter.Null), ServedModelName = options.ServedModelName ?? preset };
+                }
+                stage($"Hashing the weights in {options.ModelPath}");
+                version = options.WeightVersion ?? ModelFingerprint.HashWeights(options.ModelPath);
+                stage($"Loading {options.ModelPath} on the {(engineOptions.Device == ComputeDevice.Cuda ? "GPU" : "CPU")}");
+                engine = LoadedModel.Load(options.ModelPath, engineOptions with { WeightsVersion = version });
+            }
             try
             {
                 stage("Starting the server");

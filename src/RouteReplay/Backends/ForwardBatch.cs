@@ -6,12 +6,18 @@ namespace RouteReplay.Backends;
 /// One step's input and output buffers, sized once for the engine's limits and refilled every step so the step loop
 /// allocates nothing. Token <c>t</c> belongs to sequence <c>TokenSequence[t]</c>, sits at <c>Positions[t]</c> and
 /// writes its KV and routing to <c>SlotMapping[t]</c>; a sequence's block table lists its blocks in position order,
-/// so position <c>p</c> lives in slot <c>BlockTable[p / B] * B + p % B</c>.
+/// so position <c>p</c> lives in slot <c>BlockTable[p / B] * B + p % B</c>. The outputs (routing rows and logits)
+/// live in host buffers the backend allocates (<see cref="IModelBackend.AllocateHostBuffer"/>), so a GPU backend
+/// copies them back in one transfer each, without staging.
 /// </summary>
-public sealed class ForwardBatch
+public sealed class ForwardBatch : IDisposable
 {
+    private readonly HostBuffer _routing;
+    private readonly HostBuffer _logits;
+
     /// <param name="maxLogitRows">How many tokens of one step may ask for logits; defaults to one per sequence.</param>
-    public ForwardBatch(int maxTokens, int maxSequences, int maxBlocksPerSequence, RoutingFormat routing, int vocabSize, int maxLogitRows = 0)
+    /// <param name="allocateHostBuffer">Allocates the output buffers; plain native memory by default.</param>
+    public ForwardBatch(int maxTokens, int maxSequences, int maxBlocksPerSequence, RoutingFormat routing, int vocabSize, int maxLogitRows = 0, Func<long, HostBuffer>? allocateHostBuffer = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxTokens);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxSequences);
@@ -28,9 +34,10 @@ public sealed class ForwardBatch
         BlockTables = new int[maxSequences * maxBlocksPerSequence];
         MaxLogitRows = maxLogitRows > 0 ? maxLogitRows : maxSequences;
         LogitTokens = new int[MaxLogitRows];
-        Routing = GC.AllocateArray<byte>(maxTokens * routing.RowBytes, pinned: true);
         ForcedRouting = new byte[maxTokens * routing.RowBytes];
-        Logits = new float[(long)MaxLogitRows * vocabSize];
+        allocateHostBuffer ??= NativeHostBuffer.Allocate;
+        _routing = allocateHostBuffer((long)maxTokens * routing.RowBytes);
+        _logits = allocateHostBuffer((long)MaxLogitRows * vocabSize * sizeof(float));
     }
 
     public int MaxTokens { get; }
@@ -65,17 +72,25 @@ public sealed class ForwardBatch
     /// <summary><c>[MaxSequences, MaxBlocksPerSequence]</c>.</summary>
     public int[] BlockTables { get; }
 
-    /// <summary>Indices of the tokens whose logits are computed, one row of <see cref="Logits"/> each, in order.</summary>
+    /// <summary>Indices of the tokens whose logits are computed, one <see cref="LogitRow"/> each, in order.</summary>
     public int[] LogitTokens { get; }
-
-    /// <summary>The step's routing buffer <c>[MaxTokens, L_moe, K]</c>, filled by the forward.</summary>
-    public byte[] Routing { get; }
 
     /// <summary><c>[MaxTokens, L_moe, K]</c>; a row starting with the sentinel means "route normally".</summary>
     public byte[] ForcedRouting { get; }
 
-    /// <summary><c>[MaxLogitRows, VocabSize]</c>: row <c>i</c> holds the logits of token <c>LogitTokens[i]</c>.</summary>
-    public float[] Logits { get; }
+    /// <summary>
+    /// Whether the forward must return the step's routing rows (default true). Off only in benchmarks that measure
+    /// what capture costs: the rows are then neither copied back nor valid.
+    /// </summary>
+    public bool CaptureRouting { get; set; } = true;
+
+    /// <summary>The step's routing buffer <c>[MaxTokens, L_moe, K]</c>, filled by the forward.</summary>
+    public Span<byte> Routing => _routing.AsSpan<byte>(0, checked((int)_routing.Length));
+
+    internal HostBuffer RoutingBuffer => _routing;
+
+    /// <summary><c>[MaxLogitRows, VocabSize]</c> fp32: row <c>i</c> holds the logits of token <c>LogitTokens[i]</c>.</summary>
+    internal HostBuffer LogitsBuffer => _logits;
 
     public void Clear()
     {
@@ -134,7 +149,21 @@ public sealed class ForwardBatch
 
     public ReadOnlySpan<int> BlockTable(int sequence) => BlockTables.AsSpan(sequence * MaxBlocksPerSequence, MaxBlocksPerSequence);
 
-    public Span<byte> RoutingRow(int token) => Routing.AsSpan(token * RoutingFormat.RowBytes, RoutingFormat.RowBytes);
+    public Span<byte> RoutingRow(int token)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)token, (uint)MaxTokens, nameof(token));
+        return _routing.AsSpan<byte>((long)token * RoutingFormat.RowBytes, RoutingFormat.RowBytes);
+    }
 
-    public ReadOnlySpan<float> LogitRow(int row) => Logits.AsSpan(row * VocabSize, VocabSize);
+    public Span<float> LogitRow(int row)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)row, (uint)MaxLogitRows, nameof(row));
+        return _logits.AsSpan<float>((long)row * VocabSize * sizeof(float), VocabSize);
+    }
+
+    public void Dispose()
+    {
+        _routing.Dispose();
+        _logits.Dispose();
+    }
 }

@@ -6,8 +6,10 @@ namespace RouteReplay.Cache;
 /// intact, until it is reused. Every operation is O(1) and allocates nothing. Not thread-safe; the step loop owns it.
 /// </summary>
 /// <remarks>
-/// <para>Eviction order: free blocks are reused from the head of the free queue, the least recently freed first;
-/// <see cref="Release"/> appends at the tail. A cached block is evicted (its key dropped) only when it is reused.
+/// <para>Eviction order: free blocks are reused from the head of the free queue. <see cref="Release"/> puts a block
+/// that holds no key at the head (it has nothing worth keeping, so it is reused before any cached block) and a cached
+/// block at the tail, so cached blocks are evicted least recently freed first, and only once no uncached free block is
+/// left. A cached block is evicted (its key dropped) only when it is reused.
 /// Callers release a sequence's blocks in reverse table order (<see cref="ReleaseSequence"/>), so a prefix's first
 /// blocks, the most shared, are evicted last.</para>
 /// <para>Payload: every channel's rows of a block are reset to the unset sentinel when the block is allocated, so a
@@ -113,7 +115,14 @@ public sealed class BlockPool
         }
         if (--_refCounts[block] == 0)
         {
-            _freeQueue.PushTail(block);
+            if (_index.IsIndexed(block))
+            {
+                _freeQueue.PushTail(block);
+            }
+            else
+            {
+                _freeQueue.PushHead(block);
+            }
         }
     }
 

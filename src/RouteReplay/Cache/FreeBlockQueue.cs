@@ -1,9 +1,9 @@
 namespace RouteReplay.Cache;
 
 /// <summary>
-/// The free blocks in eviction order, as a doubly-linked list threaded through two int arrays: O(1) push at the tail,
-/// pop at the head and unlink from anywhere, with no allocation after construction. The head is the least recently
-/// freed block, the next to be reused. Membership is the caller's to track (a block is queued exactly when its ref
+/// The free blocks in reuse order, as a doubly-linked list threaded through two int arrays: O(1) push at either end,
+/// pop at the head and unlink from anywhere, with no allocation after construction. The head is the next block to be
+/// reused. Membership is the caller's to track (a block is queued exactly when its ref
 /// count is 0); the queue does not check it.
 /// </summary>
 internal sealed class FreeBlockQueue
@@ -59,6 +59,23 @@ internal sealed class FreeBlockQueue
             _next[_tail] = block;
         }
         _tail = block;
+        Count++;
+    }
+
+    /// <summary>Puts <paramref name="block"/> at the head, making it the next to be reused.</summary>
+    public void PushHead(int block)
+    {
+        _previous[block] = None;
+        _next[block] = _head;
+        if (_head == None)
+        {
+            _tail = block;
+        }
+        else
+        {
+            _previous[_head] = block;
+        }
+        _head = block;
         Count++;
     }
 

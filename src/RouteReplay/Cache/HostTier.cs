@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace RouteReplay.Cache;
 
 /// <summary>
@@ -5,9 +7,11 @@ namespace RouteReplay.Cache;
 /// pool. Its blocks follow the same rules as the device pool's (a <see cref="BlockPool"/> without channels does the
 /// bookkeeping): a swapped block is held by its sequence; a demoted block is cached and free, evicted least recently
 /// demoted first when space is needed; a promotion is a verified prefix hit. A demoted block the tier evicts, or a
-/// device block it has no room for, goes on to <see cref="Lower"/> (the block store), when there is one.
+/// device block it has no room for, goes on to <see cref="Lower"/> (the block store), when there is one. Moves between
+/// the device and this tier are asynchronous batched copies queued in the backend's order with forwards
+/// (<see cref="PayloadCopier"/>); a host block's KV bytes are read on the host only after waiting for them.
 /// </summary>
-public sealed class HostTier : ILowerTier
+public sealed class HostTier : ILowerTier, IDisposable
 {
     private readonly BlockPool _devicePool;
     private readonly BlockPool _pool;
@@ -19,7 +23,7 @@ public sealed class HostTier : ILowerTier
         _devicePool = devicePool;
         _copier = copier;
         _pool = new BlockPool(numBlocks, devicePool.BlockSize, devicePool.PrefixCachingEnabled, []);
-        _store = new HostPayloadStore(numBlocks, copier.PayloadBytes);
+        _store = new HostPayloadStore(numBlocks, copier.PayloadBytes, copier.AllocateHostBuffer);
         _pool.EvictionSink = new HostEvictionRelay(this);
     }
 
@@ -48,21 +52,41 @@ public sealed class HostTier : ILowerTier
     /// <summary>True when <paramref name="blocks"/> payloads fit, counting demoted blocks that may be evicted.</summary>
     public bool CanSwapOut(int blocks) => _pool.CanAllocate(blocks);
 
-    /// <summary>Copies a device block's payload to a new host block held by the caller; the device block is not released.</summary>
-    public int SwapOut(int deviceBlock)
+    /// <summary>
+    /// Copies the payloads of <paramref name="deviceBlocks"/> to new host blocks held by the caller, appended to
+    /// <paramref name="hostBlocks"/> in order; the device blocks are not released.
+    /// </summary>
+    public void SwapOut(ReadOnlySpan<int> deviceBlocks, List<int> hostBlocks)
     {
-        var hostBlock = _pool.Allocate();
-        _copier.DeviceToHost(deviceBlock, _store.Payload(hostBlock));
-        BlocksSwappedOut++;
-        return hostBlock;
+        var first = hostBlocks.Count;
+        foreach (var _ in deviceBlocks)
+        {
+            hostBlocks.Add(_pool.Allocate());
+        }
+        _copier.DeviceToHostAsync(deviceBlocks, _store, CollectionsMarshal.AsSpan(hostBlocks)[first..]);
+        BlocksSwappedOut += deviceBlocks.Length;
     }
 
-    /// <summary>Copies a swapped payload into a device block the caller allocated, and frees the host block.</summary>
-    public void SwapIn(int hostBlock, int deviceBlock)
+    /// <summary>One block of <see cref="SwapOut(ReadOnlySpan{int}, List{int})"/>; returns the host block that holds it.</summary>
+    public int SwapOut(int deviceBlock)
     {
-        _copier.HostToDevice(_store.Payload(hostBlock), deviceBlock);
-        _pool.Release(hostBlock);
-        BlocksSwappedIn++;
+        var hostBlocks = new List<int>(1);
+        SwapOut([deviceBlock], hostBlocks);
+        return hostBlocks[0];
+    }
+
+    /// <summary>One block of <see cref="SwapIn(ReadOnlySpan{int}, ReadOnlySpan{int})"/>.</summary>
+    public void SwapIn(int hostBlock, int deviceBlock) => SwapIn([hostBlock], [deviceBlock]);
+
+    /// <summary>Copies swapped payloads into device blocks the caller allocated (same order), and frees the host blocks.</summary>
+    public void SwapIn(ReadOnlySpan<int> hostBlocks, ReadOnlySpan<int> deviceBlocks)
+    {
+        _copier.HostToDeviceAsync(_store, hostBlocks, deviceBlocks);
+        foreach (var hostBlock in hostBlocks)
+        {
+            _pool.Release(hostBlock);
+        }
+        BlocksSwappedIn += hostBlocks.Length;
     }
 
     /// <summary>The payload held in a host block (read-only; a swapped-out sequence's rows are read through it).</summary>
@@ -87,7 +111,14 @@ public sealed class HostTier : ILowerTier
             return;
         }
         var hostBlock = _pool.Allocate();
-        payload.CopyTo(_store.Payload(hostBlock));
+        if (payload.DeviceBlock >= 0)
+        {
+            _copier.DeviceToHostAsync([payload.DeviceBlock], _store, [hostBlock]);
+        }
+        else
+        {
+            payload.CopyTo(_store.Payload(hostBlock));
+        }
         _pool.Commit(hostBlock, key, parent, tokenIds);
         _pool.Release(hostBlock);
         BlocksDemoted++;
@@ -107,7 +138,7 @@ public sealed class HostTier : ILowerTier
             return false;
         }
         deviceBlock = _devicePool.Allocate();
-        _copier.HostToDevice(_store.Payload(hostBlock), deviceBlock);
+        _copier.HostToDeviceAsync(_store, [hostBlock], [deviceBlock]);
         _devicePool.Commit(deviceBlock, key, parent, tokenIds);
         _pool.Release(hostBlock);
         BlocksPromoted++;
@@ -117,9 +148,19 @@ public sealed class HostTier : ILowerTier
     /// <summary>Drops every demoted key (flush, or new weights).</summary>
     public void ResetPrefixCache() => _pool.ResetPrefixCache();
 
+    /// <summary>Frees the host memory.</summary>
+    public void Dispose() => _store.Dispose();
+
+    /// <summary>Offers an evicted host block to the lower tier, after waiting for any copy still writing its KV.</summary>
     private sealed class HostEvictionRelay(HostTier tier) : IBlockEvictionSink
     {
-        public void OnEvict(int block, BlockKey key, BlockKey parent, ReadOnlySpan<int> tokenIds) =>
-            tier.Lower?.OnEvicted(key, parent, tokenIds, EvictedPayload.InHost(tier._store.Payload(block)));
+        public void OnEvict(int block, BlockKey key, BlockKey parent, ReadOnlySpan<int> tokenIds)
+        {
+            if (tier.Lower is { } lower)
+            {
+                tier._copier.Synchronize();
+                lower.OnEvicted(key, parent, tokenIds, EvictedPayload.InHost(tier._store.Payload(block)));
+            }
+        }
     }
 }

@@ -30,6 +30,9 @@ public readonly ref struct EvictedPayload
 
     public static EvictedPayload InHost(ReadOnlySpan<byte> payload) => new(null, -1, payload);
 
+    /// <summary>The device block the payload is in, or -1 when it is already in host memory.</summary>
+    public int DeviceBlock => _copier is null ? -1 : _deviceBlock;
+
     /// <summary>Copies the whole payload (PayloadCopier's layout) into <paramref name="destination"/>.</summary>
     public void CopyTo(Span<byte> destination)
     {

@@ -192,7 +192,7 @@ public sealed class PayloadCodec
     /// Decodes a value expected to be the keyed block <paramref name="key"/> after <paramref name="parent"/> holding
     /// <paramref name="tokenIds"/>, computed by the model <paramref name="fingerprint"/>: framing, checksum, layout and
     /// every identity field must match. On <see cref="PayloadCodecStatus.Ok"/>, <paramref name="payload"/> is the
-    /// block's payload, ready for <see cref="PayloadCopier.HostToDevice"/>.
+    /// block's payload, ready for <see cref="PayloadCopier.HostToDevice(ReadOnlySpan{byte}, int)"/>.
     /// </summary>
     public PayloadCodecStatus Verify(ReadOnlySpan<byte> value, UInt128 fingerprint, BlockKey key, BlockKey parent, ReadOnlySpan<int> tokenIds, out ReadOnlySpan<byte> payload) =>
         VerifyIdentity(value, fingerprint, key, parent, tokenIds, out payload);

@@ -13,6 +13,16 @@ public enum PreemptionMode
     Recompute,
 }
 
+/// <summary>Where the forward pass runs.</summary>
+public enum ComputeDevice
+{
+    /// <summary>The fp32 CPU backend.</summary>
+    Cpu,
+
+    /// <summary>The bf16 CUDA backend (needs an NVIDIA GPU, its driver and the native library).</summary>
+    Cuda,
+}
+
 /// <summary>When full blocks are written to the block store (<c>--kv-store-write</c>).</summary>
 public enum KvStoreWriteMode
 {
@@ -54,6 +64,16 @@ public sealed record EngineOptions
     /// <summary>Identifies the weights in block keys; null hashes the checkpoint's weight files.</summary>
     public string? WeightsVersion { get; init; }
 
+    /// <summary>Where the forward runs.</summary>
+    public ComputeDevice Device { get; init; } = ComputeDevice.Cpu;
+
+    /// <summary>
+    /// The fraction of the GPU's memory the CUDA backend may hold (weights, step buffers, KV cache); the KV cache gets
+    /// what is left of it when <see cref="NumBlocks"/> is 0.
+    /// </summary>
+    public double GpuMemoryUtilization { get; init; } = 0.9;
+
+    /// <summary>The CPU backend's pool size: <see cref="NumBlocks"/>, or when 0 enough for half the model length per sequence.</summary>
     /// <summary>The persistent block store: <c>file:DIR</c> or <c>redis://HOST:PORT[,HOST:PORT...]</c>; null for none.</summary>
     public string? KvStore { get; init; }
 
@@ -86,6 +106,7 @@ public sealed record EngineOptions
         Require(ResolvedNumBlocks >= 1, "num-blocks", "leaves no KV blocks");
         Require(double.IsFinite(SwapSpaceGiB) && SwapSpaceGiB is >= 0 and <= 4096, "swap-space", $"must be in 0..4096 GiB, got {SwapSpaceGiB}");
         Require(PreemptionMode != PreemptionMode.Swap || SwapSpaceGiB > 0, "preemption-mode", "swap needs --swap-space > 0");
+        Require(double.IsFinite(GpuMemoryUtilization) && GpuMemoryUtilization is > 0 and <= 1, "gpu-memory-utilization", $"must be in (0, 1], got {GpuMemoryUtilization}");
         if (KvStore is not null)
         {
             Storage.BlockStoreSpec.Parse(KvStore);

@@ -36,13 +36,18 @@ public sealed partial class LlmEngine : IDisposable
     /// a version string the user guarantees is unique.
     /// </param>
     /// <param name="auxiliaryChannels">Channels stored beside routing in every block (tests register one).</param>
+    /// <remarks>
+    /// The block pool has the backend's <see cref="IModelBackend.NumBlocks"/> blocks: the backend sizes its KV cache
+    /// (from <see cref="EngineOptions.ResolvedNumBlocks"/> on the CPU, from free device memory on a GPU), and an
+    /// explicit <see cref="EngineOptions.NumBlocks"/> must agree with it.
+    /// </remarks>
     /// <param name="blockStore">A block store to use instead of opening <see cref="EngineOptions.KvStore"/>; the engine disposes it.</param>
     public LlmEngine(IModelBackend backend, TextTokenizer tokenizer, IEnumerable<int> eosTokenIds, EngineOptions options, string weightsIdentity, IEnumerable<BlockChannel>? auxiliaryChannels = null, IBlockStore? blockStore = null)
     {
         Options = options.Validate();
-        if (backend.BlockSize != options.BlockSize || backend.NumBlocks != options.ResolvedNumBlocks)
+        if (backend.BlockSize != options.BlockSize || (options.NumBlocks > 0 && backend.NumBlocks != options.NumBlocks))
         {
-            throw new ArgumentException($"the backend's KV cache ({backend.NumBlocks} blocks of {backend.BlockSize}) does not match the options ({options.ResolvedNumBlocks} of {options.BlockSize})", nameof(backend));
+            throw new ArgumentException($"the backend's KV cache ({backend.NumBlocks} blocks of {backend.BlockSize}) does not match the options ({options.NumBlocks} of {options.BlockSize})", nameof(backend));
         }
         _backend = backend;
         _tokenizer = tokenizer;
@@ -69,7 +74,7 @@ public sealed partial class LlmEngine : IDisposable
             _store.LoadCompleted = OnBlocksArrived;
         }
         var maxBlocksPerSequence = options.BlocksFor(options.MaxModelLen);
-        _batch = new ForwardBatch(options.MaxNumBatchedTokens, options.MaxNumSeqs, maxBlocksPerSequence, backend.RoutingFormat, backend.Config.VocabSize);
+        _batch = new ForwardBatch(options.MaxNumBatchedTokens, options.MaxNumSeqs, maxBlocksPerSequence, backend.RoutingFormat, backend.Config.VocabSize, allocateHostBuffer: backend.AllocateHostBuffer);
         _sampler = new Sampler(backend.Config.VocabSize);
         _rootKey = BlockKey.Root(Fingerprint);
         _blockTokens = new int[options.BlockSize];
@@ -90,6 +95,8 @@ public sealed partial class LlmEngine : IDisposable
 
     public PayloadCopier PayloadCopier => _copier;
 
+    /// <summary>The backend the engine runs its forwards on.</summary>
+    public IModelBackend Backend => _backend;
     /// <summary>The block store tier, or null without <see cref="EngineOptions.KvStore"/>.</summary>
     public BlockStoreTier? StoreTier => _store;
 
@@ -109,6 +116,24 @@ public sealed partial class LlmEngine : IDisposable
     internal IStepObserver? StepObserver { get; set; }
 
     /// <summary>
+    /// Whether steps capture routing rows (default true). A benchmark switch that measures what capture costs: while
+    /// it is off, no request may ask for routing. Changing it drops the prefix cache, so blocks computed without rows
+    /// are never reused by a request that returns them.
+    /// </summary>
+    public bool CaptureRouting
+    {
+        get => _batch.CaptureRouting;
+        set
+        {
+            if (value != _batch.CaptureRouting)
+            {
+                FlushCache();
+                _batch.CaptureRouting = value;
+            }
+        }
+    }
+
+    /// <summary>
     /// Queues a request and returns its handle. Throws an <see cref="ArgumentException"/> naming the field when it is
     /// invalid (an explicit <see cref="SamplingParams.MaxTokens"/> that does not fit the model length among others), when
     /// a live request has its id, or when it could never fit the KV pool, instead of leaving it waiting forever. Without
@@ -117,6 +142,10 @@ public sealed partial class LlmEngine : IDisposable
     public RequestHandle AddRequest(EngineRequest request, IRequestSink sink)
     {
         request.Validate(Options.MaxModelLen);
+        if (request.ReturnRouting && !CaptureRouting)
+        {
+            throw new ArgumentException("routing was requested but this engine runs with routing capture off", "return_routed_experts");
+        }
         if (_requests.ContainsKey(request.RequestId))
         {
             throw new ArgumentException($"a request with id '{request.RequestId}' is already running; ids must be unique among running requests", "request_id");
@@ -226,7 +255,10 @@ public sealed partial class LlmEngine : IDisposable
             _backend.Forward(_batch);
             foreach (var channel in _pool.Channels)
             {
-                channel.CaptureStep(_batch);
+                if (_batch.CaptureRouting || !ReferenceEquals(channel, _routing))
+                {
+                    channel.CaptureStep(_batch);
+                }
             }
             StepObserver?.OnForward(chunks, _batch);
             Stats.Steps++;
@@ -485,6 +517,8 @@ public sealed partial class LlmEngine : IDisposable
     public void Dispose()
     {
         _store?.Dispose();
+        _host?.Dispose();
+        _batch.Dispose();
         _backend.Dispose();
     }
 }

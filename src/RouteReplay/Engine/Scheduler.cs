@@ -279,10 +279,7 @@ internal sealed class Scheduler
         var swap = _host is not null && _options.PreemptionMode != PreemptionMode.Recompute && _host.CanSwapOut(table.Length);
         if (swap)
         {
-            foreach (var block in table)
-            {
-                victim.HostBlocks.Add(_host!.SwapOut(block));
-            }
+            _host!.SwapOut(table, victim.HostBlocks);
             _stats.PreemptionsBySwap++;
         }
         else
@@ -373,12 +370,11 @@ internal sealed class Scheduler
         {
             return false;
         }
-        foreach (var hostBlock in hostBlocks)
+        foreach (var _ in hostBlocks)
         {
-            var block = _pool.Allocate();
-            _host!.SwapIn(hostBlock, block);
-            sequence.BlockTable.Add(block);
+            sequence.BlockTable.Add(_pool.Allocate());
         }
+        _host!.SwapIn(hostBlocks, CollectionsMarshal.AsSpan(sequence.BlockTable));
         sequence.HostBlocks.Clear();
         sequence.Status = SequenceStatus.Running;
         _running.Add(sequence);

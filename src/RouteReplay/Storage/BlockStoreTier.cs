@@ -38,6 +38,7 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
     private readonly ConcurrentQueue<StoreLoad> _completed = new();
     private readonly SemaphoreSlim _loadSignal = new(0);
     private readonly HashSet<BlockKey> _known = [];
+    private readonly ConcurrentQueue<BlockKey> _unwritten = new();
     private readonly Queue<BlockKey> _knownOrder = new();
     private readonly List<int> _admitted = [];
     private int _queued;
@@ -193,6 +194,10 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
 
     private void Queue(BlockKey key, BlockKey parent, ReadOnlySpan<int> tokenIds, in EvictedPayload payload)
     {
+        while (_unwritten.TryDequeue(out var failed))
+        {
+            _known.Remove(failed);
+        }
         if (_disposed || !Remember(key))
         {
             return;
@@ -212,7 +217,11 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
         _writes.Writer.TryWrite(new WriteJob(new PayloadHeader(Fingerprint, key, parent), tokens, tokenIds.Length, value));
     }
 
-    /// <summary>Adds <paramref name="key"/> to the keys this process stored or loaded recently; false when it was there.</summary>
+    /// <summary>
+    /// Adds <paramref name="key"/> to the keys this process stored or loaded recently; false when it was there. A key
+    /// whose write failed or was skipped while the store was down is forgotten again, so the block is offered anew when
+    /// it is evicted.
+    /// </summary>
     private bool Remember(BlockKey key)
     {
         if (!_known.Add(key))
@@ -236,6 +245,7 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
                 if (!_health.ShouldTry())
                 {
                     Stats.CountFailedWrite();
+                    _unwritten.Enqueue(job.Header.Key!.Value);
                     continue;
                 }
                 var tokens = job.Tokens.AsSpan(0, job.TokenCount);
@@ -248,6 +258,7 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
             catch (Exception e)
             {
                 Stats.CountFailedWrite();
+                _unwritten.Enqueue(job.Header.Key!.Value);
                 _health.ReportFailure(e is OperationCanceledException ? new TimeoutException($"a write took longer than {_settings.Timeout.TotalMilliseconds:F0} ms") : e);
             }
             finally

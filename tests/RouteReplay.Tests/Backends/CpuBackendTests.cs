@@ -22,7 +22,7 @@ public sealed class CpuBackendTests(TinyModelFixture model) : IClassFixture<Tiny
             batch.AddToken(seq, tokens[p], p, p, needsLogits: p == tokens.Length - 1, row);
         }
         backend.Forward(batch);
-        return new Run(batch.LogitRow(0).ToArray(), batch.Routing.AsSpan(0, tokens.Length * backend.RoutingFormat.RowBytes).ToArray());
+        return new Run(batch.LogitRow(0).ToArray(), batch.Routing[..(tokens.Length * backend.RoutingFormat.RowBytes)].ToArray());
     }
 
     private static ForwardBatch NewBatch(CpuBackend backend, int tokens) =>
@@ -69,7 +69,7 @@ public sealed class CpuBackendTests(TinyModelFixture model) : IClassFixture<Tiny
             first.AddToken(a, PromptA[p], p, (blocksA[p / 16] * 16) + (p % 16), needsLogits: false);
         }
         backend.Forward(first);
-        first.Routing.AsSpan(0, split * format.RowBytes).CopyTo(routing);
+        first.Routing[..(split * format.RowBytes)].CopyTo(routing);
 
         var second = NewBatch(backend, PromptA.Length);
         var b = second.AddSequence(blocksB);
@@ -83,7 +83,7 @@ public sealed class CpuBackendTests(TinyModelFixture model) : IClassFixture<Tiny
             second.AddToken(a2, PromptA[p], p, (blocksA[p / 16] * 16) + (p % 16), needsLogits: p == PromptA.Length - 1);
         }
         backend.Forward(second);
-        second.Routing.AsSpan(PromptB.Length * format.RowBytes, (PromptA.Length - split) * format.RowBytes).CopyTo(routing.AsSpan(split * format.RowBytes));
+        second.Routing.Slice(PromptB.Length * format.RowBytes, (PromptA.Length - split) * format.RowBytes).CopyTo(routing.AsSpan(split * format.RowBytes));
 
         Assert.Equal(reference.Routing, routing);
         Assert.Equal(reference.LastLogits, second.LogitRow(1).ToArray());

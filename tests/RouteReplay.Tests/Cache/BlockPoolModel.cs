@@ -44,7 +44,14 @@ internal sealed class BlockPoolModel(int numBlocks, bool prefixCaching)
     {
         if (--_refCounts[block] == 0)
         {
-            _freeQueue.Add(block);
+            if (_stored.ContainsKey(block))
+            {
+                _freeQueue.Add(block);
+            }
+            else
+            {
+                _freeQueue.Insert(0, block);
+            }
         }
     }
 

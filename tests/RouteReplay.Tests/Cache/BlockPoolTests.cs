@@ -24,7 +24,7 @@ public sealed class BlockPoolTests
     }
 
     [Fact]
-    public void Blocks_are_allocated_in_id_order_then_reused_least_recently_freed_first()
+    public void Blocks_are_allocated_in_id_order_then_uncached_ones_reused_most_recently_freed_first()
     {
         var pool = NewPool(4);
         Assert.Equal([0, 1, 2, 3], AllocateMany(pool, 4));
@@ -33,7 +33,24 @@ public sealed class BlockPoolTests
         pool.Release(0);
         pool.Release(3);
 
-        Assert.Equal([2, 0, 3], AllocateMany(pool, 3));
+        Assert.Equal([3, 0, 2], AllocateMany(pool, 3));
+    }
+
+    [Fact]
+    public void Uncached_free_blocks_are_reused_before_any_cached_block_is_evicted()
+    {
+        var pool = NewPool(4);
+        var (cached, key) = AllocateAndCommit(pool, [1, 2]);
+        var plain = AllocateMany(pool, 3);
+        pool.Release(cached);
+        pool.ReleaseSequence(plain);
+
+        Assert.Equal(plain.Order(), AllocateMany(pool, 3).Order());
+        Assert.True(pool.IsCached(cached));
+        Assert.Equal(0, pool.Evictions);
+        Assert.Equal(cached, pool.Allocate());
+        Assert.False(pool.TryHit(key, Root, [1, 2], out _));
+        Assert.Equal(1, pool.Evictions);
     }
 
     [Fact]
@@ -56,12 +73,12 @@ public sealed class BlockPoolTests
     }
 
     [Fact]
-    public void Releasing_a_sequence_frees_its_blocks_in_reverse_table_order()
+    public void Releasing_a_cached_sequence_frees_its_blocks_in_reverse_table_order_so_its_first_blocks_are_evicted_last()
     {
         var pool = NewPool(3);
-        var blocks = AllocateMany(pool, 3);
+        int[] blocks = [AllocateAndCommit(pool, [1, 2]).Block, AllocateAndCommit(pool, [3, 4]).Block, AllocateAndCommit(pool, [5, 6]).Block];
         pool.ReleaseSequence(blocks);
-        Assert.Equal([2, 1, 0], AllocateMany(pool, 3));
+        Assert.Equal([blocks[2], blocks[1], blocks[0]], AllocateMany(pool, 3));
     }
 
     [Fact]

@@ -6,9 +6,9 @@ namespace RouteReplay.Tests.Model;
 public sealed class ModelPresetsTests
 {
     [Fact]
-    public void Lists_tiny_and_small()
+    public void Lists_tiny_small_and_qwen3_30b_a3b()
     {
-        Assert.Equal(["tiny", "small"], ModelPresets.Names);
+        Assert.Equal(["tiny", "small", "qwen3-30b-a3b"], ModelPresets.Names);
         Assert.All(ModelPresets.Names, name => Assert.Equal(name, ModelPresets.Get(name).Name));
     }
 
@@ -41,9 +41,32 @@ public sealed class ModelPresetsTests
         AssertSharedSettings(config);
     }
 
+    [Fact]
+    public void Qwen3_30b_a3b_is_the_real_architecture()
+    {
+        var c = ModelPresets.Get("qwen3-30b-a3b").Config;
+        Assert.Equal((2048, 48, 32, 4, 128), (c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim));
+        Assert.Equal((128, 8, 768, 6144), (c.NumExperts, c.NumExpertsPerTok, c.MoeIntermediateSize, c.IntermediateSize));
+        Assert.Equal((151_936, false, 1e-6, 1_000_000.0, true), (c.VocabSize, c.TieWordEmbeddings, c.RmsNormEps, c.RopeTheta, c.NormTopkProb));
+        Assert.Equal(Enumerable.Range(0, 48), c.MoeLayers);
+        Assert.Equal(40960, c.MaxPositionEmbeddings);
+        var bytes = Qwen3MoeWeightLayout.Enumerate(c).Sum(w => TensorShapes.ElementCount(w.Shape) * 2);
+        Assert.InRange(bytes, 61_000_000_000, 61_100_000_000);
+    }
+
+    [Fact]
+    public void Make_model_refuses_a_preset_too_large_to_make_in_memory_and_names_the_dummy_format()
+    {
+        using var dir = new TempDirectory();
+        var error = Assert.Throws<ArgumentException>(() => ModelMaker.Make(ModelPresets.Get("qwen3-30b-a3b"), dir.File("out")));
+        Assert.Contains("--load-format dummy", error.Message);
+        Assert.False(Directory.Exists(dir.File("out")));
+    }
+
     [Theory]
     [InlineData("tiny")]
     [InlineData("small")]
+    [InlineData("qwen3-30b-a3b")]
     public void Config_round_trips_through_config_json(string name)
     {
         using var dir = new TempDirectory();

@@ -101,8 +101,11 @@ public sealed class BatchVariantBackend(IModelBackend inner) : IModelBackend
             replay.AddToken(batch.TokenSequence[t], batch.TokenIds[t], batch.Positions[t], batch.SlotMapping[t], needsLogits, row);
         }
         Inner.Forward(replay);
-        replay.Routing.AsSpan(0, n * format.RowBytes).CopyTo(batch.Routing);
-        replay.Logits.AsSpan(0, batch.LogitRowCount * batch.VocabSize).CopyTo(batch.Logits);
+        replay.Routing[..(n * format.RowBytes)].CopyTo(batch.Routing);
+        for (var r = 0; r < batch.LogitRowCount; r++)
+        {
+            replay.LogitRow(r).CopyTo(batch.LogitRow(r));
+        }
     }
 
     public void ReadBlockKv(int block, Span<byte> destination) => Inner.ReadBlockKv(block, destination);

@@ -40,7 +40,7 @@ public sealed class ScriptedBackend(IModelBackend inner, int promptLength, IRead
             {
                 continue;
             }
-            var logits = batch.Logits.AsSpan(row * batch.VocabSize, batch.VocabSize);
+            var logits = batch.LogitRow(row);
             logits.Fill(-100f);
             logits[script[output]] = 100f;
         }

@@ -18,6 +18,7 @@ public sealed partial class CpuBackend : IModelBackend
     private readonly float _eps;
     private readonly float _attentionScale;
     private Scratch _scratch = new(0, null!);
+    private float[] _logits = [];
 
     private CpuBackend(ModelConfig config, Qwen3MoeWeights weights, int numBlocks, int blockSize)
     {
@@ -44,6 +45,13 @@ public sealed partial class CpuBackend : IModelBackend
     public int NumBlocks => _cache.NumBlocks;
 
     internal CpuKvCache Cache => _cache;
+
+    /// <summary>Sees every token's fp32 router probabilities (MoE layer index, token, probabilities); for checks.</summary>
+    internal Action<int, int, float[]>? RouterObserver
+    {
+        get => _moe.RouterObserver;
+        set => _moe.RouterObserver = value;
+    }
 
     public void Forward(ForwardBatch batch)
     {
@@ -226,7 +234,16 @@ public sealed partial class CpuBackend : IModelBackend
             var t = batch.LogitTokens[r];
             Kernels.RmsNorm(s.Hidden.AsSpan(t * h, h), _weights.FinalNorm, _eps, s.Normed.AsSpan(r * h, h));
         }
-        ParallelMath.MatMul(_weights.LmHead, s.Normed, 0, rows, batch.Logits, 0);
+        var vocab = Config.VocabSize;
+        if (_logits.Length < rows * vocab)
+        {
+            _logits = new float[rows * vocab];
+        }
+        ParallelMath.MatMul(_weights.LmHead, s.Normed, 0, rows, _logits, 0);
+        for (var r = 0; r < rows; r++)
+        {
+            _logits.AsSpan(r * vocab, vocab).CopyTo(batch.LogitRow(r));
+        }
     }
 
     public void Dispose()

@@ -20,6 +20,9 @@ internal sealed class MoeBlock
         _format = format;
     }
 
+    /// <summary>When set, sees every token's router probabilities (MoE layer index, token, probabilities); for checks.</summary>
+    public Action<int, int, float[]>? RouterObserver { get; set; }
+
     /// <summary>Writes the block's output for <paramref name="tokens"/> rows of <paramref name="input"/> into <paramref name="output"/>.</summary>
     public void Forward(MoeWeights weights, ForwardBatch batch, int moeIndex, float[] input, float[] output, int tokens)
     {
@@ -82,6 +85,7 @@ internal sealed class MoeBlock
         int k = _config.NumExpertsPerTok, experts = _config.NumExperts;
         var probabilities = b.RouterProbabilities.AsSpan(t * experts, experts);
         Kernels.Softmax(probabilities);
+        RouterObserver?.Invoke(moeIndex, t, probabilities.ToArray());
         var selected = b.Selected.AsSpan(t * k, k);
         var forcedRow = batch.ForcedRouting.AsSpan(t * _format.RowBytes, _format.RowBytes);
         if (batch.HasForcedRouting && !_format.IsUnsetRow(forcedRow))

@@ -44,14 +44,16 @@ internal sealed class RotaryEmbedding
         }
     }
 
-    private static (float[] InverseFrequencies, float AttentionScaling) Schedule(ModelConfig config)
+    /// <summary>The inverse frequencies (fp32) and the cos/sin scale of the config's RoPE; the CUDA backend uses the same.</summary>
+    internal static (float[] InverseFrequencies, float AttentionScaling) Schedule(ModelConfig config)
     {
         var dim = config.HeadDim;
         var theta = config.RopeTheta;
         var baseFrequencies = new float[dim / 2];
         for (var i = 0; i < baseFrequencies.Length; i++)
         {
-            baseFrequencies[i] = (float)(1.0 / Math.Pow(theta, (float)(2 * i) / dim));
+            // As transformers computes them: the power rounded to fp32, then an fp32 reciprocal (two roundings).
+            baseFrequencies[i] = 1f / (float)Math.Pow(theta, (float)(2 * i) / dim);
         }
         var scaling = config.RopeScaling;
         switch (scaling?.Type)

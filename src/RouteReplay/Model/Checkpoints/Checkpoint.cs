@@ -74,6 +74,18 @@ public sealed class Checkpoint : IDisposable
         file.ReadAsFloat32(name, destination);
     }
 
+    /// <summary>
+    /// Reads elements <c>[firstElement, firstElement + destination.Length / 2)</c> of tensor <paramref name="name"/>
+    /// as bf16 (converting fp32 and f16), checking that its shape is exactly <paramref name="expectedShape"/>. Reading
+    /// a tensor in slices keeps any size within a small buffer.
+    /// </summary>
+    /// <exception cref="CheckpointException">The tensor is missing or has another shape.</exception>
+    public void ReadBFloat16(string name, long firstElement, Span<byte> destination, params long[] expectedShape)
+    {
+        var (file, _) = Find(name, expectedShape);
+        file.ReadAsBFloat16(name, firstElement, destination);
+    }
+
     /// <summary>Unmaps the weight files.</summary>
     public void Dispose() => _weights.Dispose();
 

@@ -116,6 +116,43 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>
+    /// Copies elements <c>[firstElement, firstElement + destination.Length / 2)</c> of tensor <paramref name="name"/>
+    /// into <paramref name="destination"/> as little-endian bf16: bf16 data unchanged, fp32 and f16 rounded to the
+    /// nearest bf16 (ties to even).
+    /// </summary>
+    /// <exception cref="CheckpointException">The file has no tensor of that name.</exception>
+    /// <exception cref="ArgumentException">The range is outside the tensor.</exception>
+    public void ReadAsBFloat16(string name, long firstElement, Span<byte> destination)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!Tensors.TryGetValue(name, out var info))
+        {
+            throw new CheckpointException(Path, name, $"{Path}: tensor '{name}' not found");
+        }
+        var count = destination.Length / sizeof(ushort);
+        if (destination.Length % sizeof(ushort) != 0 || firstElement < 0 || firstElement + count > info.ElementCount)
+        {
+            throw new ArgumentException(
+                $"elements {firstElement}..{firstElement + count} are outside tensor '{name}' of {info.ElementCount} elements in {Path}",
+                nameof(destination));
+        }
+        var elementSize = TensorDTypes.SizeOf(info.DType);
+        var source = _data + info.DataOffset + (firstElement * elementSize);
+        if (info.DType == TensorDType.BF16)
+        {
+            new ReadOnlySpan<byte>(source, destination.Length).CopyTo(destination);
+            return;
+        }
+        Span<float> values = stackalloc float[1024];
+        for (var done = 0; done < count; done += values.Length)
+        {
+            var n = Math.Min(values.Length, count - done);
+            FloatConversion.ToFloat32(info.DType, new ReadOnlySpan<byte>(source + ((long)done * elementSize), n * elementSize), values[..n]);
+            FloatConversion.Float32ToBFloat16(values[..n], destination.Slice(done * sizeof(ushort), n * sizeof(ushort)));
+        }
+    }
+
     /// <summary>Unmaps the file.</summary>
     public void Dispose()
     {

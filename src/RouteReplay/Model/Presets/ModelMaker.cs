@@ -12,6 +12,9 @@ public static class ModelMaker
     /// <summary>The single weights file a made model has.</summary>
     public const string WeightsFileName = "model.safetensors";
 
+    /// <summary>The largest checkpoint make-model writes: its weights are generated in memory first.</summary>
+    public const long MaxWeightBytes = 8_000_000_000;
+
     private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json"];
 
     /// <summary>Writes the checkpoint of <paramref name="preset"/> into <paramref name="outDir"/> (created if needed).</summary>
@@ -22,6 +25,13 @@ public static class ModelMaker
     {
         ArgumentNullException.ThrowIfNull(preset);
         ArgumentNullException.ThrowIfNull(outDir);
+        var bytes = Qwen3MoeWeightLayout.Enumerate(preset.Config).Sum(w => TensorShapes.ElementCount(w.Shape) * 2);
+        if (bytes > MaxWeightBytes)
+        {
+            throw new ArgumentException(
+                $"preset '{preset.Name}' has {bytes / 1e9:F1} GB of weights, more than make-model writes ({MaxWeightBytes / 1e9:F0} GB, made in memory); " +
+                $"run it without files: --load-format dummy --preset {preset.Name} --device cuda", "preset");
+        }
         var tokenizerDirectory = Assets.Qwen3TokenizerDirectory;
         Directory.CreateDirectory(outDir);
         var config = preset.Config;

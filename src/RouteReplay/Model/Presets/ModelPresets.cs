@@ -2,7 +2,10 @@ using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Model.Presets;
 
-/// <summary>The built-in Qwen3-MoE presets for random-weight checkpoints (tests, demos, benchmarks).</summary>
+/// <summary>
+/// The built-in Qwen3-MoE presets for random-weight checkpoints (tests, demos, benchmarks). <c>qwen3-30b-a3b</c> is
+/// the real Qwen3-30B-A3B architecture (61 GB of bf16 weights), meant for <c>--load-format dummy</c> on a GPU.
+/// </summary>
 public static class ModelPresets
 {
     private static readonly ModelPreset[] Presets =
@@ -32,6 +35,21 @@ public static class ModelPresets
             NumExpertsPerTok = 8,
             MoeIntermediateSize = 128,
             IntermediateSize = 512,
+        }),
+        new("qwen3-30b-a3b", Qwen3Moe() with
+        {
+            HiddenSize = 2048,
+            NumHiddenLayers = 48,
+            MlpOnlyLayers = [],
+            NumAttentionHeads = 32,
+            NumKeyValueHeads = 4,
+            HeadDim = 128,
+            NumExperts = 128,
+            NumExpertsPerTok = 8,
+            MoeIntermediateSize = 768,
+            IntermediateSize = 6144,
+            TieWordEmbeddings = false,
+            MaxPositionEmbeddings = 40960,
         }),
     ];
 

@@ -58,7 +58,7 @@ internal static class RandomWeightGenerator
     /// every expert; the router gets 1/sqrt(hidden) (its fan-in); the embedding gets std 1 (hidden states are RMS-normalized before use, and the tied
     /// logits then have a healthy spread); norm weights are 1 + 0.1 N(0, 1).
     /// </summary>
-    private static (double Mean, double StandardDeviation) Distribution(WeightSpec weight) => weight.Role switch
+    internal static (double Mean, double StandardDeviation) Distribution(WeightSpec weight) => weight.Role switch
     {
         WeightRole.Embedding => (0.0, 1.0),
         WeightRole.Norm => (1.0, 0.1),
@@ -67,7 +67,7 @@ internal static class RandomWeightGenerator
         _ => throw new ArgumentOutOfRangeException(nameof(weight), weight.Role, "unknown weight role"),
     };
 
-    private static ulong ChunkSeed(ulong seed, string tensorName, long chunk)
+    internal static ulong ChunkSeed(ulong seed, string tensorName, long chunk)
     {
         var nameHash = XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(tensorName));
         return SplitMix64.Mix(SplitMix64.Mix(SplitMix64.Mix(seed) ^ nameHash) + (ulong)chunk);

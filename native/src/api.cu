@@ -1,0 +1,465 @@
+// The C ABI: model creation and destruction, weights, KV cache, block copies, host memory, profiling.
+#include "kernels.cuh"
+#include "model.cuh"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+namespace rr {
+
+namespace {
+thread_local std::string g_error;
+
+const char* kProfileNames[PROFILE_CLASS_COUNT] = {
+    "input_copy", "embed",     "norm",         "qkv_gemm",    "qk_norm_rope", "attention", "o_gemm",      "router_gemm",
+    "route",      "moe_plan",  "moe_gate_up",  "moe_down",    "moe_combine",  "dense_mlp", "lm_head",     "output_copy",
+};
+
+size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+template <typename F>
+int guarded(F&& body) {
+    try {
+        body();
+        return RR_OK;
+    } catch (const Failure& failure) {
+        set_error(failure.message);
+    } catch (const std::exception& e) {
+        set_error(std::string("unexpected error: ") + e.what());
+    }
+    return RR_ERROR;
+}
+
+void validate(const rr_model_config& c) {
+    auto require = [](bool ok, const std::string& message) {
+        if (!ok) fail(message);
+    };
+    require(c.hidden_size > 0 && c.hidden_size % 32 == 0, "hidden_size must be a positive multiple of 32");
+    require(c.num_layers > 0, "num_layers must be positive");
+    require(c.num_heads > 0 && c.num_kv_heads > 0 && c.num_heads % c.num_kv_heads == 0,
+            "num_attention_heads must be a multiple of num_key_value_heads");
+    require(c.head_dim >= 16 && c.head_dim % 16 == 0, "head_dim must be a multiple of 16");
+    require(attention_supported(c.num_heads / c.num_kv_heads, c.head_dim),
+            "the attention kernel is not compiled for " + std::to_string(c.num_heads / c.num_kv_heads) +
+                " query heads per KV head with head_dim " + std::to_string(c.head_dim));
+    require(c.vocab_size > 0, "vocab_size must be positive");
+    require(c.top_k >= 1 && c.top_k <= 32, "num_experts_per_tok must be in 1..32");
+    require(c.num_experts >= 0 && c.num_experts <= 8192, "num_experts must be in 0..8192");
+    require(c.num_experts == 0 || (c.moe_intermediate_size > 0 && c.moe_intermediate_size % 32 == 0),
+            "moe_intermediate_size must be a positive multiple of 32");
+    require(c.intermediate_size >= 0 && c.intermediate_size % 8 == 0, "intermediate_size must be a multiple of 8");
+    require(c.block_size > 0, "block_size must be positive");
+    require(c.max_tokens > 0 && c.max_seqs > 0 && c.max_blocks_per_seq > 0 && c.max_logit_rows > 0 && c.max_model_len > 1,
+            "the step limits must be positive");
+    require(c.routing_element_bytes == 1 || c.routing_element_bytes == 2, "routing_element_bytes must be 1 or 2");
+}
+
+}  // namespace
+
+void set_error(const std::string& message) { g_error = message; }
+const char* last_error() { return g_error.c_str(); }
+
+void fail(const std::string& message) { throw Failure{message}; }
+
+void check_cuda(cudaError_t status, const char* what) {
+    if (status != cudaSuccess) {
+        fail(std::string(what) + ": " + cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
+    }
+}
+
+void check_cublas(cublasStatus_t status, const char* what) {
+    if (status != CUBLAS_STATUS_SUCCESS) {
+        fail(std::string(what) + ": cuBLAS status " + std::to_string((int)status));
+    }
+}
+
+void check_launch(const char* kernel) { check_cuda(cudaGetLastError(), kernel); }
+
+const char* profile_class_name(int index) {
+    return index >= 0 && index < PROFILE_CLASS_COUNT ? kProfileNames[index] : "";
+}
+
+void* device_alloc(rr_model* m, size_t bytes, const char* what) {
+    void* p = nullptr;
+    if (bytes == 0) return nullptr;
+    check_cuda(cudaMalloc(&p, bytes), what);
+    m->allocations.push_back(p);
+    return p;
+}
+
+ProfileScope::ProfileScope(rr_model* m, int cls) : model(m), index(-1) {
+    Profiler& p = m->profiler;
+    if (!p.enabled) return;
+    if ((size_t)(p.used + 1) * 2 > p.events.size()) {
+        for (int i = 0; i < 256; ++i) {
+            cudaEvent_t e;
+            check_cuda(cudaEventCreate(&e), "cudaEventCreate");
+            p.events.push_back(e);
+        }
+    }
+    index = p.used++;
+    if ((size_t)index >= p.classes.size()) p.classes.resize(index + 1);
+    p.classes[index] = cls;
+    check_cuda(cudaEventRecord(p.events[2 * index], m->stream), "cudaEventRecord");
+}
+
+ProfileScope::~ProfileScope() {
+    if (index >= 0) cudaEventRecord(model->profiler.events[2 * index + 1], model->stream);
+}
+
+// After the step's synchronization: adds every recorded pair's time to its class.
+void profile_collect(rr_model* m) {
+    Profiler& p = m->profiler;
+    for (int i = 0; i < p.used; ++i) {
+        float ms = 0.f;
+        check_cuda(cudaEventElapsedTime(&ms, p.events[2 * i], p.events[2 * i + 1]), "cudaEventElapsedTime");
+        p.totals[p.classes[i]] += ms;
+    }
+    p.used = 0;
+}
+
+}  // namespace rr
+
+using namespace rr;
+
+extern "C" {
+
+int rr_abi_version(void) { return RR_ABI_VERSION; }
+
+const char* rr_last_error(void) { return last_error(); }
+
+int rr_device_count(int32_t* count) {
+    return guarded([&] {
+        int n = 0;
+        check_cuda(cudaGetDeviceCount(&n), "cudaGetDeviceCount");
+        *count = n;
+    });
+}
+
+int rr_device_name(char* name, int32_t capacity) {
+    return guarded([&] {
+        cudaDeviceProp prop;
+        check_cuda(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+        std::snprintf(name, capacity, "%s (sm_%d%d, %d SMs, %.1f GiB)", prop.name, prop.major, prop.minor,
+                      prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+    });
+}
+
+int rr_memory_info(uint64_t* free_bytes, uint64_t* total_bytes) {
+    return guarded([&] {
+        size_t f = 0, t = 0;
+        check_cuda(cudaMemGetInfo(&f, &t), "cudaMemGetInfo");
+        *free_bytes = f;
+        *total_bytes = t;
+    });
+}
+
+int rr_model_create(const rr_model_config* config, rr_model** out) {
+    *out = nullptr;
+    rr_model* m = new rr_model();
+    const int status = guarded([&] {
+        const rr_model_config& c = *config;
+        validate(c);
+        m->config = c;
+        m->config.rope_inv_freq = nullptr;
+        m->config.layer_is_moe = nullptr;
+        m->inv_freq.assign(c.rope_inv_freq, c.rope_inv_freq + c.head_dim / 2);
+        check_cuda(cudaGetDevice(&m->device), "cudaGetDevice");
+        check_cuda(cudaDeviceGetAttribute(&m->max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, m->device),
+                   "cudaDeviceGetAttribute");
+        check_cuda(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+        check_cublas(cublasCreate(&m->cublas), "cublasCreate");
+        check_cublas(cublasSetStream(m->cublas, m->stream), "cublasSetStream");
+        check_cublas(cublasSetMathMode(m->cublas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+
+        const size_t H = c.hidden_size, hd = c.head_dim, qdim = (size_t)c.num_heads * hd, kvdim = (size_t)c.num_kv_heads * hd;
+        const size_t E = c.num_experts, I = c.moe_intermediate_size, Id = c.intermediate_size, V = c.vocab_size;
+        m->layers.resize(c.num_layers);
+        // The arena layout: every tensor 256-byte aligned.
+        size_t offset = 0;
+        auto place = [&](size_t elements) {
+            const size_t at = offset;
+            offset += align256(elements * sizeof(bf16));
+            return at;
+        };
+        const size_t embed_at = place(V * H), final_norm_at = place(H);
+        const size_t lm_head_at = c.tie_word_embeddings ? embed_at : place(V * H);
+        struct Offsets {
+            size_t input_norm, post_norm, q, k, v, o, q_norm, k_norm, router, gate_up, down, mlp_gate, mlp_up, mlp_down;
+        };
+        std::vector<Offsets> at(c.num_layers);
+        for (int l = 0; l < c.num_layers; ++l) {
+            Offsets& o = at[l];
+            o.input_norm = place(H);
+            o.post_norm = place(H);
+            o.q = place(qdim * H);
+            o.k = place(kvdim * H);
+            o.v = place(kvdim * H);
+            o.o = place(H * qdim);
+            o.q_norm = place(hd);
+            o.k_norm = place(hd);
+            const bool moe = config->layer_is_moe[l] != 0;
+            if (moe) {
+                if (E == 0) fail("a MoE layer needs num_experts > 0");
+                o.router = place(E * H);
+                o.gate_up = place(E * 2 * I * H);
+                o.down = place(E * H * I);
+            } else {
+                if (Id == 0) fail("a dense layer needs intermediate_size > 0");
+                o.mlp_gate = place(Id * H);
+                o.mlp_up = place(Id * H);
+                o.mlp_down = place(H * Id);
+            }
+            m->layers[l].moe = moe;
+            m->layers[l].moe_index = moe ? m->num_moe_layers++ : -1;
+        }
+        m->weights_bytes = offset;
+        m->weights = static_cast<uint8_t*>(device_alloc(m, offset, "cudaMalloc(weights)"));
+        auto ptr = [&](size_t o) { return reinterpret_cast<bf16*>(m->weights + o); };
+        m->embed = ptr(embed_at);
+        m->final_norm = ptr(final_norm_at);
+        m->lm_head = ptr(lm_head_at);
+        for (int l = 0; l < c.num_layers; ++l) {
+            LayerWeights& w = m->layers[l];
+            const Offsets& o = at[l];
+            w.input_norm = ptr(o.input_norm);
+            w.post_norm = ptr(o.post_norm);
+            w.q = ptr(o.q);
+            w.k = ptr(o.k);
+            w.v = ptr(o.v);
+            w.o = ptr(o.o);
+            w.q_norm = ptr(o.q_norm);
+            w.k_norm = ptr(o.k_norm);
+            if (w.moe) {
+                w.router = ptr(o.router);
+                w.gate_up = ptr(o.gate_up);
+                w.down = ptr(o.down);
+            } else {
+                w.mlp_gate = ptr(o.mlp_gate);
+                w.mlp_up = ptr(o.mlp_up);
+                w.mlp_down = ptr(o.mlp_down);
+            }
+        }
+        m->row_bytes = m->num_moe_layers * c.top_k * c.routing_element_bytes;
+        m->kv_block_bytes = (size_t)c.num_layers * 2 * c.block_size * kvdim * sizeof(bf16);
+
+        // Step buffers.
+        const size_t T = c.max_tokens, R = c.max_logit_rows, K = c.top_k;
+        Workspace& ws = m->ws;
+        ws.input_bytes = align256(T * 4 * 4) + 5 * 256 + align256(R * 4) +
+                         align256((size_t)c.max_seqs * c.max_blocks_per_seq * 4) + align256(T * (size_t)m->row_bytes);
+        ws.input = static_cast<uint8_t*>(device_alloc(m, ws.input_bytes, "cudaMalloc(step input)"));
+        auto buffer = [&](size_t elements, size_t size) { return device_alloc(m, align256(elements * size), "cudaMalloc(step buffer)"); };
+        ws.hidden = static_cast<bf16*>(buffer(T * H, 2));
+        ws.normed = static_cast<bf16*>(buffer(T * H, 2));
+        ws.delta = static_cast<bf16*>(buffer(T * H, 2));
+        ws.q = static_cast<bf16*>(buffer(T * qdim, 2));
+        ws.k = static_cast<bf16*>(buffer(T * kvdim, 2));
+        ws.v = static_cast<bf16*>(buffer(T * kvdim, 2));
+        ws.attn = static_cast<bf16*>(buffer(T * qdim, 2));
+        if (m->num_moe_layers > 0) {
+            ws.router_logits = static_cast<bf16*>(buffer(T * E, 2));
+            ws.topk_ids = static_cast<int32_t*>(buffer(T * K, 4));
+            ws.topk_weights = static_cast<float*>(buffer(T * K, 4));
+            ws.routing = static_cast<uint8_t*>(buffer(T * m->row_bytes, 1));
+            ws.max_tiles = moe_max_tiles((int)T, (int)K, (int)E, 16);
+            if (ws.max_tiles > 65535) fail("max_num_batched_tokens is too large for the MoE tile grid (65535 tiles)");
+            ws.expert_offsets = static_cast<int32_t*>(buffer(E + 1, 4));
+            ws.tile_expert = static_cast<int32_t*>(buffer(ws.max_tiles, 4));
+            ws.tile_row0 = static_cast<int32_t*>(buffer(ws.max_tiles, 4));
+            ws.tile_row_end = static_cast<int32_t*>(buffer(ws.max_tiles, 4));
+            ws.tile_count = static_cast<int32_t*>(buffer(1, 4));
+            ws.sorted_token = static_cast<int32_t*>(buffer(T * K, 4));
+            ws.assignment_row = static_cast<int32_t*>(buffer(T * K, 4));
+            ws.moe_act = static_cast<bf16*>(buffer(T * K * I, 2));
+            ws.moe_out = static_cast<bf16*>(buffer(T * K * H, 2));
+        }
+        if (m->num_moe_layers < c.num_layers) {
+            ws.mlp_gate = static_cast<bf16*>(buffer(T * Id, 2));
+            ws.mlp_up = static_cast<bf16*>(buffer(T * Id, 2));
+        }
+        ws.logit_hidden = static_cast<bf16*>(buffer(R * H, 2));
+        ws.logits = static_cast<bf16*>(buffer(R * V, 2));
+        ws.logits_f32 = static_cast<float*>(buffer(R * V, 4));
+        ws.cublas_workspace_bytes = 32u << 20;
+        ws.cublas_workspace = device_alloc(m, ws.cublas_workspace_bytes, "cudaMalloc(cuBLAS workspace)");
+        check_cublas(cublasSetWorkspace(m->cublas, ws.cublas_workspace, ws.cublas_workspace_bytes), "cublasSetWorkspace");
+
+        m->d_inv_freq = static_cast<float*>(device_alloc(m, m->inv_freq.size() * sizeof(float), "cudaMalloc(rope)"));
+        check_cuda(cudaMemcpy(m->d_inv_freq, m->inv_freq.data(), m->inv_freq.size() * sizeof(float), cudaMemcpyHostToDevice),
+                   "cudaMemcpy(rope)");
+
+        // Attention: keep the scores of up to `chunk` positions in shared memory (several blocks per multiprocessor).
+        const int group = c.num_heads / c.num_kv_heads;
+        const size_t budget = std::min<size_t>((size_t)m->max_smem, 100 * 1024);
+        m->attention_chunk = attention_chunk(group, c.head_dim, c.max_model_len, budget);
+        if (m->attention_chunk < 1) fail("the attention kernel does not fit the device's shared memory");
+        attention_prepare(group, c.head_dim, attention_smem_bytes(group, c.head_dim, m->attention_chunk));
+        check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize(create)");
+    });
+    if (status != RR_OK) {
+        rr_model_destroy(m);
+        return status;
+    }
+    *out = m;
+    return RR_OK;
+}
+
+void rr_model_destroy(rr_model* m) {
+    if (!m) return;
+    if (m->stream) cudaStreamSynchronize(m->stream);
+    for (cudaEvent_t e : m->profiler.events) cudaEventDestroy(e);
+    for (void* p : m->allocations) cudaFree(p);
+    if (m->ws.host_offsets) cudaFreeHost(m->ws.host_offsets);
+    if (m->cublas) cublasDestroy(m->cublas);
+    if (m->stream) cudaStreamDestroy(m->stream);
+    delete m;
+}
+
+int rr_tensor(rr_model* m, int32_t kind, int32_t layer, void** device, uint64_t* bytes) {
+    return guarded([&] {
+        const rr_model_config& c = m->config;
+        const size_t H = c.hidden_size, hd = c.head_dim, qdim = (size_t)c.num_heads * hd, kvdim = (size_t)c.num_kv_heads * hd;
+        const size_t E = c.num_experts, I = c.moe_intermediate_size, Id = c.intermediate_size, V = c.vocab_size;
+        bf16* p = nullptr;
+        size_t elements = 0;
+        const bool layered = kind >= RR_INPUT_NORM;
+        if (layered && (layer < 0 || layer >= c.num_layers)) fail("layer " + std::to_string(layer) + " is out of range");
+        const LayerWeights* w = layered ? &m->layers[layer] : nullptr;
+        switch (kind) {
+            case RR_EMBED: p = m->embed; elements = V * H; break;
+            case RR_FINAL_NORM: p = m->final_norm; elements = H; break;
+            case RR_LM_HEAD: p = m->lm_head; elements = V * H; break;
+            case RR_INPUT_NORM: p = w->input_norm; elements = H; break;
+            case RR_POST_NORM: p = w->post_norm; elements = H; break;
+            case RR_Q: p = w->q; elements = qdim * H; break;
+            case RR_K: p = w->k; elements = kvdim * H; break;
+            case RR_V: p = w->v; elements = kvdim * H; break;
+            case RR_O: p = w->o; elements = H * qdim; break;
+            case RR_Q_NORM: p = w->q_norm; elements = hd; break;
+            case RR_K_NORM: p = w->k_norm; elements = hd; break;
+            case RR_ROUTER: p = w->router; elements = E * H; break;
+            case RR_GATE_UP: p = w->gate_up; elements = E * 2 * I * H; break;
+            case RR_DOWN: p = w->down; elements = E * H * I; break;
+            case RR_MLP_GATE: p = w->mlp_gate; elements = Id * H; break;
+            case RR_MLP_UP: p = w->mlp_up; elements = Id * H; break;
+            case RR_MLP_DOWN: p = w->mlp_down; elements = H * Id; break;
+            default: fail("unknown tensor kind " + std::to_string(kind));
+        }
+        if (!p) fail("tensor kind " + std::to_string(kind) + " does not exist in layer " + std::to_string(layer));
+        *device = p;
+        *bytes = elements * sizeof(bf16);
+    });
+}
+
+int rr_upload(rr_model* m, void* device, const void* host, uint64_t bytes) {
+    return guarded([&] {
+        check_cuda(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, m->stream), "cudaMemcpyAsync(upload)");
+        check_cuda(cudaStreamSynchronize(m->stream), "cudaStreamSynchronize(upload)");
+    });
+}
+
+int rr_fill_normal(rr_model* m, void* device, uint64_t count, uint64_t seed, float mean, float std) {
+    return guarded([&] {
+        launch_fill_normal(m->stream, static_cast<bf16*>(device), count, seed, mean, std);
+        check_cuda(cudaStreamSynchronize(m->stream), "cudaStreamSynchronize(fill)");
+    });
+}
+
+uint64_t rr_kv_bytes_per_block(const rr_model* m) { return m->kv_block_bytes; }
+
+int rr_kv_allocate(rr_model* m, int32_t num_blocks) {
+    return guarded([&] {
+        if (m->kv) fail("the KV cache is already allocated");
+        if (num_blocks <= 0) fail("the KV cache needs at least one block");
+        m->kv = static_cast<uint8_t*>(device_alloc(m, (size_t)num_blocks * m->kv_block_bytes, "cudaMalloc(KV cache)"));
+        m->num_blocks = num_blocks;
+    });
+}
+
+int rr_forward(rr_model* m, const rr_step* step) {
+    return guarded([&] { forward(m, step); });
+}
+
+int rr_set_per_expert_gemms(rr_model* m, int32_t enabled) {
+    return guarded([&] {
+        const rr_model_config& c = m->config;
+        if (enabled && m->num_moe_layers > 0 && !m->ws.moe_rows) {
+            const size_t rows = (size_t)c.max_tokens * c.top_k;
+            m->ws.moe_rows = static_cast<bf16*>(device_alloc(m, rows * c.hidden_size * sizeof(bf16), "cudaMalloc(per-expert rows)"));
+            m->ws.moe_gate_up = static_cast<bf16*>(device_alloc(m, rows * 2 * c.moe_intermediate_size * sizeof(bf16), "cudaMalloc(per-expert gate/up)"));
+            check_cuda(cudaHostAlloc(&m->ws.host_offsets, (c.num_experts + 1) * sizeof(int32_t), cudaHostAllocPortable), "cudaHostAlloc(expert offsets)");
+        }
+        m->per_expert_gemms = enabled != 0;
+    });
+}
+
+int rr_copy_blocks_to_host(rr_model* m, const int32_t* blocks, void* const* host, int32_t count) {
+    return guarded([&] {
+        for (int i = 0; i < count; ++i) {
+            if (blocks[i] < 0 || blocks[i] >= m->num_blocks) fail("block " + std::to_string(blocks[i]) + " is outside the KV cache");
+            check_cuda(cudaMemcpyAsync(host[i], m->kv + (size_t)blocks[i] * m->kv_block_bytes, m->kv_block_bytes,
+                                       cudaMemcpyDeviceToHost, m->stream),
+                       "cudaMemcpyAsync(block to host)");
+        }
+    });
+}
+
+int rr_copy_blocks_to_device(rr_model* m, void* const* host, const int32_t* blocks, int32_t count) {
+    return guarded([&] {
+        for (int i = 0; i < count; ++i) {
+            if (blocks[i] < 0 || blocks[i] >= m->num_blocks) fail("block " + std::to_string(blocks[i]) + " is outside the KV cache");
+            check_cuda(cudaMemcpyAsync(m->kv + (size_t)blocks[i] * m->kv_block_bytes, host[i], m->kv_block_bytes,
+                                       cudaMemcpyHostToDevice, m->stream),
+                       "cudaMemcpyAsync(block to device)");
+        }
+    });
+}
+
+int rr_read_block(rr_model* m, int32_t block, void* host) {
+    if (rr_copy_blocks_to_host(m, &block, &host, 1) != RR_OK) return RR_ERROR;
+    return rr_synchronize(m);
+}
+
+int rr_write_block(rr_model* m, int32_t block, const void* host) {
+    void* source = const_cast<void*>(host);
+    if (rr_copy_blocks_to_device(m, &source, &block, 1) != RR_OK) return RR_ERROR;
+    return rr_synchronize(m);
+}
+
+int rr_synchronize(rr_model* m) {
+    return guarded([&] { check_cuda(cudaStreamSynchronize(m->stream), "cudaStreamSynchronize"); });
+}
+
+int rr_host_alloc(uint64_t bytes, void** host) {
+    return guarded([&] {
+        *host = nullptr;
+        check_cuda(cudaHostAlloc(host, bytes, cudaHostAllocPortable), "cudaHostAlloc");
+    });
+}
+
+void rr_host_free(void* host) {
+    if (host) cudaFreeHost(host);
+}
+
+int rr_set_profiling(rr_model* m, int32_t enabled) {
+    return guarded([&] {
+        m->profiler.enabled = enabled != 0;
+        m->profiler.used = 0;
+        std::fill(std::begin(m->profiler.totals), std::end(m->profiler.totals), 0.0);
+    });
+}
+
+int32_t rr_profile_class_count(void) { return PROFILE_CLASS_COUNT; }
+
+const char* rr_profile_class_name(int32_t index) { return profile_class_name(index); }
+
+int rr_profile(rr_model* m, double* milliseconds, int32_t capacity) {
+    return guarded([&] {
+        for (int i = 0; i < PROFILE_CLASS_COUNT && i < capacity; ++i) milliseconds[i] = m->profiler.totals[i];
+        std::fill(std::begin(m->profiler.totals), std::end(m->profiler.totals), 0.0);
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,183 @@
+// One step of the Qwen3-MoE forward on the model's stream: one input copy, the layers, the logit rows, one output
+// copy of logits and routing rows, one synchronization. Nothing inside the forward waits for the host.
+#include "kernels.cuh"
+#include "model.cuh"
+
+namespace rr {
+
+namespace {
+
+// y[M, N] = x[M, K] . w[N, K]^T in bf16 with fp32 accumulation: the call torch makes for a bf16 nn.Linear.
+void linear(rr_model* m, const bf16* x, const bf16* w, bf16* y, int rows, int n, int k) {
+    if (rows == 0) return;
+    const float alpha = 1.f, beta = 0.f;
+    check_cublas(cublasGemmEx(m->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha, w, CUDA_R_16BF, k, x, CUDA_R_16BF,
+                              k, &beta, y, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx");
+}
+
+template <typename T>
+const T* section(const rr_model* m, int64_t offset) {
+    return reinterpret_cast<const T*>(m->ws.input + offset);
+}
+
+// The experts as transformers' eager loop computes them: per active expert, one GEMM of its gathered rows with the
+// expert's [2I, H] gate/up weight, the SwiGLU, one GEMM with its [H, I] down weight. The experts' sizes come back to
+// the host first (one synchronization per MoE layer).
+void per_expert(rr_model* m, const LayerWeights& w, const MoePlan& plan, int tokens) {
+    const rr_model_config& c = m->config;
+    Workspace& ws = m->ws;
+    const int E = c.num_experts, K = c.top_k, H = c.hidden_size, I = c.moe_intermediate_size;
+    const int max_rows = tokens * K;
+    launch_gather_rows(m->stream, ws.normed, plan, E, ws.moe_rows, max_rows, H);
+    check_cuda(cudaMemcpyAsync(ws.host_offsets, plan.expert_offsets, (E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, m->stream),
+               "cudaMemcpyAsync(expert offsets)");
+    check_cuda(cudaStreamSynchronize(m->stream), "cudaStreamSynchronize(expert offsets)");
+    {
+        ProfileScope p(m, PROFILE_MOE_GATE_UP);
+        for (int e = 0; e < E; ++e) {
+            const int first = ws.host_offsets[e], rows = ws.host_offsets[e + 1] - first;
+            linear(m, ws.moe_rows + (size_t)first * H, w.gate_up + (size_t)e * 2 * I * H, ws.moe_gate_up + (size_t)first * 2 * I, rows, 2 * I, H);
+        }
+        launch_split_silu_mul(m->stream, ws.moe_gate_up, ws.moe_act, plan, E, max_rows, I);
+    }
+    {
+        ProfileScope p(m, PROFILE_MOE_DOWN);
+        for (int e = 0; e < E; ++e) {
+            const int first = ws.host_offsets[e], rows = ws.host_offsets[e + 1] - first;
+            linear(m, ws.moe_act + (size_t)first * I, w.down + (size_t)e * H * I, ws.moe_out + (size_t)first * H, rows, H, I);
+        }
+    }
+}
+
+}  // namespace
+
+void forward(rr_model* m, const rr_step* step) {
+    const rr_model_config& c = m->config;
+    const int T = step->num_tokens, R = step->num_logit_rows;
+    if (!m->kv) fail("the KV cache is not allocated");
+    if (T <= 0 || T > c.max_tokens) fail("the step has " + std::to_string(T) + " tokens; the limit is " + std::to_string(c.max_tokens));
+    if (R < 0 || R > c.max_logit_rows) fail("the step asks for " + std::to_string(R) + " logit rows; the limit is " + std::to_string(c.max_logit_rows));
+    if (step->num_seqs <= 0 || step->num_seqs > c.max_seqs) fail("the step's sequence count is outside 1.." + std::to_string(c.max_seqs));
+    if (step->staging_bytes <= 0 || (size_t)step->staging_bytes > m->ws.input_bytes) fail("the step's packed inputs do not fit the input buffer");
+    check_cuda(cudaSetDevice(m->device), "cudaSetDevice");
+    cudaStream_t s = m->stream;
+    Workspace& ws = m->ws;
+    {
+        ProfileScope p(m, PROFILE_INPUT_COPY);
+        check_cuda(cudaMemcpyAsync(ws.input, step->staging, step->staging_bytes, cudaMemcpyHostToDevice, s), "cudaMemcpyAsync(step input)");
+    }
+    const int32_t* ids = section<int32_t>(m, step->token_ids);
+    const int32_t* positions = section<int32_t>(m, step->positions);
+    const int32_t* slots = section<int32_t>(m, step->slots);
+    const int32_t* token_seq = section<int32_t>(m, step->token_seq);
+    const int32_t* logit_tokens = section<int32_t>(m, step->logit_tokens);
+    const int32_t* block_tables = section<int32_t>(m, step->block_tables);
+    const uint8_t* forced = step->forced >= 0 ? section<uint8_t>(m, step->forced) : nullptr;
+
+    const int H = c.hidden_size, hd = c.head_dim, qdim = c.num_heads * hd, kvdim = c.num_kv_heads * hd;
+    const int E = c.num_experts, K = c.top_k, I = c.moe_intermediate_size, Id = c.intermediate_size;
+    const float eps = c.rms_norm_eps;
+    const KvLayout kv{m->kv, c.num_layers, c.num_kv_heads, hd, c.block_size};
+    const MoePlan plan{ws.expert_offsets, ws.tile_expert, ws.tile_row0, ws.tile_row_end, ws.tile_count, ws.sorted_token, ws.assignment_row};
+    const int tile_m = E > 0 ? moe_tile_m(T, K, E) : 0;
+    const int max_tiles = E > 0 ? moe_max_tiles(T, K, E, tile_m) : 0;
+
+    {
+        ProfileScope p(m, PROFILE_EMBED);
+        launch_embed(s, ids, m->embed, ws.hidden, T, H);
+    }
+    for (int l = 0; l < c.num_layers; ++l) {
+        const LayerWeights& w = m->layers[l];
+        {
+            ProfileScope p(m, PROFILE_NORM);
+            launch_rmsnorm(s, ws.hidden, nullptr, w.input_norm, ws.normed, T, H, eps);
+        }
+        {
+            ProfileScope p(m, PROFILE_QKV_GEMM);
+            linear(m, ws.normed, w.q, ws.q, T, qdim, H);
+            linear(m, ws.normed, w.k, ws.k, T, kvdim, H);
+            linear(m, ws.normed, w.v, ws.v, T, kvdim, H);
+        }
+        {
+            ProfileScope p(m, PROFILE_QK_NORM_ROPE);
+            launch_qk_norm_rope_cache(s, ws.q, ws.k, ws.v, w.q_norm, w.k_norm, positions, slots, m->d_inv_freq,
+                                      c.rope_attention_scaling, eps, T, c.num_heads, kv, l);
+        }
+        {
+            ProfileScope p(m, PROFILE_ATTENTION);
+            AttentionArgs a{ws.q, ws.attn, positions, slots, token_seq, block_tables, c.max_blocks_per_seq, T, c.num_heads, l,
+                            1.0f / sqrtf((float)hd), m->attention_chunk};
+            launch_attention(s, a, kv);
+        }
+        {
+            ProfileScope p(m, PROFILE_O_GEMM);
+            linear(m, ws.attn, w.o, ws.delta, T, H, qdim);
+        }
+        {
+            ProfileScope p(m, PROFILE_NORM);
+            launch_add_rmsnorm(s, ws.hidden, ws.delta, w.post_norm, ws.normed, T, H, eps);
+        }
+        if (w.moe) {
+            {
+                ProfileScope p(m, PROFILE_ROUTER_GEMM);
+                linear(m, ws.normed, w.router, ws.router_logits, T, E, H);
+            }
+            {
+                ProfileScope p(m, PROFILE_ROUTE);
+                RouteArgs a{ws.router_logits, slots, forced, T, E, K, c.norm_topk_prob, m->row_bytes,
+                            c.routing_element_bytes, w.moe_index, ws.topk_ids, ws.topk_weights, ws.routing};
+                launch_route(s, a);
+            }
+            {
+                ProfileScope p(m, PROFILE_MOE_PLAN);
+                launch_moe_plan(s, ws.topk_ids, T, K, E, tile_m, plan);
+            }
+            if (m->per_expert_gemms) {
+                per_expert(m, w, plan, T);
+            } else {
+                {
+                    ProfileScope p(m, PROFILE_MOE_GATE_UP);
+                    launch_moe_gate_up(s, ws.normed, w.gate_up, ws.moe_act, plan, max_tiles, tile_m, H, I);
+                }
+                {
+                    ProfileScope p(m, PROFILE_MOE_DOWN);
+                    launch_moe_down(s, ws.moe_act, w.down, ws.moe_out, plan, max_tiles, tile_m, H, I);
+                }
+            }
+            {
+                ProfileScope p(m, PROFILE_MOE_COMBINE);
+                launch_moe_combine(s, ws.hidden, ws.moe_out, ws.topk_ids, ws.topk_weights, ws.assignment_row, slots, T, K, H);
+            }
+        } else {
+            ProfileScope p(m, PROFILE_DENSE_MLP);
+            linear(m, ws.normed, w.mlp_gate, ws.mlp_gate, T, Id, H);
+            linear(m, ws.normed, w.mlp_up, ws.mlp_up, T, Id, H);
+            launch_silu_mul(s, ws.mlp_gate, ws.mlp_up, (int64_t)T * Id);
+            linear(m, ws.mlp_gate, w.mlp_down, ws.delta, T, H, Id);
+            launch_add(s, ws.hidden, ws.delta, (int64_t)T * H);
+        }
+    }
+    if (R > 0) {
+        ProfileScope p(m, PROFILE_LM_HEAD);
+        launch_rmsnorm(s, ws.hidden, logit_tokens, m->final_norm, ws.logit_hidden, R, H, eps);
+        linear(m, ws.logit_hidden, m->lm_head, ws.logits, R, c.vocab_size, H);
+        launch_to_f32(s, ws.logits, ws.logits_f32, (int64_t)R * c.vocab_size);
+    }
+    {
+        ProfileScope p(m, PROFILE_OUTPUT_COPY);
+        if (R > 0) {
+            check_cuda(cudaMemcpyAsync(step->logits_out, ws.logits_f32, (size_t)R * c.vocab_size * sizeof(float),
+                                       cudaMemcpyDeviceToHost, s),
+                       "cudaMemcpyAsync(logits)");
+        }
+        if (step->capture_routing && m->num_moe_layers > 0) {
+            check_cuda(cudaMemcpyAsync(step->routing_out, ws.routing, (size_t)T * m->row_bytes, cudaMemcpyDeviceToHost, s),
+                       "cudaMemcpyAsync(routing)");
+        }
+    }
+    check_cuda(cudaStreamSynchronize(s), "the step's forward");
+    if (m->profiler.enabled) profile_collect(m);
+}
+
+}  // namespace rr

@@ -1,0 +1,121 @@
+// Kernel launchers. Every launch goes to the given stream and checks its launch error.
+//
+// Numerics follow Hugging Face transformers' bf16 Qwen3-MoE forward (eager attention, eager experts) rounding point
+// by rounding point: each operation computes in fp32 from bf16 inputs and rounds its output to bf16 where a bf16
+// tensor operation would; reductions have a fixed order that does not depend on the batch, so a token's result
+// depends on its own inputs only (the dense GEMMs are cuBLAS's and may choose a different order per batch size).
+#pragma once
+
+#include "common.cuh"
+
+namespace rr {
+
+void launch_embed(cudaStream_t s, const int32_t* ids, const bf16* embed, bf16* hidden, int tokens, int hidden_size);
+
+// y[t] = weight * bf16(x[row] * rsqrt(mean(x[row]^2) + eps)), row = rows ? rows[t] : t.
+void launch_rmsnorm(cudaStream_t s, const bf16* x, const int32_t* rows, const bf16* weight, bf16* y, int tokens,
+                    int hidden_size, float eps);
+
+// hidden = bf16(hidden + delta), then y = rmsnorm(hidden).
+void launch_add_rmsnorm(cudaStream_t s, bf16* hidden, const bf16* delta, const bf16* weight, bf16* y, int tokens,
+                        int hidden_size, float eps);
+
+// hidden = bf16(hidden + delta).
+void launch_add(cudaStream_t s, bf16* hidden, const bf16* delta, int64_t count);
+
+// gate = bf16(bf16(silu(gate)) * up).
+void launch_silu_mul(cudaStream_t s, bf16* gate, const bf16* up, int64_t count);
+
+void launch_to_f32(cudaStream_t s, const bf16* x, float* y, int64_t count);
+
+struct KvLayout {
+    uint8_t* kv;
+    int num_layers;
+    int kv_heads;
+    int head_dim;
+    int block_size;
+};
+
+// Per token with slot >= 0: q/k head RMSNorm, RoPE on q (in place) and k, then k and v written to the KV cache.
+void launch_qk_norm_rope_cache(cudaStream_t s, bf16* q, const bf16* k, const bf16* v, const bf16* q_norm,
+                               const bf16* k_norm, const int32_t* positions, const int32_t* slots,
+                               const float* inv_freq, float attention_scaling, float eps, int tokens, int heads,
+                               const KvLayout& kv, int layer);
+
+struct AttentionArgs {
+    const bf16* q;
+    bf16* out;
+    const int32_t* positions;
+    const int32_t* slots;
+    const int32_t* token_seq;
+    const int32_t* block_tables;
+    int max_blocks_per_seq;
+    int tokens;
+    int heads;
+    int layer;
+    float scale;
+    int chunk;  // positions whose scores stay in shared memory; longer contexts recompute scores
+};
+
+bool attention_supported(int group, int head_dim);
+size_t attention_smem_bytes(int group, int head_dim, int chunk);
+// The positions whose scores fit `budget` bytes of shared memory (at most max_model_len); 0 when nothing fits.
+int attention_chunk(int group, int head_dim, int max_model_len, size_t budget);
+void attention_prepare(int group, int head_dim, size_t smem_bytes);
+void launch_attention(cudaStream_t s, const AttentionArgs& a, const KvLayout& kv);
+
+struct RouteArgs {
+    const bf16* logits;        // [T, E]
+    const int32_t* slots;
+    const uint8_t* forced;     // [T, row bytes] or null
+    int tokens;
+    int experts;
+    int top_k;
+    int norm_topk_prob;
+    int row_bytes;
+    int element_bytes;
+    int moe_index;
+    int32_t* topk_ids;         // [T, K]
+    float* topk_weights;       // [T, K]
+    uint8_t* routing;          // [T, row bytes] or null
+};
+
+void launch_route(cudaStream_t s, const RouteArgs& a);
+
+struct MoePlan {
+    int32_t* expert_offsets;
+    int32_t* tile_expert;
+    int32_t* tile_row0;
+    int32_t* tile_row_end;
+    int32_t* tile_count;
+    int32_t* sorted_token;
+    int32_t* assignment_row;
+};
+
+// Groups the step's (token, k) assignments by expert and cuts each expert's rows into tiles of tile_m rows.
+void launch_moe_plan(cudaStream_t s, const int32_t* topk_ids, int tokens, int top_k, int experts, int tile_m,
+                     const MoePlan& plan);
+
+int moe_tile_m(int tokens, int top_k, int experts);
+int moe_max_tiles(int tokens, int top_k, int experts, int tile_m);
+
+// act[row] = bf16(bf16(silu(gate)) * up) with [gate | up] = x[sorted_token[row]] . gate_up[e]^T, per tile.
+void launch_moe_gate_up(cudaStream_t s, const bf16* x, const bf16* gate_up, bf16* act, const MoePlan& plan,
+                        int max_tiles, int tile_m, int hidden_size, int intermediate);
+
+// out[row] = act[row] . down[e]^T, per tile.
+void launch_moe_down(cudaStream_t s, const bf16* act, const bf16* down, bf16* out, const MoePlan& plan,
+                     int max_tiles, int tile_m, int hidden_size, int intermediate);
+
+// hidden[t] = bf16(hidden[t] + sum), sum accumulated in bf16 over the token's experts in ascending id order.
+void launch_moe_combine(cudaStream_t s, bf16* hidden, const bf16* moe_out, const int32_t* topk_ids,
+                        const float* topk_weights, const int32_t* assignment_row, const int32_t* slots, int tokens,
+                        int top_k, int hidden_size);
+
+// Per-expert path: rows[r] = x[sorted_token[r]] for r < expert_offsets[experts]; act[r] = bf16(bf16(silu(gu[r, :I])) * gu[r, I:]).
+void launch_gather_rows(cudaStream_t s, const bf16* x, const MoePlan& plan, int experts, bf16* rows, int max_rows, int hidden_size);
+void launch_split_silu_mul(cudaStream_t s, const bf16* gate_up, bf16* act, const MoePlan& plan, int experts, int max_rows, int intermediate);
+
+void launch_fill_normal(cudaStream_t s, bf16* out, uint64_t count, uint64_t seed, float mean, float std);
+
+}  // namespace rr

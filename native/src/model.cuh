@@ -1,0 +1,144 @@
+// The device state of one model: weights, KV cache, fixed-capacity step buffers, stream, cuBLAS handle.
+#pragma once
+
+#include "common.cuh"
+#include "routereplay_cuda.h"
+
+#include <vector>
+
+namespace rr {
+
+enum ProfileClass {
+    PROFILE_INPUT_COPY = 0,
+    PROFILE_EMBED,
+    PROFILE_NORM,
+    PROFILE_QKV_GEMM,
+    PROFILE_QK_NORM_ROPE,
+    PROFILE_ATTENTION,
+    PROFILE_O_GEMM,
+    PROFILE_ROUTER_GEMM,
+    PROFILE_ROUTE,
+    PROFILE_MOE_PLAN,
+    PROFILE_MOE_GATE_UP,
+    PROFILE_MOE_DOWN,
+    PROFILE_MOE_COMBINE,
+    PROFILE_DENSE_MLP,
+    PROFILE_LM_HEAD,
+    PROFILE_OUTPUT_COPY,
+    PROFILE_CLASS_COUNT,
+};
+
+const char* profile_class_name(int index);
+
+struct LayerWeights {
+    bf16* input_norm = nullptr;
+    bf16* post_norm = nullptr;
+    bf16* q = nullptr;
+    bf16* k = nullptr;
+    bf16* v = nullptr;
+    bf16* o = nullptr;
+    bf16* q_norm = nullptr;
+    bf16* k_norm = nullptr;
+    bf16* router = nullptr;
+    bf16* gate_up = nullptr;
+    bf16* down = nullptr;
+    bf16* mlp_gate = nullptr;
+    bf16* mlp_up = nullptr;
+    bf16* mlp_down = nullptr;
+    bool moe = false;
+    int moe_index = -1;
+};
+
+// Step buffers, each sized for the engine's limits once.
+struct Workspace {
+    uint8_t* input = nullptr;  // the packed step inputs (rr_step sections)
+    size_t input_bytes = 0;
+    bf16* hidden = nullptr;    // [T, H] residual stream
+    bf16* normed = nullptr;    // [T, H]
+    bf16* delta = nullptr;     // [T, H] a branch's output before the residual add
+    bf16* q = nullptr;         // [T, heads * hd]
+    bf16* k = nullptr;         // [T, kv * hd]
+    bf16* v = nullptr;         // [T, kv * hd]
+    bf16* attn = nullptr;      // [T, heads * hd]
+    bf16* router_logits = nullptr;  // [T, E]
+    int32_t* topk_ids = nullptr;    // [T, K]
+    float* topk_weights = nullptr;  // [T, K]
+    uint8_t* routing = nullptr;     // [T, row bytes] the step's routing buffer
+    int32_t* expert_offsets = nullptr;  // [E + 1]
+    int32_t* tile_expert = nullptr;     // [max tiles]
+    int32_t* tile_row0 = nullptr;       // [max tiles]
+    int32_t* tile_row_end = nullptr;    // [max tiles]
+    int32_t* tile_count = nullptr;      // [1]
+    int32_t* sorted_token = nullptr;    // [T * K] token of each expert-sorted row
+    int32_t* assignment_row = nullptr;  // [T * K] sorted row of each (token, k)
+    bf16* moe_act = nullptr;            // [T * K, I]
+    bf16* moe_out = nullptr;            // [T * K, H]
+    bf16* mlp_gate = nullptr;           // [T, I_dense]
+    bf16* mlp_up = nullptr;             // [T, I_dense]
+    bf16* logit_hidden = nullptr;       // [R, H]
+    bf16* logits = nullptr;             // [R, V]
+    float* logits_f32 = nullptr;        // [R, V]
+    bf16* moe_rows = nullptr;           // [T * K, H] per-expert path: gathered inputs
+    bf16* moe_gate_up = nullptr;        // [T * K, 2I] per-expert path: gate and up outputs
+    int32_t* host_offsets = nullptr;    // [E + 1] page-locked: the expert offsets the per-expert path reads
+    void* cublas_workspace = nullptr;
+    size_t cublas_workspace_bytes = 0;
+    int max_tiles = 0;
+};
+
+struct Profiler {
+    bool enabled = false;
+    std::vector<cudaEvent_t> events;  // pairs (start, end)
+    std::vector<int> classes;         // class of each pair
+    int used = 0;
+    double totals[PROFILE_CLASS_COUNT] = {};
+};
+
+}  // namespace rr
+
+struct rr_model {
+    rr_model_config config{};
+    std::vector<float> inv_freq;
+    std::vector<rr::LayerWeights> layers;
+    int num_moe_layers = 0;
+    int row_bytes = 0;  // routing row bytes
+    int device = 0;
+    int max_smem = 0;
+    int attention_chunk = 0;  // positions whose scores fit the attention kernel's shared memory
+    float* d_inv_freq = nullptr;
+
+    uint8_t* weights = nullptr;  // one arena for every weight
+    size_t weights_bytes = 0;
+    rr::bf16* embed = nullptr;
+    rr::bf16* final_norm = nullptr;
+    rr::bf16* lm_head = nullptr;
+
+    uint8_t* kv = nullptr;
+    int num_blocks = 0;
+    size_t kv_block_bytes = 0;
+
+    rr::Workspace ws;
+    bool per_expert_gemms = false;
+    cudaStream_t stream = nullptr;
+    cublasHandle_t cublas = nullptr;
+    rr::Profiler profiler;
+
+    std::vector<void*> allocations;  // freed on destroy
+};
+
+namespace rr {
+
+void* device_alloc(rr_model* m, size_t bytes, const char* what);
+
+// Profiling scope: records an event pair around the enclosed launches when profiling is on.
+struct ProfileScope {
+    ProfileScope(rr_model* m, int cls);
+    ~ProfileScope();
+    rr_model* model;
+    int index;
+};
+
+void forward(rr_model* m, const rr_step* step);
+void profile_collect(rr_model* m);
+
+}  // namespace rr

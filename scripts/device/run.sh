@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The GPU machine's one command: builds the native library with the machine's CUDA, then runs the kernel tests, the
+# device checks and the benchmarks from self-contained .NET publishes (the machine has no .NET SDK), writes every
+# result under $OUT and prints a summary table last.
+#
+#   scripts/device/run.sh --app DIR --checks DIR PHASE...
+#
+# DIR are trimmed self-contained publishes of src/RouteReplay.Cli and tests/RouteReplay.DeviceChecks
+# (scripts/device/prepare.sh makes them). Phases, in the order given:
+#   build       native/build.sh for this GPU's architecture, with the kernel tests
+#   kernels     every kernel against a host reference (native/tests/kernel_tests.cu)
+#   cpu-vs-cuda the CUDA backend against the CPU backend on the tiny and small presets
+#   dummy       Qwen3-30B-A3B dummy weights: reproducible, sane logits, every expert routed
+#   lifecycle   every lifecycle path on the GPU: returned rows equal the rows first computed
+#   hf          a 4-layer Qwen3-30B-A3B-shaped checkpoint written by transformers; routing and greedy tokens against it
+#   serve       serve --device cuda (dummy Qwen3-30B-A3B) under bench-serve load with routing on: no integrity failure
+#   bench       routereplay bench on dummy Qwen3-30B-A3B (decode 1/8/64, prefill 8 x 2048, capture on/off, profile)
+#   bench-quick the same with 32 output tokens, one round, two prefill prompts (a smoke test of the benchmark)
+#   hf-bench    the same shapes through transformers bf16
+#   all         every phase above
+# Each phase runs under its own time limit, so a hang still leaves the other phases' results and every log; phases
+# are also cut to end by --deadline SECONDS (default 560, inside the GPU machine's 10-minute command limit), leaving
+# time to pack the results.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out=${OUT:-/tmp/routereplay-out}
+work=${ROUTEREPLAY_DEVICE_WORK:-/tmp/routereplay-work}
+app=""
+checks=""
+phases=()
+deadline=560
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --app) app=$(cd "$2" && pwd); shift 2 ;;
+    --checks) checks=$(cd "$2" && pwd); shift 2 ;;
+    --deadline) deadline=$2; shift 2 ;;
+    all) phases+=(build kernels cpu-vs-cuda dummy lifecycle hf serve bench hf-bench); shift ;;
+    *) phases+=("$1"); shift ;;
+  esac
+done
+mkdir -p "$out/results" "$out/logs" "$work"
+export PYTHONUNBUFFERED=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 ROUTEREPLAY_CACHE="$work/cache"
+export ROUTEREPLAY_NATIVE_BUILD="$work/native"
+export ROUTEREPLAY_CUDA_LIBRARY="$work/native/libroutereplay_cuda.so"
+tokenizer="$app/assets/qwen3-tokenizer"
+rows=()
+
+# phase NAME SECONDS COMMAND...: runs one phase with a time limit, logs to $out/logs/NAME.log, records a summary row.
+phase() {
+  local name=$1 limit=$2
+  shift 2
+  local left=$((deadline - SECONDS - 15))
+  if [ $left -lt 20 ]; then
+    rows+=("$(printf '%-12s %-9s' "$name" SKIPPED)")
+    return 0
+  fi
+  [ $limit -gt $left ] && limit=$left
+  local start=$SECONDS
+  echo "=== $name (limit ${limit}s)"
+  timeout -k 10 "$limit" bash -c '"$@"' phase "$@" >"$out/logs/$name.log" 2>&1
+  local rc=$?
+  local status=PASS
+  [ $rc -eq 0 ] || status="FAIL($rc)"
+  [ $rc -eq 124 ] && status="TIMEOUT"
+  rows+=("$(printf '%-12s %-9s %5ss' "$name" "$status" $((SECONDS - start)))")
+  grep -E '^(CHECK|kernel tests|ceilings|capture|decode batch|prefill|transformers|torch|bench-serve|serve:|wrote|[a-z_]+ +(PASS|FAIL))' "$out/logs/$name.log" | tail -40
+  return 0
+}
+
+build() {
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
+  nvcc --version | tail -2
+  arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
+  "$root/native/build.sh" --arch "${arch:-90}" --tests
+}
+
+serve() {
+  local port=8123
+  "$app/routereplay" serve --device cuda --load-format dummy --preset qwen3-30b-a3b --port $port \
+    --max-num-seqs 64 --max-num-batched-tokens 8192 --max-model-len 2048 >"$out/logs/serve-server.log" 2>&1 &
+  local server=$!
+  for _ in $(seq 1 240); do
+    curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+    kill -0 $server 2>/dev/null || { echo "serve: the server exited"; tail -5 "$out/logs/serve-server.log"; return 1; }
+    sleep 0.5
+  done
+  "$app/routereplay" bench-serve --url "http://127.0.0.1:$port" --routing on --concurrency 32 --requests 96 \
+    --max-tokens 64 --prompt-words 64 --rounds 1 --warmup 16 --json-out "$out/results/bench_serve.json"
+  local bench=$?
+  curl -s "http://127.0.0.1:$port/metrics" >"$out/results/serve_metrics.txt"
+  # SIGTERM: a background job of a non-interactive shell ignores SIGINT.
+  kill -TERM $server
+  for _ in $(seq 1 60); do kill -0 $server 2>/dev/null || break; sleep 0.5; done
+  kill -0 $server 2>/dev/null && { echo "serve: the server did not stop on SIGTERM within 30 s"; kill -KILL $server; }
+  local failures
+  failures=$(grep -E '^routereplay_routing_integrity_failures_total' "$out/results/serve_metrics.txt" | awk '{print $2}')
+  local errors
+  errors=$(grep -E '^routereplay_requests_total\{status="(error|failed)"\}' "$out/results/serve_metrics.txt" | awk '{s += $2} END {print s + 0}')
+  echo "serve: routing integrity failures ${failures:-missing}, failed requests ${errors:-0}"
+  grep -E '^routereplay_requests_total' "$out/results/serve_metrics.txt"
+  [ $bench -eq 0 ] && [ "${failures:-x}" = "0" ] && [ "${errors:-0}" = "0" ]
+}
+
+hf() {
+  python3 "$root/scripts/hf_cuda_reference.py" make "$work/hf4" --layers 4 --tokenizer "$tokenizer" &&
+    python3 "$root/scripts/hf_cuda_reference.py" reference "$work/hf4" "$out/results/hf_reference.json" --tokens 40 &&
+    "$checks/routereplay-device-checks" "$out/results" hf-compare "$work/hf4" "$out/results/hf_reference.json"
+}
+
+bench() {
+  "$app/routereplay" bench --device cuda --load-format dummy --preset qwen3-30b-a3b --batch-sizes 1,8,64 \
+    --prompt-tokens 512 --output-tokens 256 --prefill-requests 8 --prefill-tokens 2048 --rounds 2 --profile \
+    --max-num-seqs 64 --max-num-batched-tokens 16384 --max-model-len 4096 --json-out "$out/results/bench.json"
+}
+
+export root out work app checks tokenizer
+export -f build serve hf bench
+for p in "${phases[@]}"; do
+  case "$p" in
+    build) phase build 240 build ;;
+    kernels) phase kernels 120 "$work/native/kernel_tests" ;;
+    cpu-vs-cuda) phase cpu-vs-cuda 180 bash -c "'$checks/routereplay-device-checks' '$out/results' cpu-vs-cuda tiny; a=\$?; '$checks/routereplay-device-checks' '$out/results' cpu-vs-cuda small; exit \$((a | \$?))" ;;
+    dummy) phase dummy 180 "$checks/routereplay-device-checks" "$out/results" dummy qwen3-30b-a3b 2048 ;;
+    lifecycle) phase lifecycle 240 "$checks/routereplay-device-checks" "$out/results" lifecycle small ;;
+    hf) phase hf 420 hf ;;
+    serve) phase serve 300 serve ;;
+    bench) phase bench 420 bench ;;
+    bench-quick) phase bench-quick 240 "$app/routereplay" bench --device cuda --load-format dummy --preset qwen3-30b-a3b \
+      --batch-sizes 1,8,64 --prompt-tokens 512 --output-tokens 32 --prefill-requests 2 --prefill-tokens 2048 --rounds 1 --profile \
+      --max-num-seqs 64 --max-num-batched-tokens 16384 --max-model-len 4096 --json-out "$out/results/bench_quick.json" ;;
+    hf-bench) phase hf-bench 420 python3 "$root/scripts/hf_bench.py" "$out/results/hf_bench.json" --max-seconds ${HF_BENCH_MAX_SECONDS:-40} ;;
+    *) echo "unknown phase '$p'"; rows+=("$(printf '%-12s %-9s' "$p" UNKNOWN)") ;;
+  esac
+done
+
+[ -f "$out/results/bench.json" ] && cp "$out/results/bench.json" "$out/bench.json"
+[ -f "$out/results/hf_bench.json" ] && cp "$out/results/hf_bench.json" "$out/hf_bench.json"
+{
+  echo
+  grep -h -E '^(CHECK|kernel tests:|serve:|transformers (decode|prefill)|torch ceilings)' "$out"/logs/*.log 2>/dev/null
+  echo
+  echo "phase        status    time"
+  printf '%s\n' "${rows[@]}"
+} >"$out/summary.txt"
+tar czf "$out/results.tar.gz" -C "$out" results && rm -rf "$out/results"
+tar czf "$out/logs.tar.gz" -C "$out" logs && rm -rf "$out/logs"
+cat "$out/summary.txt"

@@ -1,0 +1,101 @@
+using System.IO.Hashing;
+using System.Text;
+using RouteReplay.Model.Checkpoints;
+using RouteReplay.Model.Presets;
+
+namespace RouteReplay.Backends.Cuda;
+
+/// <summary>Weights: uploaded from a checkpoint through a page-locked buffer, made on the device at random, or reloaded.</summary>
+public sealed partial class CudaBackend : IReloadableBackend
+{
+    private const int UploadSliceBytes = 64 << 20;
+
+    /// <summary>Bytes of bf16 weights on the device (a tied embedding counted once).</summary>
+    public long WeightBytes { get; private set; }
+
+    public PreparedWeights PrepareWeights(Checkpoint checkpoint)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        if (!checkpoint.Config.Equals(Config))
+        {
+            throw new ArgumentException($"the checkpoint in '{checkpoint.Directory}' does not match the served model's architecture", "model_path");
+        }
+        foreach (var tensor in DeviceTensorMap.Tensors(Config, checkpoint.HasTensor))
+        {
+            if (!checkpoint.HasTensor(tensor.Name))
+            {
+                throw new ArgumentException($"the checkpoint in '{checkpoint.Directory}' has no tensor '{tensor.Name}'", "model_path");
+            }
+        }
+        return new CheckpointWeights(checkpoint.Directory);
+    }
+
+    /// <summary>Copies the prepared checkpoint's weights over the device's; between steps, with no request running.</summary>
+    public void ApplyWeights(PreparedWeights weights)
+    {
+        if (weights is not CheckpointWeights prepared)
+        {
+            throw new ArgumentException("the weights were not prepared by a CUDA backend", nameof(weights));
+        }
+        using var checkpoint = Checkpoint.Open(prepared.Directory);
+        Upload(checkpoint);
+    }
+
+    private unsafe void Upload(Checkpoint checkpoint)
+    {
+        using var staging = PageLockedHostBuffer.Allocate(UploadSliceBytes);
+        var slice = staging.AsSpan<byte>(0, UploadSliceBytes);
+        long total = 0;
+        foreach (var tensor in DeviceTensorMap.Tensors(Config, checkpoint.HasTensor))
+        {
+            var (device, _) = Locate(tensor);
+            var elements = tensor.Elements;
+            for (long done = 0; done < elements; done += UploadSliceBytes / 2)
+            {
+                var count = (int)Math.Min(UploadSliceBytes / 2, elements - done);
+                var bytes = slice[..(count * 2)];
+                checkpoint.ReadBFloat16(tensor.Name, done, bytes, tensor.Shape);
+                CudaNative.Check(CudaNative.Upload(_model, device + (nint)(done * 2), (void*)staging.Address, (ulong)bytes.Length), $"uploading '{tensor.Name}'");
+            }
+            total += elements * 2;
+        }
+        WeightBytes = total;
+    }
+
+    /// <summary>
+    /// Every tensor the layout of make-model lists (per-expert experts), drawn on the device from make-model's
+    /// distribution for its role, seeded from (seed, tensor name).
+    /// </summary>
+    private void FillRandom(ulong seed)
+    {
+        var specs = Qwen3MoeWeightLayout.Enumerate(Config).ToDictionary(spec => spec.Name);
+        long total = 0;
+        foreach (var tensor in DeviceTensorMap.Tensors(Config, _ => false))
+        {
+            var (device, _) = Locate(tensor);
+            var (mean, standardDeviation) = RandomWeightGenerator.Distribution(specs[tensor.Name]);
+            var tensorSeed = SplitMix64.Mix(SplitMix64.Mix(seed) ^ XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(tensor.Name)));
+            CudaNative.Check(
+                CudaNative.FillNormal(_model, device, (ulong)tensor.Elements, tensorSeed, (float)mean, (float)standardDeviation),
+                $"filling '{tensor.Name}'");
+            total += tensor.Elements * 2;
+        }
+        WeightBytes = total;
+    }
+
+    /// <summary>The device address of the tensor's first element, checked against the device tensor's size.</summary>
+    private (nint Device, long Bytes) Locate(DeviceTensor tensor)
+    {
+        CudaNative.Check(CudaNative.Tensor(_model, (int)tensor.Kind, tensor.Layer, out var device, out var bytes), $"locating '{tensor.Name}'");
+        if ((tensor.ElementOffset + tensor.Elements) * 2 > (long)bytes)
+        {
+            throw new InvalidOperationException($"'{tensor.Name}' does not fit its device tensor ({bytes} bytes)");
+        }
+        return (device + (nint)(tensor.ElementOffset * 2), (long)bytes);
+    }
+
+    private sealed class CheckpointWeights(string directory) : PreparedWeights
+    {
+        public string Directory { get; } = directory;
+    }
+}

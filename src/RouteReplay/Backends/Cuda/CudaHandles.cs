@@ -1,0 +1,40 @@
+using System.Runtime.InteropServices;
+
+namespace RouteReplay.Backends.Cuda;
+
+/// <summary>Owns one native rr_model: its weights, KV cache, step buffers, stream and cuBLAS handle.</summary>
+internal sealed class CudaModelHandle : SafeHandle
+{
+    public CudaModelHandle(nint model)
+        : base(0, ownsHandle: true) => SetHandle(model);
+
+    public override bool IsInvalid => handle == 0;
+
+    protected override bool ReleaseHandle()
+    {
+        CudaNative.ModelDestroy(handle);
+        return true;
+    }
+}
+
+/// <summary>Page-locked host memory from the CUDA runtime, which the GPU copies to and from by DMA.</summary>
+internal sealed class PageLockedHostBuffer : HostBuffer
+{
+    private PageLockedHostBuffer(nint address, long length)
+        : base(address, length)
+    {
+    }
+
+    public static PageLockedHostBuffer Allocate(long bytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+        CudaNative.Check(CudaNative.HostAlloc((ulong)Math.Max(bytes, 1), out var address), $"allocating {bytes} bytes of page-locked host memory");
+        return new PageLockedHostBuffer(address, bytes);
+    }
+
+    protected override bool ReleaseHandle()
+    {
+        CudaNative.HostFree(handle);
+        return true;
+    }
+}

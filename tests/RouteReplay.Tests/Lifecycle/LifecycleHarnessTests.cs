@@ -1,0 +1,93 @@
+using RouteReplay.Backends;
+using RouteReplay.DeviceChecks.Lifecycle;
+using RouteReplay.Model.Checkpoints;
+using RouteReplay.Routing;
+using RouteReplay.Tests.Support;
+
+namespace RouteReplay.Tests.Lifecycle;
+
+/// <summary>
+/// The lifecycle harness the GPU checks use, run here on the CPU backend: every scenario passes on a correct engine,
+/// also when the backend's routing depends on the batch (as a GPU's may), and the harness fails when a backend
+/// ignores forced rows or when rows are altered after the forward.
+/// </summary>
+public sealed class LifecycleHarnessTests(TinyModelFixture model) : IClassFixture<TinyModelFixture>
+{
+    public static TheoryData<string> Scenarios => [.. LifecycleScenarios.Names];
+
+    [Theory]
+    [MemberData(nameof(Scenarios))]
+    public void Every_scenario_returns_the_rows_each_token_was_first_computed_with(string scenario)
+    {
+        var outcome = LifecycleScenarios.Run(scenario, Backend(scenario), model.Tokenizer);
+        Assert.True(outcome.Passed, LifecycleScenarios.Describe(outcome));
+    }
+
+    [Theory]
+    [MemberData(nameof(Scenarios))]
+    public void A_backend_whose_routing_depends_on_the_batch_still_gets_its_first_rows_back(string scenario)
+    {
+        var outcome = LifecycleScenarios.Run(scenario, new BatchVariantRouting(Backend(scenario), honourForced: true), model.Tokenizer);
+        Assert.True(outcome.Passed, LifecycleScenarios.Describe(outcome));
+    }
+
+    [Fact]
+    public void A_backend_that_ignores_forced_rows_is_caught()
+    {
+        var outcome = LifecycleScenarios.Run("recompute", new BatchVariantRouting(Backend("recompute"), honourForced: false), model.Tokenizer);
+        Assert.False(outcome.Passed);
+        Assert.True(outcome.ForcedRowsIgnored > 0, LifecycleScenarios.Describe(outcome));
+        Assert.True(outcome.RowsDiffering > 0, LifecycleScenarios.Describe(outcome));
+    }
+
+    private RouteReplay.Backends.Cpu.CpuBackend Backend(string scenario)
+    {
+        var options = LifecycleScenarios.Options(scenario);
+        return model.CreateBackend(options.ResolvedNumBlocks, options.BlockSize);
+    }
+
+    /// <summary>
+    /// Routing that depends on the step's size, as on a GPU whose kernels vary with the batch: in steps of more than
+    /// one token, every expert id moves up by one (mod the expert count). Forced rows are kept as forced, unless told
+    /// to ignore them.
+    /// </summary>
+    private sealed class BatchVariantRouting(IModelBackend inner, bool honourForced) : IModelBackend
+    {
+        public ModelConfig Config => inner.Config;
+
+        public RoutingFormat RoutingFormat => inner.RoutingFormat;
+
+        public int BlockSize => inner.BlockSize;
+
+        public int NumBlocks => inner.NumBlocks;
+
+        public TensorDType KvDType => inner.KvDType;
+
+        public int KvBytesPerBlock => inner.KvBytesPerBlock;
+
+        public void Forward(ForwardBatch batch)
+        {
+            inner.Forward(batch);
+            var format = RoutingFormat;
+            for (var t = 0; t < batch.TokenCount; t++)
+            {
+                var forced = batch.HasForcedRouting && !format.IsUnsetRow(batch.ForcedRouting.AsSpan(t * format.RowBytes, format.RowBytes));
+                if ((forced && honourForced) || (!forced && batch.TokenCount == 1))
+                {
+                    continue;
+                }
+                var row = batch.RoutingRow(t);
+                for (var i = 0; i < format.ElementsPerRow; i++)
+                {
+                    format.Set(row, i, (format.Get(row, i) + 1) % format.NumExperts);
+                }
+            }
+        }
+
+        public void ReadBlockKv(int block, Span<byte> destination) => inner.ReadBlockKv(block, destination);
+
+        public void WriteBlockKv(int block, ReadOnlySpan<byte> source) => inner.WriteBlockKv(block, source);
+
+        public void Dispose() => inner.Dispose();
+    }
+}

@@ -9,8 +9,9 @@ namespace RouteReplay.Disaggregation;
 /// The transfer protocol between a decode server (the client) and a prefill server, over one TCP connection per
 /// request. Every frame is <c>u32 length</c> (little-endian, of what follows), <c>u8 type</c>, then the body:
 /// <code>
-/// decode -> prefill   Hello(description)          prefill -> decode   Accepted | Refused(reason)
-/// decode -> prefill   Request(prompt, sampling, held blocks and their row digests, heartbeat interval)
+/// decode -> prefill   Hello(description)
+///                     Request(prompt, sampling, held blocks' row digests, heartbeat interval), sent with the hello
+///                                                 prefill -> decode   Accepted | Refused(reason)
 ///                                                 prefill -> decode   Agreed(kept held blocks)
 ///                                                                     Block(index, encoded value) ...   as chunks finish
 ///                                                                     Choice(choice, first token, logprob, sampler state, encoded last block) ...

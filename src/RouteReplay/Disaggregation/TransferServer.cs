@@ -129,6 +129,7 @@ public sealed class TransferServer : IAsyncDisposable
                 _log($"refused a transfer from {peer}: {refusal}");
                 FrameWriter.WriteText(writer, TransferFrame.Refused, refusal);
                 await FlushAsync(writer, connection.Token).ConfigureAwait(false);
+                await DrainRequestAsync(frames, connection.Token).ConfigureAwait(false);
                 return;
             }
             FrameWriter.Write(writer, TransferFrame.Accepted);
@@ -192,6 +193,22 @@ public sealed class TransferServer : IAsyncDisposable
                 await ReleaseAsync(export).ConfigureAwait(false);
             }
             Stats.Ended(outcome, outcome == TransferOutcome.Ok ? Stopwatch.GetElapsedTime(started) : null);
+        }
+    }
+
+    /// <summary>
+    /// Reads the request that came with a refused hello, so the connection closes with nothing unread (which would
+    /// reset it, and could lose the refusal before the decode server reads it).
+    /// </summary>
+    private async Task DrainRequestAsync(FrameReader frames, CancellationToken cancellation)
+    {
+        try
+        {
+            await NextAsync(frames, cancellation).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or TimeoutException or OperationCanceledException)
+        {
+            // Nothing more to read; the connection closes either way.
         }
     }
 

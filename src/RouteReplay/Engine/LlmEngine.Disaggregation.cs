@@ -73,7 +73,7 @@ public sealed partial class LlmEngine
     private BlockImport CreateImport(RequestState state, int heldBlocks, UInt128[] heldRowDigests) =>
         new(state, state.PrefillAttempt, _codec, _rootKey, Fingerprint, _backend.Config.VocabSize, heldBlocks, heldRowDigests, OnBlocksArrived);
 
-    /// <summary>On <see cref="AddRequest"/>: binds an export to the prompt, or leaves a request too wide to import to be computed here.</summary>
+    /// <summary>On <see cref="AddRequest"/>: binds an export to the prompt, or leaves a request too wide to import (in choices or blocks) to be computed here.</summary>
     private void AttachDisaggregation(RequestState state)
     {
         var request = state.Request;
@@ -82,11 +82,19 @@ public sealed partial class LlmEngine
             export.Attach(request.PromptTokenIds, _rootKey, Options.BlockSize);
             _exports.Add(export);
         }
-        if (request.RemotePrefill is not null && request.N > Options.MaxNumSeqs)
+        if (request.RemotePrefill is null)
+        {
+            return;
+        }
+        var blocks = ((request.PromptTokenIds.Count - 1) / Options.BlockSize) + request.N;
+        var reason = request.N > Options.MaxNumSeqs ? $"n = {request.N} choices exceed --max-num-seqs {Options.MaxNumSeqs}"
+            : blocks > _pool.NumBlocks ? $"its prompt's shared blocks and one last block per choice ({blocks}) exceed the pool's {_pool.NumBlocks}"
+            : null;
+        if (reason is not null)
         {
             state.PrefillSettled = true;
             Stats.PrefillFallbacksLocal++;
-            Log($"request '{request.RequestId}': n = {request.N} choices exceed --max-num-seqs {Options.MaxNumSeqs}, which an import admits at once; its prompt is computed here");
+            Log($"request '{request.RequestId}': {reason}, which an import needs at once; its prompt is computed here");
         }
     }
 

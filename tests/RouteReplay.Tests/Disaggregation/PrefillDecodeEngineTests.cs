@@ -206,16 +206,20 @@ public sealed class PrefillDecodeEngineTests(PdEngineFixture fixture) : IClassFi
         AssertIdle(decode, prefill);
     }
 
-    [Fact]
-    public void A_request_with_more_choices_than_max_num_seqs_is_computed_locally()
+    [Theory]
+    [InlineData(2, 256)]
+    [InlineData(16, 4)]
+    public void A_request_too_wide_to_import_at_once_is_computed_locally(int maxNumSeqs, int numBlocks)
     {
-        using var decode = EngineRunner.Create(Model, DecodeOptions with { MaxNumSeqs = 2 });
+        using var decode = EngineRunner.Create(Model, DecodeOptions with { MaxNumSeqs = maxNumSeqs, NumBlocks = numBlocks });
         using var prefill = EngineRunner.Create(Model, PrefillOptions);
-        var request = new EngineRequest { RequestId = "wide", PromptTokenIds = Model.Tokenizer.Encode("Three endings, please"), N = 3, Sampling = new SamplingParams { Seed = 5, MaxTokens = 6 } };
+        var prompt = Model.Tokenizer.Encode(string.Concat(Enumerable.Repeat("Three endings, please. ", 8))).Take(40).ToArray();
+        var request = new EngineRequest { RequestId = "wide", PromptTokenIds = prompt, N = 3, Sampling = new SamplingParams { Seed = 5, MaxTokens = 6 } };
         var reference = EngineRunner.OneAtATime(Model, [request]);
         var results = Run(decode, [request], PrefillFallback.Error, new InProcessPrefill(prefill));
 
         Assert.Equal(reference["wide"].Choices.Select(c => c.TokenIds), results["wide"].Choices.Select(c => c.TokenIds));
+        Assert.Equal(reference["wide"].Choices.Select(c => c.Routing!.Data), results["wide"].Choices.Select(c => c.Routing!.Data));
         Assert.Equal(0, decode.Stats.RemotePrefills);
         Assert.Equal(1, decode.Stats.PrefillFallbacksLocal);
         AssertIdle(decode, prefill);

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Diagnostics;
-using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Text;
 using RouteReplay.Cache;
@@ -40,10 +39,10 @@ public sealed class TransferClient(TransferEndpoint endpoint, Func<PeerDescripti
             using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             using var closeOnCancel = import.Cancellation.Register(socket.Dispose);
             await ConnectAsync(socket, import.Cancellation).ConfigureAwait(false);
-            await using var stream = new NetworkStream(socket, ownsSocket: false);
-            var writer = PipeWriter.Create(stream);
+            await using var pipes = new Connection(new NetworkStream(socket, ownsSocket: false));
+            var writer = pipes.Writer;
             var local = describe();
-            var frames = new FrameReader(PipeReader.Create(stream), new PayloadCodec(local.Layout).EncodedLength(local.Layout.BlockSize) + 8192);
+            var frames = new FrameReader(pipes.Reader, new PayloadCodec(local.Layout).EncodedLength(local.Layout.BlockSize) + 8192);
             var heartbeat = TimeSpan.FromMilliseconds(options.TransferTimeoutMs / 4.0);
             FrameWriter.Write(writer, TransferFrame.Hello, new BodyWriter().UInt16(FrameReader.ProtocolVersion).WrittenSpan, local.Encode());
             FrameWriter.Write(writer, TransferFrame.Request, PrefillRequest.For(import, heartbeat).Encode());

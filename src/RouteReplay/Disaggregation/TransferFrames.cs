@@ -95,6 +95,33 @@ internal sealed class FrameReader(PipeReader reader, int maxFrameBytes)
     }
 }
 
+/// <summary>
+/// A connection's stream and its two pipes. Disposing closes the stream first (so a read still pending ends), then
+/// completes both pipes, returning their pooled buffers.
+/// </summary>
+internal sealed class Connection(Stream stream) : IAsyncDisposable
+{
+    public PipeReader Reader { get; } = PipeReader.Create(stream);
+
+    public PipeWriter Writer { get; } = PipeWriter.Create(stream);
+
+    public async ValueTask DisposeAsync()
+    {
+        await stream.DisposeAsync().ConfigureAwait(false);
+        foreach (var complete in new Func<ValueTask>[] { () => Reader.CompleteAsync(), () => Writer.CompleteAsync() })
+        {
+            try
+            {
+                await complete().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+            {
+                // The connection is gone; completing only returns the buffers.
+            }
+        }
+    }
+}
+
 /// <summary>Writes frames into a pipe (flushing is the caller's).</summary>
 internal static class FrameWriter
 {

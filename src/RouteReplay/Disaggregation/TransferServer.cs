@@ -118,9 +118,9 @@ public sealed class TransferServer : IAsyncDisposable
         using var connection = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
         try
         {
-            await using var stream = new NetworkStream(socket, ownsSocket: true);
-            var writer = PipeWriter.Create(stream);
-            var frames = new FrameReader(PipeReader.Create(stream), MaxRequestFrameBytes);
+            await using var pipes = new Connection(new NetworkStream(socket, ownsSocket: true));
+            var writer = pipes.Writer;
+            var frames = new FrameReader(pipes.Reader, MaxRequestFrameBytes);
             var local = _host.Description;
             var hello = await NextAsync(frames, connection.Token).ConfigureAwait(false) ?? throw new IOException("the decode server closed the connection before the handshake");
             if (Handshake(hello, local) is { } refusal)

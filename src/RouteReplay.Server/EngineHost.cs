@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using RouteReplay.Disaggregation;
@@ -25,7 +24,6 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
     /// </summary>
     public const string PrefillHeader = "X-RouteReplay-Prefill";
 
-    private readonly ConcurrentDictionary<TransferEndpoint, TransferClient> _prefillServers = new();
     private PeerDescription _description;
     private readonly ILogger _logger;
     private int _admitted;
@@ -86,7 +84,7 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
             {
                 throw ApiException.BadRequest($"header {PrefillHeader} must list prefill transfer addresses as host:port, comma-separated: {e.Message}", PrefillHeader);
             }
-            sources.Add(_prefillServers.GetOrAdd(endpoint, e => new TransferClient(e, () => Description, Options.Disaggregation, Transfers)));
+            sources.Add(new TransferClient(endpoint, () => Description, Options.Disaggregation, Transfers));
         }
         return sources.Count == 0 ? request : request with { RemotePrefill = new RemotePrefill(sources, Options.Disaggregation.Fallback) };
     }

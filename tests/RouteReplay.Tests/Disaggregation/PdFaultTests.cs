@@ -82,24 +82,39 @@ public sealed class PdFaultTests(PdFaultFixture fixture) : IClassFixture<PdFault
     }
 
     [Fact]
-    public async Task A_prefill_server_that_stalls_mid_transfer_fails_the_request_within_the_timeout_when_the_fallback_is_error()
+    public async Task A_prefill_server_killed_or_stalled_mid_transfer_fails_the_request_within_the_timeout_when_the_fallback_is_error()
     {
-        await using var prefill = await fixture.StartAsync("--role", "prefill", "--max-num-batched-tokens", "16");
+        await using var killed = await fixture.StartAsync("--role", "prefill", "--max-num-batched-tokens", "16");
+        await using var stalled = await fixture.StartAsync("--role", "prefill", "--max-num-batched-tokens", "16");
         await using var decode = await fixture.StartAsync("--role", "decode", "--pd-fallback", "error", "--pd-transfer-timeout-ms", "1500");
-        var address = await Address(prefill);
-        var call = GenerateCalls.PostAsync(decode.Client, Long("stalled-error"), address);
 
+        var address = await Address(killed);
+        var call = GenerateCalls.PostAsync(decode.Client, Long("killed-error"), address);
         await decode.WaitForMetricsAsync(m => m[BlocksReceived] > 0, Patience, "a block arriving");
-        prefill.Freeze();
-        var started = System.Diagnostics.Stopwatch.StartNew();
+        killed.Freeze();
+        Assert.Equal(1, (await decode.MetricsAsync())["routereplay_pd_importing_requests"]);
+        killed.Kill();
         var (status, text) = await call;
+        Assert.Equal(500, status);
+        Assert.Contains($"the prompt could not be prefilled remotely (1 prefill source(s) tried, the last {address}): ", text);
+        Assert.Contains($"prefill server at {address}", text);
+        await AssertIdle(decode);
 
+        address = await Address(stalled);
+        var received = (await decode.MetricsAsync())[BlocksReceived];
+        call = GenerateCalls.PostAsync(decode.Client, Long("stalled-error"), address);
+        await decode.WaitForMetricsAsync(m => m[BlocksReceived] > received, Patience, "a block arriving");
+        stalled.Freeze();
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        (status, text) = await call;
         Assert.Equal(500, status);
         Assert.Contains($"the prompt could not be prefilled remotely (1 prefill source(s) tried, the last {address}): the prefill server at {address} sent nothing for 1500 ms during the transfer", text);
         Assert.InRange(started.Elapsed.TotalSeconds, 1.0, 20);
         await AssertIdle(decode);
-        Assert.Equal(1, (await decode.MetricsAsync())["routereplay_pd_fallbacks_total{kind=\"error\"}"]);
-        prefill.Kill();
+        var metrics = await decode.MetricsAsync();
+        Assert.Equal(2, metrics["routereplay_pd_fallbacks_total{kind=\"error\"}"]);
+        Assert.Equal(2, metrics["routereplay_pd_transfers_total{result=\"failed\"}"]);
+        stalled.Kill();
     }
 
     [Fact]

@@ -171,6 +171,31 @@ public sealed class PdFleetTests(PdFleetFixture fleet) : IClassFixture<PdFleetFi
     }
 
     [Fact]
+    public async Task A_weight_update_through_the_router_reaches_every_server_and_transfers_go_on_under_the_new_fingerprint()
+    {
+        var body = JsonSerializer.Serialize(new { model_path = fleet.Model.Directory, weight_version = "v2" });
+        using var update = await fleet.TwoByTwo.Client.PostAsync("/update_weights_from_disk", new StringContent(body, Encoding.UTF8, "application/json"));
+        var text = await update.Content.ReadAsStringAsync();
+        Assert.True((int)update.StatusCode == 200, text);
+        using (var answer = JsonDocument.Parse(text))
+        {
+            Assert.Equal("v2", answer.RootElement.GetProperty("weight_version").GetString());
+            Assert.All(answer.RootElement.GetProperty("servers").EnumerateArray(), s => Assert.Equal(200, s.GetProperty("status").GetInt32()));
+        }
+        foreach (var server in fleet.Prefill.Concat(fleet.Decode))
+        {
+            using var info = JsonDocument.Parse(await server.Client.GetStringAsync("/get_model_info"));
+            Assert.Equal("v2", info.RootElement.GetProperty("weight_version").GetString());
+        }
+        var (workload, reference) = await fleet.WorkloadAsync(greedy: false);
+        var before = await Task.WhenAll(fleet.Decode.Select(d => d.MetricsAsync()));
+        var routed = await GenerateCalls.RunAllAsync(fleet.TwoByTwo.Client, workload.Take(4));
+        GenerateCalls.AssertIdentical(reference.Where(r => routed.ContainsKey(r.Key)).ToDictionary(), routed);
+        var after = await Task.WhenAll(fleet.Decode.Select(d => d.MetricsAsync()));
+        Assert.Equal(4, after.Zip(before).Sum(p => p.First["routereplay_pd_remote_prefills_total"] - p.Second["routereplay_pd_remote_prefills_total"]));
+    }
+
+    [Fact]
     public async Task Control_endpoints_reach_every_server_and_a_server_of_the_wrong_role_is_refused()
     {
         using var abort = await fleet.TwoByTwo.Client.PostAsync("/abort_request", new StringContent("""{"abort_all": true}"""));

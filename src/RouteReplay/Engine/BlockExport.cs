@@ -72,6 +72,9 @@ public sealed class BlockExport
 
     internal bool Released { get; set; }
 
+    /// <summary>The request computing the export's blocks.</summary>
+    internal RequestState? Owner { get; set; }
+
     /// <summary>Binds the export to its request's prompt (on <see cref="LlmEngine.AddRequest"/>): block keys from the engine's root.</summary>
     internal void Attach(IReadOnlyList<int> prompt, BlockKey root, int blockSize)
     {

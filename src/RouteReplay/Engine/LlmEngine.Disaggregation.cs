@@ -39,13 +39,18 @@ public sealed partial class LlmEngine
 
     /// <summary>
     /// Gives back every block <paramref name="export"/> holds (its peer acknowledged them, failed, or is gone); hashed
-    /// blocks stay in the prefix cache. Idempotent; an export whose request is still running is ended as failed first.
+    /// blocks stay in the prefix cache. Idempotent; a request still computing for the export is aborted first.
     /// </summary>
     public void ReleaseExport(BlockExport export)
     {
         ArgumentNullException.ThrowIfNull(export);
         if (export.Released)
         {
+            return;
+        }
+        if (!export.Ended && export.Owner is { } owner && _requests.TryGetValue(owner.Request.RequestId, out var entry) && ReferenceEquals(entry.State, owner))
+        {
+            Abort(owner);
             return;
         }
         if (!export.Ended)
@@ -80,6 +85,7 @@ public sealed partial class LlmEngine
         if (request.PrefillExport is { } export)
         {
             export.Attach(request.PromptTokenIds, _rootKey, Options.BlockSize);
+            export.Owner = state;
             _exports.Add(export);
         }
         if (request.RemotePrefill is null)

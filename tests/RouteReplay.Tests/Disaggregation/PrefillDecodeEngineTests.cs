@@ -204,6 +204,33 @@ public sealed class PrefillDecodeEngineTests(PdEngineFixture fixture) : IClassFi
         AssertIdle(decode, prefill);
     }
 
+    [Fact]
+    public void Releasing_an_export_while_its_request_computes_aborts_the_request_and_frees_every_block()
+    {
+        using var prefill = EngineRunner.Create(Model, PrefillOptions);
+        var export = new BlockExport(0, []);
+        var runner = new EngineRunner();
+        var prompt = Model.Tokenizer.Encode(string.Concat(Enumerable.Repeat("a prompt long enough for several chunks ", 12)));
+        prefill.AddRequest(new EngineRequest { RequestId = "exported", PromptTokenIds = prompt, N = 2, ReturnRouting = false, PrefillExport = export }, runner);
+        prefill.Step();
+        prefill.Step();
+        Assert.True(prefill.Pool.UsedBlockCount > 0);
+
+        prefill.ReleaseExport(export);
+
+        Assert.Equal(FinishReason.Abort, runner.Results["exported"].Choices[0].FinishReason);
+        var items = new List<ExportItem>();
+        while (export.Items.TryRead(out var item))
+        {
+            items.Add(item);
+            (item as ExportPayload)?.Block.Dispose();
+        }
+        Assert.IsType<ExportAgreed>(items[0]);
+        Assert.Contains(items, i => i is ExportBlock);
+        Assert.IsType<ExportFailed>(items[^1]);
+        AssertIdle(prefill);
+    }
+
     [Theory]
     [InlineData(2, 256)]
     [InlineData(16, 4)]

@@ -147,7 +147,7 @@ public sealed class TransferServer : IAsyncDisposable
             {
                 running = await _host.StartAsync(request.ToEngineRequest(export), connection.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (Exception e)
             {
                 export.Post(new ExportFailed(e));
             }

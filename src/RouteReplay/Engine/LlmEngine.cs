@@ -291,6 +291,13 @@ public sealed partial class LlmEngine : IDisposable
         {
             return false;
         }
+        if (_store is not null && _scheduler.ImportingSequences == 0)
+        {
+            while (!_store.WaitForCompletedLoad(TimeSpan.FromMilliseconds(100)))
+            {
+            }
+            return true;
+        }
         _arrivals.Wait();
         return true;
     }

@@ -18,6 +18,24 @@ public sealed class PdFaultFixture : IAsyncLifetime
         Cache,
         ["serve", "--model", Model.Directory, "--served-model-name", "tiny", "--port", "0", "--num-blocks", "512", "--max-num-seqs", "8", "--weights-version", weightsVersion, .. extra]);
 
+    /// <summary>Starts several servers at once (each one's flags, weights version first); disposing the group stops them all.</summary>
+    public async Task<ProcessGroup> StartAllAsync(params (string Weights, string[] Flags)[] servers)
+    {
+        var starting = servers.Select(s => StartWithWeightsAsync(s.Weights, s.Flags)).ToArray();
+        try
+        {
+            return new ProcessGroup(await Task.WhenAll(starting));
+        }
+        catch
+        {
+            foreach (var started in starting.Where(t => t.IsCompletedSuccessfully))
+            {
+                await started.Result.DisposeAsync();
+            }
+            throw;
+        }
+    }
+
     public async Task InitializeAsync() => Reference = await StartAsync();
 
     public async Task DisposeAsync()
@@ -43,8 +61,8 @@ public sealed class PdFaultTests(PdFaultFixture fixture) : IClassFixture<PdFault
 
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
 
-    /// <summary>A prompt of ~190 blocks (fewer when asked): on a prefill server computing 16 tokens a step, its transfer lasts long enough to be cut.</summary>
-    private static EngineRequest Long(string id, int tokens = 3000) => new()
+    /// <summary>A prompt of 125 blocks (fewer when asked): on a prefill server computing 16 tokens a step, its transfer lasts long enough to be cut.</summary>
+    private static EngineRequest Long(string id, int tokens = 2000) => new()
     {
         RequestId = id,
         PromptTokenIds = [.. Enumerable.Range(0, tokens).Select(i => 100 + (i * 7919 % 50000))],
@@ -59,8 +77,11 @@ public sealed class PdFaultTests(PdFaultFixture fixture) : IClassFixture<PdFault
     [Fact]
     public async Task A_prefill_server_killed_mid_transfer_leaves_the_decode_server_to_compute_the_prompt_itself_and_nothing_leaks()
     {
-        await using var prefill = await fixture.StartAsync("--role", "prefill", "--max-num-batched-tokens", "16");
-        await using var decode = await fixture.StartAsync("--role", "decode", "--pd-fallback", "local");
+        await using var servers = await fixture.StartAllAsync(
+            ("test", ["--role", "prefill", "--max-num-batched-tokens", "16"]),
+            ("test", ["--role", "decode", "--pd-fallback", "local"]));
+        var prefill = servers[0];
+        var decode = servers[1];
         var request = Long("killed-local");
         var call = GenerateCalls.RunAsync(decode.Client, request, await Address(prefill));
 
@@ -84,9 +105,13 @@ public sealed class PdFaultTests(PdFaultFixture fixture) : IClassFixture<PdFault
     [Fact]
     public async Task A_prefill_server_killed_or_stalled_mid_transfer_fails_the_request_within_the_timeout_when_the_fallback_is_error()
     {
-        await using var killed = await fixture.StartAsync("--role", "prefill", "--max-num-batched-tokens", "16");
-        await using var stalled = await fixture.StartAsync("--role", "prefill", "--max-num-batched-tokens", "16");
-        await using var decode = await fixture.StartAsync("--role", "decode", "--pd-fallback", "error", "--pd-transfer-timeout-ms", "1500");
+        await using var servers = await fixture.StartAllAsync(
+            ("test", ["--role", "prefill", "--max-num-batched-tokens", "16"]),
+            ("test", ["--role", "prefill", "--max-num-batched-tokens", "16"]),
+            ("test", ["--role", "decode", "--pd-fallback", "error", "--pd-transfer-timeout-ms", "1500"]));
+        var killed = servers[0];
+        var stalled = servers[1];
+        var decode = servers[2];
 
         var address = await Address(killed);
         var call = GenerateCalls.PostAsync(decode.Client, Long("killed-error"), address);
@@ -120,9 +145,13 @@ public sealed class PdFaultTests(PdFaultFixture fixture) : IClassFixture<PdFault
     [Fact]
     public async Task A_request_whose_prefill_server_dies_is_retried_on_the_next_one_with_the_same_answer()
     {
-        await using var first = await fixture.StartAsync("--role", "prefill", "--max-num-batched-tokens", "16");
-        await using var second = await fixture.StartAsync("--role", "prefill", "--max-num-batched-tokens", "16");
-        await using var decode = await fixture.StartAsync("--role", "decode", "--pd-fallback", "error");
+        await using var servers = await fixture.StartAllAsync(
+            ("test", ["--role", "prefill", "--max-num-batched-tokens", "16"]),
+            ("test", ["--role", "prefill", "--max-num-batched-tokens", "16"]),
+            ("test", ["--role", "decode", "--pd-fallback", "error"]));
+        var first = servers[0];
+        var second = servers[1];
+        var decode = servers[2];
         var request = Long("retried");
         var call = GenerateCalls.RunAsync(decode.Client, request, $"{await Address(first)},{await Address(second)}");
 
@@ -144,9 +173,13 @@ public sealed class PdFaultTests(PdFaultFixture fixture) : IClassFixture<PdFault
     [Fact]
     public async Task A_decode_server_that_dies_or_freezes_mid_transfer_lets_the_prefill_server_free_its_blocks()
     {
-        await using var prefill = await fixture.StartAsync("--role", "prefill", "--max-num-batched-tokens", "16", "--pd-hold-timeout-ms", "2000");
-        await using var killed = await fixture.StartAsync("--role", "decode");
-        await using var frozen = await fixture.StartAsync("--role", "decode");
+        await using var servers = await fixture.StartAllAsync(
+            ("test", ["--role", "prefill", "--max-num-batched-tokens", "16", "--pd-hold-timeout-ms", "2000"]),
+            ("test", ["--role", "decode"]),
+            ("test", ["--role", "decode"]));
+        var prefill = servers[0];
+        var killed = servers[1];
+        var frozen = servers[2];
         var address = await Address(prefill);
 
         var lost = GenerateCalls.PostAsync(killed.Client, Long("decode-killed"), address);
@@ -170,9 +203,13 @@ public sealed class PdFaultTests(PdFaultFixture fixture) : IClassFixture<PdFault
     [Fact]
     public async Task A_prefill_server_with_other_weights_is_refused_at_the_handshake_with_the_difference_named()
     {
-        await using var prefill = await fixture.StartAsync("--role", "prefill");
-        await using var strict = await fixture.StartWithWeightsAsync("other", "--role", "decode", "--pd-fallback", "error");
-        await using var lenient = await fixture.StartWithWeightsAsync("other", "--role", "decode");
+        await using var servers = await fixture.StartAllAsync(
+            ("test", ["--role", "prefill"]),
+            ("other", ["--role", "decode", "--pd-fallback", "error"]),
+            ("other", ["--role", "decode"]));
+        var prefill = servers[0];
+        var strict = servers[1];
+        var lenient = servers[2];
         var address = await Address(prefill);
         var request = new EngineRequest { RequestId = "refused", PromptTokenIds = [.. Enumerable.Range(500, 40)], Sampling = new SamplingParams { Temperature = 0f, MaxTokens = 4 } };
 
@@ -190,5 +227,19 @@ public sealed class PdFaultTests(PdFaultFixture fixture) : IClassFixture<PdFault
         Assert.Equal(1, metrics["routereplay_pd_fallbacks_total{kind=\"local\"}"]);
         await AssertIdle(strict);
         await AssertIdle(lenient);
+    }
+}
+
+/// <summary>Servers started together and stopped together.</summary>
+public sealed class ProcessGroup(CliProcess[] processes) : IAsyncDisposable
+{
+    public CliProcess this[int index] => processes[index];
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var process in processes)
+        {
+            await process.DisposeAsync();
+        }
     }
 }

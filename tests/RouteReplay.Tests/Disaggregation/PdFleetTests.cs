@@ -64,8 +64,10 @@ public sealed class PdFleetFixture : IAsyncLifetime
         Reference = started[0];
         Prefill = started[1..3];
         Decode = started[3..5];
-        OneByOne = await CliProcess.StartAsync(Cache, "router", "--port", "0", "--prefill", Prefill[0].Url.ToString(), "--decode", Decode[0].Url.ToString());
-        TwoByTwo = await CliProcess.StartAsync(Cache, "router", "--port", "0", "--prefill", Prefill[0].Url.ToString(), "--prefill", Prefill[1].Url.ToString(), "--decode", Decode[0].Url.ToString(), "--decode", Decode[1].Url.ToString());
+        var routers = await Task.WhenAll(
+            CliProcess.StartAsync(Cache, "router", "--port", "0", "--prefill", Prefill[0].Url.ToString(), "--decode", Decode[0].Url.ToString()),
+            CliProcess.StartAsync(Cache, "router", "--port", "0", "--prefill", Prefill[0].Url.ToString(), "--prefill", Prefill[1].Url.ToString(), "--decode", Decode[0].Url.ToString(), "--decode", Decode[1].Url.ToString()));
+        (OneByOne, TwoByTwo) = (routers[0], routers[1]);
     }
 
     public async Task DisposeAsync()

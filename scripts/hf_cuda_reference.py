@@ -4,6 +4,11 @@
       Writes a Qwen3-30B-A3B-shaped checkpoint (all shapes real except the layer count) with transformers'
       own random initialisation and save_pretrained, plus the Qwen3 tokenizer files.
 
+  python3 scripts/hf_cuda_reference.py self-agreement MODEL_DIR OUT_JSON [--tokens 40]
+      transformers against itself on the same checkpoint (eager attention and experts vs sdpa and its default
+      experts), measured as the CUDA check measures RouteReplay against it: the baseline any engine's agreement
+      with transformers is read against.
+
   python3 scripts/hf_cuda_reference.py reference MODEL_DIR OUT_JSON [--tokens 40]
       Loads MODEL_DIR in bf16 with eager attention (and eager experts when the installed transformers lets one
       choose) and, for each of 16 prompts: greedy generation the way generate() does it (one prefill, then one
@@ -75,17 +80,19 @@ def make(args):
     print(f"wrote {args.model_dir}: {args.layers} layers, {size / 1e9:.2f} GB", flush=True)
 
 
-def load(model_dir):
+def load(model_dir, attention="eager", experts="eager"):
+    """The checkpoint in bf16 on the GPU with the given attention and experts implementations ("default": transformers' own)."""
     from transformers import AutoModelForCausalLM
-    kwargs = dict(dtype=torch.bfloat16, attn_implementation="eager")
-    experts = "default"
-    try:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, experts_implementation="eager", **kwargs)
-        experts = "eager"
-    except (TypeError, ValueError) as e:
-        print(f"experts_implementation=eager not accepted ({e}); using the default", flush=True)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
-    return model.to("cuda").eval(), experts
+    kwargs = dict(dtype=torch.bfloat16, attn_implementation=attention)
+    chosen = "default"
+    if experts != "default":
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_dir, experts_implementation=experts, **kwargs)
+            return model.to("cuda").eval(), experts
+        except (TypeError, ValueError) as e:
+            print(f"experts_implementation={experts} not accepted ({e}); using the default", flush=True)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    return model.to("cuda").eval(), chosen
 
 
 class RouterRecorder:
@@ -135,19 +142,10 @@ def rope_theta(config):
     return float(getattr(config, "rope_theta"))
 
 
-def reference(args):
-    from transformers import AutoTokenizer
-    import transformers
-    model, experts_impl = load(args.model_dir)
-    config = model.config
-    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+def greedy_cases(model, tokenizer, tokens):
+    """Every prompt: the prompt's top-5 logits, greedy generation through the KV cache, and the router's choices."""
     limit = len(tokenizer)
-    top_k = config.num_experts_per_tok
-    recorder = RouterRecorder(model, top_k)
-    inv = model.model.rotary_emb.inv_freq.double().cpu()
-    theta = rope_theta(config)
-    exact = torch.tensor([theta ** (-2.0 * i / (2 * inv.shape[0])) for i in range(inv.shape[0])], dtype=torch.float64)
-    inv_freq_worst = float(((inv - exact).abs() / exact).max())
+    recorder = RouterRecorder(model, model.config.num_experts_per_tok)
     cases = []
     with torch.no_grad():
         for prompt in PROMPTS:
@@ -157,13 +155,13 @@ def reference(args):
             top = torch.topk(full.logits[0].float(), 5, dim=-1)
             generated, gaps = [], []
             out = model(torch.tensor([ids], device="cuda"), use_cache=True, logits_to_keep=1)
-            for step in range(args.tokens):
+            for step in range(tokens):
                 logits = out.logits[0, -1, :limit].float()
                 two = torch.topk(logits, 2)
                 gaps.append(float(two.values[0] - two.values[1]))
                 token = int(torch.argmax(logits))
                 generated.append(token)
-                if step + 1 == args.tokens:
+                if step + 1 == tokens:
                     break
                 out = model(torch.tensor([[token]], device="cuda"), past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
             cases.append({
@@ -176,6 +174,22 @@ def reference(args):
                 "router": recorder.take(),
             })
             print(f"reference: {len(ids)} prompt tokens, generated {generated[:8]}...", flush=True)
+    for handle in recorder.handles:
+        handle.remove()
+    return cases, recorder.layers
+
+
+def reference(args):
+    from transformers import AutoTokenizer
+    import transformers
+    model, experts_impl = load(args.model_dir)
+    config = model.config
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    inv = model.model.rotary_emb.inv_freq.double().cpu()
+    theta = rope_theta(config)
+    exact = torch.tensor([theta ** (-2.0 * i / (2 * inv.shape[0])) for i in range(inv.shape[0])], dtype=torch.float64)
+    inv_freq_worst = float(((inv - exact).abs() / exact).max())
+    cases, moe_layers = greedy_cases(model, tokenizer, args.tokens)
     result = {
         "transformers": transformers.__version__,
         "torch": torch.__version__,
@@ -187,13 +201,85 @@ def reference(args):
         "preferred_blas_library": str(torch.backends.cuda.preferred_blas_library()),
         "inv_freq_worst_relative_error_vs_float64": inv_freq_worst,
         "inv_freq": inv.tolist(),
-        "top_k": top_k,
-        "moe_layers": recorder.layers,
+        "top_k": config.num_experts_per_tok,
+        "moe_layers": moe_layers,
         "cases": cases,
     }
     with open(args.out_json, "w", encoding="utf-8") as f:
         json.dump(result, f)
     print(f"wrote {args.out_json}: {len(cases)} prompts, {args.tokens} greedy tokens each, experts {experts_impl}", flush=True)
+
+
+def bf16_steps(gap, value):
+    """How many bf16 steps (units in the last place at |value|) a gap spans."""
+    magnitude = max(abs(value), 2.0 ** -126)
+    return gap / (2.0 ** (math.floor(math.log2(magnitude)) - 7))
+
+
+def compare_cases(first, second, top_k, tie_steps=2.0):
+    """
+    Agreement of two runs of the same prompts, as the CUDA check measures it against transformers: greedy tokens equal
+    up to the first difference, and per (fed token, MoE layer) the same set of top-k experts, counted over the tokens
+    both fed (the prompt and the generated tokens before the first difference). A disagreement is a near-tie when the
+    first run's k-th and (k+1)-th router logits are within tie_steps bf16 steps.
+    """
+    decisions = agree = not_ties = 0
+    greedy_equal = []
+    per_layer = {}
+    for a, b in zip(first, second):
+        equal = next((i for i, (x, y) in enumerate(zip(a["generated"], b["generated"])) if x != y), len(a["generated"]))
+        greedy_equal.append(equal)
+        fed = len(a["prompt_ids"]) + min(equal, len(a["generated"]) - 1)
+        for layer, (ra, rb) in enumerate(zip(a["router"], b["router"])):
+            for t in range(min(fed, len(ra["experts"]), len(rb["experts"]))):
+                same = set(ra["experts"][t][:top_k]) == set(rb["experts"][t][:top_k])
+                decisions += 1
+                agree += same
+                stats = per_layer.setdefault(layer, [0, 0])
+                stats[0] += 1
+                stats[1] += same
+                if not same:
+                    logits = ra["logits"][t]
+                    if bf16_steps(logits[top_k - 1] - logits[top_k], logits[top_k - 1]) > tie_steps:
+                        not_ties += 1
+    return {
+        "decisions": decisions,
+        "agreement": agree / decisions if decisions else 0.0,
+        "disagreements_not_near_ties": not_ties,
+        "per_layer_agreement": {str(k): v[1] / v[0] for k, v in sorted(per_layer.items())},
+        "greedy_equal_tokens": greedy_equal,
+        "prompts_with_all_tokens_equal": sum(1 for n, c in zip(greedy_equal, first) if n == len(c["generated"])),
+    }
+
+
+def self_agreement(args):
+    """transformers against itself: eager attention and experts vs its default kernels, on the same checkpoint."""
+    from transformers import AutoTokenizer
+    import inspect
+    import transformers
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    runs = {}
+    for attention, experts in (("eager", "eager"), ("sdpa", "default")):
+        model, used = load(args.model_dir, attention, experts)
+        if attention == "eager":
+            from transformers.models.qwen3_moe import modeling_qwen3_moe as m
+            with open(args.out_json + ".source.txt", "w", encoding="utf-8") as f:
+                for name in ("Qwen3MoeTopKRouter", "Qwen3MoeExperts", "Qwen3MoeSparseMoeBlock", "Qwen3MoeRMSNorm", "eager_attention_forward", "apply_rotary_pos_emb"):
+                    if hasattr(m, name):
+                        f.write(f"# {name}\n{inspect.getsource(getattr(m, name))}\n")
+        runs[f"{attention}/{used}"], layers = greedy_cases(model, tokenizer, args.tokens)
+        del model
+        torch.cuda.empty_cache()
+    (name_a, a), (name_b, b) = runs.items()
+    top_k = 8
+    result = {"transformers": transformers.__version__, "torch": torch.__version__, "first": name_a, "second": name_b,
+              "comparison": compare_cases(a, b, top_k)}
+    with open(args.out_json, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    c = result["comparison"]
+    print(f"transformers self-agreement {name_a} vs {name_b}: routing {c['agreement']:.4%} of {c['decisions']} decisions, "
+          f"{c['disagreements_not_near_ties']} disagreements beyond two bf16 steps, per layer {c['per_layer_agreement']}; "
+          f"greedy: {c['prompts_with_all_tokens_equal']} of {len(a)} prompts equal for all tokens, equal counts {c['greedy_equal_tokens']}", flush=True)
 
 
 def main():
@@ -208,8 +294,12 @@ def main():
     r.add_argument("model_dir")
     r.add_argument("out_json")
     r.add_argument("--tokens", type=int, default=40)
+    a = sub.add_parser("self-agreement")
+    a.add_argument("model_dir")
+    a.add_argument("out_json")
+    a.add_argument("--tokens", type=int, default=40)
     args = parser.parse_args()
-    make(args) if args.command == "make" else reference(args)
+    {"make": make, "reference": reference, "self-agreement": self_agreement}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ using namespace nvcuda;
 // ---------------------------------------------------------------------------------------------------------------
 // Router: one warp per token. Probabilities are softmax(bf16 logits) in fp32; top-k runs over the probabilities in
 // descending order with ties to the lower expert id (torch.topk's choice); a forced row replaces the choice but its
-// weights are still the router's probabilities of the forced experts.
+// weights are still the router's probabilities of the forced experts. The (renormalised) weights are rounded to bf16,
+// the router logits' dtype, as transformers rounds them before the experts use them.
 
 constexpr int kRouteWarps = 4;
 
@@ -95,7 +96,7 @@ __global__ void route_kernel(RouteArgs a) {
     }
     if (lane < K) {
         a.topk_ids[t * K + lane] = mine;
-        a.topk_weights[t * K + lane] = weight;
+        a.topk_weights[t * K + lane] = bf16r(weight);
         if (a.routing) {
             uint8_t* row = a.routing + (size_t)t * a.row_bytes;
             const int index = a.moe_index * K + lane;

@@ -40,6 +40,7 @@ internal sealed class EngineFlags
     private readonly Option<int> _kvStoreTtl = Flags.Int("--kv-store-ttl-seconds", "Redis values' time to live in seconds (0: no expiry).", Defaults.KvStoreTtlSeconds);
     private readonly Option<KvStoreWriteMode> _kvStoreWrite = Flags.Choice("--kv-store-write", "through (write full blocks as soon as they are committed) or evict (only when evicted from the last memory tier).", Defaults.KvStoreWrite, KvStoreWriteModes);
     private readonly Option<int> _kvStoreTimeout = Flags.Int("--kv-store-timeout-ms", "Longest one store read or write may take; slower counts as a fault and a miss.", Defaults.KvStoreTimeoutMs);
+    private readonly Option<int> _kvStoreRetryMax = Flags.Int("--kv-store-retry-max-ms", "Longest wait between probes of a store that is down (waits double from 1 s up to it).", Defaults.KvStoreRetryMaxMs);
     private readonly Option<int> _kvStoreQueue = Flags.Int("--kv-store-queue-size", "Store writes queued at most; more are dropped and counted (steps never wait for the store).", Defaults.KvStoreQueueSize);
     private readonly Option<string?> _weightsVersion = new("--weights-version") { Description = "Identify the weights in cache keys by this string instead of hashing the weight files." };
     private readonly Option<ComputeDevice> _device = Flags.Choice("--device", "Where the forward runs: cpu (fp32) or cuda (bf16 on an NVIDIA GPU).", Defaults.Device, Devices);
@@ -63,6 +64,7 @@ internal sealed class EngineFlags
         command.Options.Add(_kvStoreTtl);
         command.Options.Add(_kvStoreWrite);
         command.Options.Add(_kvStoreTimeout);
+        command.Options.Add(_kvStoreRetryMax);
         command.Options.Add(_kvStoreQueue);
     }
 
@@ -84,6 +86,7 @@ internal sealed class EngineFlags
         KvStoreTtlSeconds = parse.GetValue(_kvStoreTtl),
         KvStoreWrite = parse.GetValue(_kvStoreWrite),
         KvStoreTimeoutMs = parse.GetValue(_kvStoreTimeout),
+        KvStoreRetryMaxMs = parse.GetValue(_kvStoreRetryMax),
         KvStoreQueueSize = parse.GetValue(_kvStoreQueue),
     }.Validate();
 }

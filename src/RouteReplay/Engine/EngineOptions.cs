@@ -88,6 +88,9 @@ public sealed record EngineOptions
     /// <summary>How long one store read or write may take before it counts as a fault (and a miss).</summary>
     public int KvStoreTimeoutMs { get; init; } = 500;
 
+    /// <summary>The longest wait in milliseconds between probes of a store that is down (waits double from 1 s up to it).</summary>
+    public int KvStoreRetryMaxMs { get; init; } = 30_000;
+
     /// <summary>Store writes queued at most; more are dropped and counted, so a slow store never blocks a step.</summary>
     public int KvStoreQueueSize { get; init; } = 256;
 
@@ -115,6 +118,7 @@ public sealed record EngineOptions
         Require(double.IsFinite(KvStoreMaxGiB) && KvStoreMaxGiB >= 0, "kv-store-max-gib", $"must be >= 0 (0 = no cap), got {KvStoreMaxGiB}");
         Require(KvStoreTtlSeconds >= 0, "kv-store-ttl-seconds", $"must be >= 0 (0 = no expiry), got {KvStoreTtlSeconds}");
         Require(KvStoreTimeoutMs is >= 1 and <= 600_000, "kv-store-timeout-ms", $"must be in 1..600000, got {KvStoreTimeoutMs}");
+        Require(KvStoreRetryMaxMs is >= 1 and <= 3_600_000, "kv-store-retry-max-ms", $"must be in 1..3600000, got {KvStoreRetryMaxMs}");
         Require(KvStoreQueueSize is >= 1 and <= 1_000_000, "kv-store-queue-size", $"must be in 1..1000000, got {KvStoreQueueSize}");
         return this;
     }

@@ -310,7 +310,8 @@ public sealed partial class LlmEngine : IDisposable
                 (long)(options.KvStoreMaxGiB * (1L << 30)),
                 options.KvStoreTtlSeconds > 0 ? TimeSpan.FromSeconds(options.KvStoreTtlSeconds) : null,
                 TimeSpan.FromMilliseconds(options.KvStoreTimeoutMs)));
-        var settings = new StoreTierSettings(options.KvStoreWrite == KvStoreWriteMode.Through, options.KvStoreQueueSize, TimeSpan.FromMilliseconds(options.KvStoreTimeoutMs));
+        var settings = new StoreTierSettings(options.KvStoreWrite == KvStoreWriteMode.Through, options.KvStoreQueueSize,
+            TimeSpan.FromMilliseconds(options.KvStoreTimeoutMs), TimeSpan.FromMilliseconds(options.KvStoreRetryMaxMs));
         return new BlockStoreTier(store, layout, settings) { Fingerprint = fingerprint };
     }
 

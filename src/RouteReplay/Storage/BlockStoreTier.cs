@@ -10,7 +10,8 @@ namespace RouteReplay.Storage;
 /// <param name="WriteThrough">Write every full block as soon as it is committed (else only when evicted from the last tier).</param>
 /// <param name="QueueCapacity">Writes queued at most; more are dropped and counted.</param>
 /// <param name="Timeout">How long one read or write may take before it counts as a store fault.</param>
-public sealed record StoreTierSettings(bool WriteThrough, int QueueCapacity, TimeSpan Timeout);
+/// <param name="LongestRetryWait">The longest wait between probes of a store that is down.</param>
+public sealed record StoreTierSettings(bool WriteThrough, int QueueCapacity, TimeSpan Timeout, TimeSpan LongestRetryWait);
 
 /// <summary>
 /// The last tier of the chain device pool, host tier, block store. Writes and reads run off the step thread: the
@@ -52,7 +53,7 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
         _store = store;
         _codec = new PayloadCodec(layout);
         _settings = settings;
-        _health = new StoreHealth(store.Description, Stats, log ?? (message => Console.Error.WriteLine($"routereplay: {message}")));
+        _health = new StoreHealth(store.Description, Stats, log ?? (message => Console.Error.WriteLine($"routereplay: {message}")), settings.LongestRetryWait);
         _writers = Enumerable.Range(0, WriterCount).Select(_ => Task.Run(WriteLoop)).ToArray();
     }
 

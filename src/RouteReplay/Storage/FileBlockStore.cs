@@ -29,6 +29,7 @@ public sealed class FileBlockStore : IBlockStore
     private readonly SemaphoreSlim _evicting = new(1, 1);
     private long _estimatedBytes;
     private long _writesSinceScan;
+    private int _rescanRequested;
     private long _temporaryCounter;
     private long _evictions;
     private volatile bool _disposed;
@@ -147,13 +148,31 @@ public sealed class FileBlockStore : IBlockStore
         return ValueTask.FromResult(deleted);
     }
 
-    /// <summary>Scans the folder, then evicts least recently used values while it holds more than the cap.</summary>
+    /// <summary>
+    /// Scans the folder, then evicts least recently used values while it holds more than the cap. A scan asked for
+    /// while one runs is not lost: the running one scans again, so the last write's value is always counted.
+    /// </summary>
     private void Rescan()
     {
-        if (_disposed || !_evicting.Wait(0))
+        Volatile.Write(ref _rescanRequested, 1);
+        while (!_disposed && Volatile.Read(ref _rescanRequested) == 1 && _evicting.Wait(0))
         {
-            return;
+            try
+            {
+                while (!_disposed && Interlocked.Exchange(ref _rescanRequested, 0) == 1)
+                {
+                    ScanAndEvict();
+                }
+            }
+            finally
+            {
+                _evicting.Release();
+            }
         }
+    }
+
+    private void ScanAndEvict()
+    {
         try
         {
             Interlocked.Exchange(ref _writesSinceScan, 0);
@@ -205,10 +224,6 @@ public sealed class FileBlockStore : IBlockStore
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // The next write retries the scan.
-        }
-        finally
-        {
-            _evicting.Release();
         }
     }
 

@@ -2,17 +2,16 @@ namespace RouteReplay.Storage;
 
 /// <summary>
 /// Whether the store is reachable. After a fault the store is down: operations are skipped (misses, dropped writes)
-/// until a backoff passes, then one is let through as a probe; the backoff doubles from 1 s up to 30 s while probes
-/// fail, and resets on the first success. Each change of state is logged once.
+/// until a backoff passes, then one is let through as a probe; the backoff doubles from 1 s (or
+/// <paramref name="longestBackoff"/> when shorter) up to <paramref name="longestBackoff"/> while probes fail, and
+/// resets on the first success. Each change of state is logged once.
 /// </summary>
-internal sealed class StoreHealth(string description, StoreStats stats, Action<string> log)
+internal sealed class StoreHealth(string description, StoreStats stats, Action<string> log, TimeSpan longestBackoff)
 {
-    private static readonly TimeSpan FirstBackoff = TimeSpan.FromSeconds(1);
-    private static readonly TimeSpan LongestBackoff = TimeSpan.FromSeconds(30);
-
+    private readonly TimeSpan _firstBackoff = TimeSpan.FromTicks(Math.Min(TimeSpan.TicksPerSecond, longestBackoff.Ticks));
     private readonly Lock _lock = new();
     private bool _down;
-    private TimeSpan _backoff = FirstBackoff;
+    private TimeSpan _backoff;
     private DateTime _retryAt;
 
     /// <summary>True when an operation should be tried now: the store is up, or the backoff has passed.</summary>
@@ -38,7 +37,7 @@ internal sealed class StoreHealth(string description, StoreStats stats, Action<s
                 return;
             }
             _down = false;
-            _backoff = FirstBackoff;
+            _backoff = _firstBackoff;
             stats.IsDown = false;
         }
         log($"kv store {description} is reachable again");
@@ -51,10 +50,7 @@ internal sealed class StoreHealth(string description, StoreStats stats, Action<s
         lock (_lock)
         {
             wasUp = !_down;
-            if (!wasUp)
-            {
-                _backoff = TimeSpan.FromTicks(Math.Min(_backoff.Ticks * 2, LongestBackoff.Ticks));
-            }
+            _backoff = wasUp ? _firstBackoff : TimeSpan.FromTicks(Math.Min(_backoff.Ticks * 2, longestBackoff.Ticks));
             _down = true;
             wait = _backoff;
             _retryAt = DateTime.UtcNow + wait;

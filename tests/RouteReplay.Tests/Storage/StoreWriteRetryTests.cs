@@ -9,6 +9,8 @@ namespace RouteReplay.Tests.Storage;
 /// <summary>A block whose write-through failed while the store was down is written when it is later evicted.</summary>
 public sealed class StoreWriteRetryTests(TinyModelFixture model) : IClassFixture<TinyModelFixture>, IDisposable
 {
+    private const int RetryMaxMs = 100;
+
     private readonly string _folder = Directory.CreateTempSubdirectory("routereplay-kv-retry-").FullName;
 
     private EngineRequest Request(string id, string text) => new()
@@ -21,7 +23,7 @@ public sealed class StoreWriteRetryTests(TinyModelFixture model) : IClassFixture
     [Fact]
     public void Blocks_whose_write_failed_while_the_store_was_down_are_written_on_eviction()
     {
-        var options = new EngineOptions { MaxNumSeqs = 4, MaxNumBatchedTokens = 64, NumBlocks = 48, SwapSpaceGiB = 0, KvStoreTimeoutMs = 5000 };
+        var options = new EngineOptions { MaxNumSeqs = 4, MaxNumBatchedTokens = 64, NumBlocks = 48, SwapSpaceGiB = 0, KvStoreTimeoutMs = 5000, KvStoreRetryMaxMs = RetryMaxMs };
         var target = Request("target", "written once the store is back");
         var store = new FlakyStore(new FileBlockStore(_folder, maxBytes: 0)) { Down = true };
         using (var engine = EngineRunner.Create(model, options, blockStore: store))
@@ -32,7 +34,7 @@ public sealed class StoreWriteRetryTests(TinyModelFixture model) : IClassFixture
             Assert.Equal(0, engine.StoreTier.Stats.Writes);
 
             store.Down = false;
-            Thread.Sleep(TimeSpan.FromSeconds(1.2));
+            Thread.Sleep(TimeSpan.FromMilliseconds(5 * RetryMaxMs));
             var evictions = engine.Pool.Evictions;
             for (var i = 0; i < 10; i++)
             {

@@ -54,7 +54,7 @@ public sealed class ControlEndpoints(EngineHost host)
         long deleted = 0;
         if (includeStore && store is not null)
         {
-            deleted = await store.Store.ClearAsync(context.RequestAborted).ConfigureAwait(false);
+            deleted = await store.ClearStoreAsync(context.RequestAborted).ConfigureAwait(false);
         }
         await WriteAsync(context, writer =>
         {

@@ -43,6 +43,7 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
     private readonly Queue<BlockKey> _knownOrder = new();
     private readonly List<int> _admitted = [];
     private int _queued;
+    private long _epoch;
     private int _pendingLoads;
     private bool _disposed;
 
@@ -68,8 +69,11 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
     /// <summary>The fingerprint written into new values and required of loaded ones; the engine sets it with the weights.</summary>
     public UInt128 Fingerprint { get; set; }
 
-    /// <summary>Bumped by <see cref="Reset"/>: lookups started before it are discarded when they complete.</summary>
-    public long Epoch { get; private set; }
+    /// <summary>
+    /// Bumped by <see cref="Reset"/>: lookups started before it are discarded when they complete, and writes queued
+    /// before it are not written.
+    /// </summary>
+    public long Epoch => Volatile.Read(ref _epoch);
 
     /// <summary>Lookups started and not yet admitted by <see cref="AdmitCompletedLoads"/>.</summary>
     public int PendingLoads => Volatile.Read(ref _pendingLoads);
@@ -173,9 +177,20 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
     /// <summary>After a flush or new weights: lookups in flight become stale, and every key may be stored again.</summary>
     public void Reset()
     {
-        Epoch++;
+        Interlocked.Increment(ref _epoch);
         _known.Clear();
         _knownOrder.Clear();
+    }
+
+    /// <summary>
+    /// Deletes every value from the store, after a <see cref="Reset"/> on the step thread: waits (at most 30 s) for the
+    /// writes already running, since those queued before the reset are no longer written, then clears the store, so
+    /// nothing computed before the flush lands in it afterwards. Returns how many values were deleted.
+    /// </summary>
+    public async Task<long> ClearStoreAsync(CancellationToken cancellationToken)
+    {
+        await Task.Run(() => DrainWrites(DrainOnDispose), cancellationToken).ConfigureAwait(false);
+        return await _store.ClearAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Waits until every queued write has finished, or <paramref name="timeout"/> passes; true when none is left.</summary>
@@ -215,7 +230,7 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
         payload.CopyTo(value.Memory.Span[_codec.PayloadRange(tokenIds.Length)]);
         var tokens = ArrayPool<int>.Shared.Rent(tokenIds.Length);
         tokenIds.CopyTo(tokens);
-        _writes.Writer.TryWrite(new WriteJob(new PayloadHeader(Fingerprint, key, parent), tokens, tokenIds.Length, value));
+        _writes.Writer.TryWrite(new WriteJob(Epoch, new PayloadHeader(Fingerprint, key, parent), tokens, tokenIds.Length, value));
     }
 
     /// <summary>
@@ -243,6 +258,10 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
         {
             try
             {
+                if (job.Epoch != Epoch)
+                {
+                    continue;
+                }
                 if (!_health.ShouldTry())
                 {
                     Stats.CountFailedWrite();
@@ -389,5 +408,5 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
         _store.DisposeAsync().AsTask().Wait(DrainOnDispose);
     }
 
-    private sealed record WriteJob(PayloadHeader Header, int[] Tokens, int TokenCount, PooledValue Value);
+    private sealed record WriteJob(long Epoch, PayloadHeader Header, int[] Tokens, int TokenCount, PooledValue Value);
 }

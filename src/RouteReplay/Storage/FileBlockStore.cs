@@ -176,6 +176,7 @@ public sealed class FileBlockStore : IBlockStore
         try
         {
             Interlocked.Exchange(ref _writesSinceScan, 0);
+            var estimateAtStart = Interlocked.Read(ref _estimatedBytes);
             var files = new List<(string Path, long Bytes, DateTime UsedAt)>();
             long total = 0;
             var now = DateTime.UtcNow;
@@ -219,7 +220,11 @@ public sealed class FileBlockStore : IBlockStore
                     total -= bytes;
                 }
             }
-            Interlocked.Exchange(ref _estimatedBytes, total);
+            // Writes that landed during the scan stay in the estimate (counted twice at worst, which only scans sooner).
+            if (Interlocked.Add(ref _estimatedBytes, total - estimateAtStart) is var estimate and < 0)
+            {
+                Interlocked.CompareExchange(ref _estimatedBytes, 0, estimate);
+            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -121,6 +121,25 @@ public sealed class StoreEngineTests(StoreWorkloadFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task Clearing_the_store_after_a_flush_leaves_none_of_the_writes_queued_before_it()
+    {
+        var gated = new GatedStore(new FileBlockStore(_folder, 0), gateReads: false, gateWrites: true);
+        using var engine = EngineRunner.Create(Model, Options() with { KvStoreTimeoutMs = 30_000 }, blockStore: gated);
+        StoreWorkloadFixture.Run(engine, fixture.Workload(true));
+        var tier = engine.StoreTier!;
+        Assert.True(tier.Stats.QueuedWrites > 8, $"writes wait behind the running ones: {tier.Stats.QueuedWrites} queued");
+
+        engine.FlushCache();
+        var clear = tier.ClearStoreAsync(CancellationToken.None);
+        gated.OpenWrites();
+        await clear;
+
+        Assert.True(tier.DrainWrites(TimeSpan.FromSeconds(30)));
+        Assert.Empty(StoredFiles());
+        Assert.True(tier.Stats.Writes <= 4, $"only the writes already running were written: {tier.Stats.Writes}");
+    }
+
+    [Fact]
     public void A_flush_while_loading_discards_the_loaded_blocks_and_an_abort_while_loading_frees_everything()
     {
         fixture.CopyStoreTo(true, _folder);

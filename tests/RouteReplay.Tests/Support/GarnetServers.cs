@@ -35,7 +35,27 @@ public sealed class GarnetServerFixture : IDisposable
         _server = null;
     }
 
-    public ConnectionMultiplexer Connect() => ConnectionMultiplexer.Connect($"127.0.0.1:{Port},allowAdmin=true");
+    public ConnectionMultiplexer Connect() => ConnectPatiently($"127.0.0.1:{Port}");
+
+    /// <summary>
+    /// An admin connection to <paramref name="endpoints"/>, retried for up to 30 s: on a loaded test machine a server
+    /// that has just started may take longer than the client's default 5 s to answer.
+    /// </summary>
+    public static ConnectionMultiplexer ConnectPatiently(string endpoints)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            try
+            {
+                return ConnectionMultiplexer.Connect($"{endpoints},allowAdmin=true,connectTimeout=10000");
+            }
+            catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException && DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(200);
+            }
+        }
+    }
 
     public void Dispose() => Kill();
 
@@ -72,7 +92,7 @@ public sealed class GarnetClusterFixture : IDisposable
         const int slots = 16384;
         for (var i = 0; i < Ports.Length; i++)
         {
-            using var connection = ConnectionMultiplexer.Connect($"127.0.0.1:{Ports[i]},allowAdmin=true");
+            using var connection = GarnetServerFixture.ConnectPatiently($"127.0.0.1:{Ports[i]}");
             var node = connection.GetServer("127.0.0.1", Ports[i]);
             node.Execute("CLUSTER", "ADDSLOTSRANGE", i * slots / 3, ((i + 1) * slots / 3) - 1);
             if (i > 0)
@@ -88,26 +108,35 @@ public sealed class GarnetClusterFixture : IDisposable
     /// <summary>The <c>--kv-store</c> value naming two of the three nodes (the client discovers the third).</summary>
     public string StoreSpec => $"redis://127.0.0.1:{Ports[0]},127.0.0.1:{Ports[1]}";
 
-    public ConnectionMultiplexer Connect() => ConnectionMultiplexer.Connect(string.Join(',', Ports.Select(p => $"127.0.0.1:{p}")) + ",allowAdmin=true");
+    public ConnectionMultiplexer Connect() => GarnetServerFixture.ConnectPatiently(string.Join(',', Ports.Select(p => $"127.0.0.1:{p}")));
 
+    /// <summary>Polls each node, on a fresh connection each time (the nodes' view changes as they meet), for up to 60 s.</summary>
     private void WaitUntilFormed()
     {
-        for (var attempt = 0; attempt < 100; attempt++)
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (DateTime.UtcNow < deadline)
         {
-            var formed = true;
-            foreach (var port in Ports)
-            {
-                using var connection = ConnectionMultiplexer.Connect($"127.0.0.1:{port},allowAdmin=true");
-                var info = (string?)connection.GetServer("127.0.0.1", port).Execute("CLUSTER", "INFO") ?? "";
-                formed &= info.Contains("cluster_state:ok", StringComparison.Ordinal) && info.Contains("cluster_known_nodes:3", StringComparison.Ordinal);
-            }
-            if (formed)
+            if (Ports.All(IsFormedAt))
             {
                 return;
             }
             Thread.Sleep(100);
         }
-        throw new InvalidOperationException("the three Garnet nodes did not form a cluster");
+        throw new InvalidOperationException("the three Garnet nodes did not form a cluster within 60 s");
+    }
+
+    private static bool IsFormedAt(int port)
+    {
+        try
+        {
+            using var connection = GarnetServerFixture.ConnectPatiently($"127.0.0.1:{port}");
+            var info = (string?)connection.GetServer("127.0.0.1", port).Execute("CLUSTER", "INFO") ?? "";
+            return info.Contains("cluster_state:ok", StringComparison.Ordinal) && info.Contains("cluster_known_nodes:3", StringComparison.Ordinal);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            return false;
+        }
     }
 
     public void Dispose()

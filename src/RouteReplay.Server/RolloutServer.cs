@@ -148,7 +148,7 @@ public sealed class RolloutServer : IAsyncDisposable
     private static void Map(WebApplication app, EngineHost host, ILogger logger)
     {
         var apiKey = host.Options.ApiKey is { } key ? new ApiKeyCheck(key) : null;
-        app.Use((context, next) => Guard(context, next, host, apiKey, logger));
+        app.Use(new RequestGuard(apiKey, logger, context => host.Metrics.CountResponse(context.Response.StatusCode)).InvokeAsync);
         var openAi = new OpenAiEndpoints(host, logger);
         var generate = new GenerateEndpoint(host, logger);
         var control = new ControlEndpoints(host);
@@ -167,40 +167,6 @@ public sealed class RolloutServer : IAsyncDisposable
         app.MapFallback((RequestDelegate)(context => throw (routes.Contains(context.Request.Path.Value ?? "")
             ? new ApiException(405, $"{context.Request.Method} is not allowed on {context.Request.Path}", null, "method_not_allowed")
             : new ApiException(404, $"no route {context.Request.Method} {context.Request.Path}", null, "not_found"))));
-    }
-
-    /// <summary>Authentication, then OpenAI-style errors for every failure, and response counting.</summary>
-    private static async Task Guard(HttpContext context, RequestDelegate next, EngineHost host, ApiKeyCheck? apiKey, ILogger logger)
-    {
-        try
-        {
-            if (apiKey is not null && !ApiKeyCheck.IsOpen(context.Request.Path) && !apiKey.IsAuthorized(context.Request))
-            {
-                throw new ApiException(401, "a valid API key is required: send 'Authorization: Bearer KEY'", null, "invalid_api_key");
-            }
-            await next(context).ConfigureAwait(false);
-            if (context.Response.StatusCode == StatusCodes.Status405MethodNotAllowed && !context.Response.HasStarted)
-            {
-                throw new ApiException(405, $"{context.Request.Method} is not allowed on {context.Request.Path}", null, "method_not_allowed");
-            }
-        }
-        catch (ApiException e)
-        {
-            await ErrorResponses.WriteAsync(context, e).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-        {
-            // The client went away (or the server is shutting down); its request was aborted.
-        }
-        catch (Exception e)
-        {
-            logger.LogError(e, "{Method} {Path} failed", context.Request.Method, context.Request.Path);
-            await ErrorResponses.WriteAsync(context, 500, $"internal error: {e.Message}", null, "internal_error").ConfigureAwait(false);
-        }
-        finally
-        {
-            host.Metrics.CountResponse(context.Response.StatusCode);
-        }
     }
 
     /// <summary>Starts listening; returns once the server accepts connections.</summary>

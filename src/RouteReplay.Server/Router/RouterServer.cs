@@ -129,34 +129,7 @@ public sealed class RouterServer : IAsyncDisposable
         var apiKey = Options.ApiKey is { } key ? new ApiKeyCheck(key) : null;
         var proxy = new RouterProxy(this, _http, logger);
         var fanOut = new RouterFanOut(this, _http);
-        _app.Use(async (context, next) =>
-        {
-            try
-            {
-                if (apiKey is not null && !ApiKeyCheck.IsOpen(context.Request.Path) && !apiKey.IsAuthorized(context.Request))
-                {
-                    throw new ApiException(401, "a valid API key is required: send 'Authorization: Bearer KEY'", null, "invalid_api_key");
-                }
-                await next(context).ConfigureAwait(false);
-            }
-            catch (ApiException e)
-            {
-                await ErrorResponses.WriteAsync(context, e).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-            {
-                // The client went away; the upstream request was cancelled with it.
-            }
-            catch (Exception e)
-            {
-                logger.LogError(e, "{Method} {Path} failed", context.Request.Method, context.Request.Path);
-                await ErrorResponses.WriteAsync(context, 500, $"internal error: {e.Message}", null, "internal_error").ConfigureAwait(false);
-            }
-            finally
-            {
-                Metrics.CountResponse(context.Request.Path.Value ?? "", context.Response.StatusCode);
-            }
-        });
+        _app.Use(new RequestGuard(apiKey, logger, context => Metrics.CountResponse(context.Request.Path.Value ?? "", context.Response.StatusCode)).InvokeAsync);
         _app.MapPost("/v1/completions", (RequestDelegate)proxy.GenerateAsync);
         _app.MapPost("/v1/chat/completions", (RequestDelegate)proxy.GenerateAsync);
         _app.MapPost("/generate", (RequestDelegate)proxy.GenerateAsync);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using RouteReplay.Tests.Support;
 
 namespace RouteReplay.Tests.Cli;
 
@@ -83,17 +84,7 @@ public sealed class DeviceCliTests : IDisposable
 
     private (int ExitCode, string Stdout, string Stderr) Run(Dictionary<string, string> environment, params string[] args)
     {
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "routereplay.dll"));
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-        start.Environment["ROUTEREPLAY_CACHE"] = _work;
+        var start = CliProcess.StartInfo(_work, args);
         foreach (var (name, value) in environment)
         {
             start.Environment[name] = value;

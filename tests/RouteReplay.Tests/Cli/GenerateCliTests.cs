@@ -10,17 +10,7 @@ public sealed class GenerateCliTests : IDisposable
 
     public static (int ExitCode, string Stdout, string Stderr) RunCli(string cacheDir, params string[] args)
     {
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "routereplay.dll"));
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-        start.Environment["ROUTEREPLAY_CACHE"] = cacheDir;
+        var start = CliProcess.StartInfo(cacheDir, args);
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
+using RouteReplay.Tests.Support;
 
 namespace RouteReplay.Tests.Server;
 
@@ -22,17 +23,7 @@ public sealed partial class ServeCliTests : IDisposable
         {
             return;
         }
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "routereplay.dll"));
-        foreach (var arg in new[] { "serve", "--port", "0", "--num-blocks", "256", "--shutdown-grace-seconds", "0.5" })
-        {
-            start.ArgumentList.Add(arg);
-        }
-        start.Environment["ROUTEREPLAY_CACHE"] = _work;
+        var start = CliProcess.StartInfo(_work, ["serve", "--port", "0", "--num-blocks", "256", "--shutdown-grace-seconds", "0.5"]);
         using var process = Process.Start(start)!;
         var address = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         var output = new System.Collections.Concurrent.ConcurrentQueue<string>();

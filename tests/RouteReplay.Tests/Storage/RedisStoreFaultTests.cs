@@ -56,7 +56,7 @@ public sealed class RedisStoreFaultTests(StoreWorkloadFixture fixture) : IClassF
             value[(i * 104_729) % value.Length] ^= 0x01;
             return value;
         });
-        using var engine = EngineRunner.Create(fixture.Model, StoreWorkloadFixture.Options(server.StoreSpec));
+        using var engine = EngineRunner.Create(fixture.Model, StoreWorkloadFixture.Options(server.StoreSpec), blockStore: ReadOnlyStore.Open(server.StoreSpec));
         var results = StoreWorkloadFixture.Run(engine, fixture.Workload(false));
 
         SharedPrefixWorkload.AssertIdentical(fixture.Workload(false), fixture.Reference(false), results);

@@ -52,7 +52,7 @@ public sealed class StoreEngineTests(StoreWorkloadFixture fixture) : IClassFixtu
             File.WriteAllBytes(file, i % 3 == 0 ? bytes[..(bytes.Length / 2)] : bytes);
         }
 
-        using var second = EngineRunner.Create(Model, Options());
+        using var second = EngineRunner.Create(Model, Options(), blockStore: ReadOnlyStore.Open(Options().KvStore!));
         var results = StoreWorkloadFixture.Run(second, fixture.Workload(true));
 
         SharedPrefixWorkload.AssertIdentical(fixture.Workload(true), fixture.Reference(true), results);
@@ -66,13 +66,13 @@ public sealed class StoreEngineTests(StoreWorkloadFixture fixture) : IClassFixtu
     public void Values_of_another_fingerprint_or_layout_are_never_hits()
     {
         fixture.CopyStoreTo(true, _folder);
-        using (var otherWeights = EngineRunner.Create(Model, Options() with { WeightsVersion = "other-weights" }))
+        using (var otherWeights = EngineRunner.Create(Model, Options() with { WeightsVersion = "other-weights" }, blockStore: ReadOnlyStore.Open(Options().KvStore!)))
         {
             StoreWorkloadFixture.Run(otherWeights, fixture.Workload(true)[..4]);
             Assert.Equal(0, otherWeights.StoreTier!.Stats.Hits);
             Assert.True(otherWeights.StoreTier.Stats.Misses > 0);
         }
-        using (var otherChannels = EngineRunner.Create(Model, Options(), withTestChannel: false))
+        using (var otherChannels = EngineRunner.Create(Model, Options(), withTestChannel: false, blockStore: ReadOnlyStore.Open(Options().KvStore!)))
         {
             StoreWorkloadFixture.Run(otherChannels, fixture.Workload(true)[..4]);
             Assert.Equal(0, otherChannels.StoreTier!.Stats.Hits);
@@ -91,7 +91,7 @@ public sealed class StoreEngineTests(StoreWorkloadFixture fixture) : IClassFixtu
             File.WriteAllBytes(file, value[..codec.Encode(forged, tokens, decoded.Payload.ToArray(), value)]);
         }
 
-        using var second = EngineRunner.Create(Model, Options());
+        using var second = EngineRunner.Create(Model, Options(), blockStore: ReadOnlyStore.Open(Options().KvStore!));
         var results = StoreWorkloadFixture.Run(second, fixture.Workload(true));
 
         SharedPrefixWorkload.AssertIdentical(fixture.Workload(true), fixture.Reference(true), results);
@@ -114,7 +114,7 @@ public sealed class StoreEngineTests(StoreWorkloadFixture fixture) : IClassFixtu
         Assert.True(stats.DroppedWrites > 10, $"dropped {stats.DroppedWrites}");
         Assert.Equal(0, stats.Writes);
         Assert.Equal(2, stats.QueuedWrites);
-        Assert.Equal(2, gated.WaitingWrites);
+        Assert.True(SpinWait.SpinUntil(() => gated.WaitingWrites == 2, TimeSpan.FromSeconds(10)), $"{gated.WaitingWrites} writes reached the store");
         gated.OpenWrites();
         Assert.True(engine.StoreTier.DrainWrites(TimeSpan.FromSeconds(30)));
         Assert.Equal(2, stats.Writes + stats.FailedWrites);

@@ -44,8 +44,8 @@ public sealed partial class CliProcess : IAsyncDisposable
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int Signal(int pid, int signal);
 
-    /// <summary>Starts <c>routereplay <paramref name="args"/></c> and returns once it logs the address it serves on.</summary>
-    public static async Task<CliProcess> StartAsync(string cacheDir, params string[] args)
+    /// <summary>How to start <c>routereplay <paramref name="args"/></c> from the test output folder, with its own model cache and its output redirected.</summary>
+    public static ProcessStartInfo StartInfo(string cacheDir, IEnumerable<string> args)
     {
         var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
         {
@@ -58,6 +58,13 @@ public sealed partial class CliProcess : IAsyncDisposable
             start.ArgumentList.Add(arg);
         }
         start.Environment["ROUTEREPLAY_CACHE"] = cacheDir;
+        return start;
+    }
+
+    /// <summary>Starts <c>routereplay <paramref name="args"/></c> and returns once it logs the address it serves on.</summary>
+    public static async Task<CliProcess> StartAsync(string cacheDir, params string[] args)
+    {
+        var start = StartInfo(cacheDir, args);
         var process = Process.Start(start)!;
         var address = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
         var output = new ConcurrentQueue<string>();

@@ -60,38 +60,7 @@ public sealed class RolloutServer : IAsyncDisposable
     public static RolloutServer Create(LlmEngine engine, ServerOptions options, string weightVersion, Action<ILoggingBuilder>? configureLogging = null)
     {
         options.Validate();
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "routereplay" });
-        builder.Logging.ClearProviders();
-        if (configureLogging is null)
-        {
-            builder.Logging.AddSimpleConsole(o =>
-            {
-                o.SingleLine = true;
-                o.TimestampFormat = "HH:mm:ss ";
-            });
-            builder.Logging.SetMinimumLevel(LogLevel.Information);
-            builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-            builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
-        }
-        else
-        {
-            configureLogging(builder.Logging);
-        }
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.ShutdownGracePeriod + AbortedRequestsDrainTime);
-        builder.WebHost.ConfigureKestrel(kestrel =>
-        {
-            kestrel.AddServerHeader = false;
-            kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
-            if (options.Host == "localhost")
-            {
-                kestrel.ListenLocalhost(options.Port);
-            }
-            else
-            {
-                kestrel.Listen(IPAddress.Parse(options.Host), options.Port);
-            }
-        });
-        var app = builder.Build();
+        var app = ServerApps.Build("routereplay", options.Host, options.Port, options.MaxRequestBodyBytes, options.ShutdownGracePeriod + AbortedRequestsDrainTime, configureLogging);
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RouteReplay.Server");
         var host = new EngineHost(new AsyncEngine(engine), options, weightVersion, logger);
         Map(app, host, logger);

@@ -86,42 +86,8 @@ public sealed class RouterServer : IAsyncDisposable
         }
     }
 
-    private static WebApplication Build(RouterOptions options, Action<ILoggingBuilder>? configureLogging)
-    {
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "routereplay-router" });
-        builder.Logging.ClearProviders();
-        if (configureLogging is null)
-        {
-            builder.Logging.AddSimpleConsole(o =>
-            {
-                o.SingleLine = true;
-                o.TimestampFormat = "HH:mm:ss ";
-            });
-            builder.Logging.SetMinimumLevel(LogLevel.Information);
-            builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-            builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
-            builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
-        }
-        else
-        {
-            configureLogging(builder.Logging);
-        }
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.ShutdownGracePeriod);
-        builder.WebHost.ConfigureKestrel(kestrel =>
-        {
-            kestrel.AddServerHeader = false;
-            kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
-            if (options.Host == "localhost")
-            {
-                kestrel.ListenLocalhost(options.Port);
-            }
-            else
-            {
-                kestrel.Listen(IPAddress.Parse(options.Host), options.Port);
-            }
-        });
-        return builder.Build();
-    }
+    private static WebApplication Build(RouterOptions options, Action<ILoggingBuilder>? configureLogging) =>
+        ServerApps.Build("routereplay-router", options.Host, options.Port, options.MaxRequestBodyBytes, options.ShutdownGracePeriod, configureLogging);
 
     private void Map()
     {

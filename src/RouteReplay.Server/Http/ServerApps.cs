@@ -1,0 +1,55 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace RouteReplay.Server.Http;
+
+/// <summary>The Kestrel application every server of the project starts from: one-line console logs, no server header, a body limit, one listen address.</summary>
+internal static class ServerApps
+{
+    /// <param name="name">The application name.</param>
+    /// <param name="host">An IP address or <c>localhost</c>.</param>
+    /// <param name="port">TCP port; 0 for any free one.</param>
+    /// <param name="maxRequestBodyBytes">Larger bodies get 413.</param>
+    /// <param name="shutdownTimeout">How long the host waits for requests in flight when it stops.</param>
+    /// <param name="configureLogging">Replaces the default console logging (tests quiet it).</param>
+    public static WebApplication Build(string name, string host, int port, long maxRequestBodyBytes, TimeSpan shutdownTimeout, Action<ILoggingBuilder>? configureLogging)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = name });
+        builder.Logging.ClearProviders();
+        if (configureLogging is null)
+        {
+            builder.Logging.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss ";
+            });
+            builder.Logging.SetMinimumLevel(LogLevel.Information);
+            builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+            builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
+            builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
+        }
+        else
+        {
+            configureLogging(builder.Logging);
+        }
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = shutdownTimeout);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxRequestBodySize = maxRequestBodyBytes;
+            if (host == "localhost")
+            {
+                kestrel.ListenLocalhost(port);
+            }
+            else
+            {
+                kestrel.Listen(IPAddress.Parse(host), port);
+            }
+        });
+        return builder.Build();
+    }
+}

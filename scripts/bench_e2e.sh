@@ -6,16 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-artifacts/bench-e2e}
 mkdir -p "$out"
-dotnet build src/RouteReplay.Cli -c Release -v quiet -nologo >/dev/null
-rr() { dotnet src/RouteReplay.Cli/bin/Release/net10.0/routereplay.dll "$@"; }
-[ -f "$out/small/model.safetensors" ] || rr make-model --preset small --out "$out/small" >/dev/null
+source scripts/lib/bench_common.sh
+build_cli
+ensure_small_model "$out/small"
 
-system="You are a careful assistant for reinforcement-learning rollouts. Think step by step, keep answers short, and explain which experts handled each part of your reasoning."
-: > "$out/prompts.jsonl"
-for i in $(seq 0 63); do
-  printf '{"messages": [{"role": "system", "content": "%s"}, {"role": "user", "content": "Question %d: what is %d times %d?"}], "max_tokens": 32}\n' \
-    "$system" "$i" "$i" "$((i + 7))" >> "$out/prompts.jsonl"
-done
+write_shared_prefix_prompts "$out/prompts.jsonl" 32 ""
 
 run() {
   local name=$1; shift

@@ -7,16 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:-artifacts/bench-store-e2e}")
 rm -rf "$out/kv" && mkdir -p "$out"
-dotnet build src/RouteReplay.Cli -c Release -v quiet -nologo >/dev/null
-rr() { dotnet src/RouteReplay.Cli/bin/Release/net10.0/routereplay.dll "$@"; }
-[ -f "$out/small/model.safetensors" ] || rr make-model --preset small --out "$out/small" >/dev/null
+source scripts/lib/bench_common.sh
+build_cli
+ensure_small_model "$out/small"
 
-system="You are a careful assistant for reinforcement-learning rollouts. Think step by step, keep answers short, and explain which experts handled each part of your reasoning."
-: > "$out/prompts.jsonl"
-for i in $(seq 0 63); do
-  printf '{"messages": [{"role": "system", "content": "%s"}, {"role": "user", "content": "Question %d: what is %d times %d? Show the partial products and say which digit is carried at each step."}], "max_tokens": 16}\n' \
-    "$system" "$i" "$i" "$((i + 7))" >> "$out/prompts.jsonl"
-done
+write_shared_prefix_prompts "$out/prompts.jsonl" 16 " Show the partial products and say which digit is carried at each step."
 
 field() { grep -o "\"$1\": [0-9.e+-]*" "$2" | grep -o '[0-9.e+-]*$'; }
 run() {

@@ -115,6 +115,22 @@ public abstract class BlockChannel
     /// </summary>
     public virtual bool ContainsUnset(ReadOnlySpan<byte> rows) => rows.Contains(UnsetByte);
 
+    /// <summary>
+    /// True when some whole row of <paramref name="rows"/> is <see cref="UnsetByte"/>: the test for channels whose valid
+    /// rows may contain that byte (a multi-byte integer, say) but are never all of it.
+    /// </summary>
+    protected bool ContainsWholeUnsetRow(ReadOnlySpan<byte> rows)
+    {
+        for (var offset = 0; offset < rows.Length; offset += RowBytes)
+        {
+            if (!rows.Slice(offset, RowBytes).ContainsAnyExcept(UnsetByte))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /// <summary>Writes what this channel stores for token <paramref name="token"/> of the step into its slot's row.</summary>
     /// <param name="batch">The step, after its forward pass.</param>
     /// <param name="token">The token's index within the step.</param>

@@ -16,17 +16,7 @@ public sealed class ComputationChannel(int numBlocks, int blockSize, FirstRowRec
         (BinaryPrimitives.ReadInt32LittleEndian(row), BinaryPrimitives.ReadInt32LittleEndian(row[4..]));
 
     /// <summary>Unset only when a whole row is 0xFF bytes (a valid step or index may contain one).</summary>
-    public override bool ContainsUnset(ReadOnlySpan<byte> rows)
-    {
-        for (var offset = 0; offset < rows.Length; offset += RowBytes)
-        {
-            if (!rows.Slice(offset, RowBytes).ContainsAnyExcept(UnsetByte))
-            {
-                return true;
-            }
-        }
-        return false;
-    }
+    public override bool ContainsUnset(ReadOnlySpan<byte> rows) => ContainsWholeUnsetRow(rows);
 
     protected override void WriteStepRow(ForwardBatch batch, int token, Span<byte> destination)
     {

@@ -1,6 +1,4 @@
 using RouteReplay.Backends;
-using RouteReplay.Model.Checkpoints;
-using RouteReplay.Routing;
 
 namespace RouteReplay.DeviceChecks.Lifecycle;
 
@@ -9,7 +7,7 @@ namespace RouteReplay.DeviceChecks.Lifecycle;
 /// computation once. Also counts forwards that did not honour a forced row. Every call reaches the inner backend
 /// unchanged, the batched asynchronous copies included.
 /// </summary>
-public sealed class FirstRowRecorder(IModelBackend inner) : IModelBackend
+public sealed class FirstRowRecorder(IModelBackend inner) : DelegatingBackend(inner)
 {
     private readonly Dictionary<long, byte[]> _rows = [];
 
@@ -22,29 +20,15 @@ public sealed class FirstRowRecorder(IModelBackend inner) : IModelBackend
     /// <summary>Tokens computed with a forced row.</summary>
     public int ForcedRowsSeen { get; private set; }
 
-    public IModelBackend Inner => inner;
-
-    public ModelConfig Config => inner.Config;
-
-    public RoutingFormat RoutingFormat => inner.RoutingFormat;
-
-    public int BlockSize => inner.BlockSize;
-
-    public int NumBlocks => inner.NumBlocks;
-
-    public TensorDType KvDType => inner.KvDType;
-
-    public int KvBytesPerBlock => inner.KvBytesPerBlock;
-
     public static long Key(int step, int token) => ((long)step << 32) | (uint)token;
 
     /// <summary>The row token <paramref name="token"/> of step <paramref name="step"/> was computed with.</summary>
     public byte[]? Row(int step, int token) => _rows.GetValueOrDefault(Key(step, token));
 
-    public void Forward(ForwardBatch batch)
+    public override void Forward(ForwardBatch batch)
     {
         CurrentStep++;
-        inner.Forward(batch);
+        Inner.Forward(batch);
         var format = RoutingFormat;
         for (var t = 0; t < batch.TokenCount; t++)
         {
@@ -65,18 +49,4 @@ public sealed class FirstRowRecorder(IModelBackend inner) : IModelBackend
             }
         }
     }
-
-    public void ReadBlockKv(int block, Span<byte> destination) => inner.ReadBlockKv(block, destination);
-
-    public void WriteBlockKv(int block, ReadOnlySpan<byte> source) => inner.WriteBlockKv(block, source);
-
-    public HostBuffer AllocateHostBuffer(long bytes) => inner.AllocateHostBuffer(bytes);
-
-    public void CopyBlocksToHost(ReadOnlySpan<int> blocks, ReadOnlySpan<nint> destinations) => inner.CopyBlocksToHost(blocks, destinations);
-
-    public void CopyBlocksToDevice(ReadOnlySpan<nint> sources, ReadOnlySpan<int> blocks) => inner.CopyBlocksToDevice(sources, blocks);
-
-    public void Synchronize() => inner.Synchronize();
-
-    public void Dispose() => inner.Dispose();
 }

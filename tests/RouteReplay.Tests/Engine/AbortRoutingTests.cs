@@ -1,6 +1,7 @@
 using RouteReplay.Cache;
 using RouteReplay.Engine;
 using RouteReplay.Tests.Support;
+using static RouteReplay.Tests.Support.Eventually;
 
 namespace RouteReplay.Tests.Engine;
 
@@ -25,19 +26,6 @@ public sealed class AbortRoutingTests(TinyModelFixture model) : IClassFixture<Ti
     {
         var plain = request with { RequestId = "plain", N = 1, Sampling = request.Sampling with { MaxTokens = aborted.TokenIds.Count } };
         return EngineRunner.OneAtATime(model, [plain])["plain"].Choices[0];
-    }
-
-    private static void StepUntil(LlmEngine engine, Func<bool> condition)
-    {
-        for (var step = 0; step < 2000; step++)
-        {
-            if (condition())
-            {
-                return;
-            }
-            Assert.True(engine.Step(), "the engine ran out of work first");
-        }
-        Assert.Fail("the condition was never reached");
     }
 
     private double HostGiB(int blocks)

@@ -28,18 +28,8 @@ public sealed class AsyncEngineTests(TinyModelFixture model) : IClassFixture<Tin
         throw new InvalidOperationException("the stream ended without a result");
     }
 
-    private static async Task WaitUntilAsync(AsyncEngine engine, Func<LlmEngine, bool> condition)
-    {
-        for (var attempt = 0; attempt < 1000; attempt++)
-        {
-            if (await engine.InvokeAsync(condition))
-            {
-                return;
-            }
-            await Task.Delay(10);
-        }
-        Assert.Fail("the engine never reached the expected state");
-    }
+    private static Task WaitUntilAsync(AsyncEngine engine, Func<LlmEngine, bool> condition) =>
+        Eventually.WaitUntilAsync(() => engine.InvokeAsync(condition), "the engine reached the expected state");
 
     [Fact]
     public async Task Disposing_a_stream_whose_finish_was_never_read_leaves_a_newer_request_with_the_same_id_running()

@@ -129,27 +129,11 @@ public sealed class EngineLifecycleTests(TinyModelFixture model) : IClassFixture
     }
 
     /// <summary>A backend that "forgets" to write one position's routing row, as a buggy kernel might.</summary>
-    private sealed class SkipRoutingWrite(IModelBackend inner, int position) : IModelBackend
+    private sealed class SkipRoutingWrite(IModelBackend inner, int position) : DelegatingBackend(inner)
     {
-        public ModelConfig Config => inner.Config;
-
-        public RoutingFormat RoutingFormat => inner.RoutingFormat;
-
-        public int BlockSize => inner.BlockSize;
-
-        public int NumBlocks => inner.NumBlocks;
-
-        public TensorDType KvDType => inner.KvDType;
-
-        public int KvBytesPerBlock => inner.KvBytesPerBlock;
-
-        public void ReadBlockKv(int block, Span<byte> destination) => inner.ReadBlockKv(block, destination);
-
-        public void WriteBlockKv(int block, ReadOnlySpan<byte> source) => inner.WriteBlockKv(block, source);
-
-        public void Forward(ForwardBatch batch)
+        public override void Forward(ForwardBatch batch)
         {
-            inner.Forward(batch);
+            Inner.Forward(batch);
             for (var t = 0; t < batch.TokenCount; t++)
             {
                 if (batch.Positions[t] == position)
@@ -158,7 +142,5 @@ public sealed class EngineLifecycleTests(TinyModelFixture model) : IClassFixture
                 }
             }
         }
-
-        public void Dispose() => inner.Dispose();
     }
 }

@@ -1,5 +1,6 @@
 using RouteReplay.Engine;
 using RouteReplay.Tests.Support;
+using static RouteReplay.Tests.Support.Eventually;
 
 namespace RouteReplay.Tests.Engine;
 
@@ -396,16 +397,4 @@ public sealed class RowsNeverChangeTests(TinyModelFixture model) : IClassFixture
         return runner.Results;
     }
 
-    private static void StepUntil(LlmEngine engine, Func<bool> done)
-    {
-        for (var step = 0; step < 1000; step++)
-        {
-            if (done())
-            {
-                return;
-            }
-            Assert.True(engine.Step(), "the engine ran out of work before the wanted state");
-        }
-        throw new Xunit.Sdk.XunitException("the wanted state never came");
-    }
 }

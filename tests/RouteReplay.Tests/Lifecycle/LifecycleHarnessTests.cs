@@ -1,7 +1,5 @@
 using RouteReplay.Backends;
 using RouteReplay.DeviceChecks.Lifecycle;
-using RouteReplay.Model.Checkpoints;
-using RouteReplay.Routing;
 using RouteReplay.Tests.Support;
 
 namespace RouteReplay.Tests.Lifecycle;
@@ -51,23 +49,11 @@ public sealed class LifecycleHarnessTests(TinyModelFixture model) : IClassFixtur
     /// one token, every expert id moves up by one (mod the expert count). Forced rows are kept as forced, unless told
     /// to ignore them.
     /// </summary>
-    private sealed class BatchVariantRouting(IModelBackend inner, bool honourForced) : IModelBackend
+    private sealed class BatchVariantRouting(IModelBackend inner, bool honourForced) : DelegatingBackend(inner)
     {
-        public ModelConfig Config => inner.Config;
-
-        public RoutingFormat RoutingFormat => inner.RoutingFormat;
-
-        public int BlockSize => inner.BlockSize;
-
-        public int NumBlocks => inner.NumBlocks;
-
-        public TensorDType KvDType => inner.KvDType;
-
-        public int KvBytesPerBlock => inner.KvBytesPerBlock;
-
-        public void Forward(ForwardBatch batch)
+        public override void Forward(ForwardBatch batch)
         {
-            inner.Forward(batch);
+            Inner.Forward(batch);
             var format = RoutingFormat;
             for (var t = 0; t < batch.TokenCount; t++)
             {
@@ -83,11 +69,5 @@ public sealed class LifecycleHarnessTests(TinyModelFixture model) : IClassFixtur
                 }
             }
         }
-
-        public void ReadBlockKv(int block, Span<byte> destination) => inner.ReadBlockKv(block, destination);
-
-        public void WriteBlockKv(int block, ReadOnlySpan<byte> source) => inner.WriteBlockKv(block, source);
-
-        public void Dispose() => inner.Dispose();
     }
 }

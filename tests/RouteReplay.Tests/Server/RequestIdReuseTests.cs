@@ -1,6 +1,7 @@
 using System.Text;
 using RouteReplay.Engine;
 using RouteReplay.Tests.Support;
+using static RouteReplay.Tests.Support.Eventually;
 
 namespace RouteReplay.Tests.Server;
 
@@ -10,19 +11,6 @@ namespace RouteReplay.Tests.Server;
 /// </summary>
 public sealed class RequestIdReuseTests(TinyModelFixture model) : IClassFixture<TinyModelFixture>
 {
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
-    {
-        for (var attempt = 0; attempt < 1500; attempt++)
-        {
-            if (await condition())
-            {
-                return;
-            }
-            await Task.Delay(10);
-        }
-        Assert.Fail($"timed out waiting until {what}");
-    }
-
     /// <remarks>
     /// The engine's step thread is held by one command while the client leaves, so the order is exact: the client's
     /// request is still running when its stream is disposed (the server queues the abort that disposal asks for), then,

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using RouteReplay.Tests.Support;
+using static RouteReplay.Tests.Support.Eventually;
 
 namespace RouteReplay.Tests.Server;
 
@@ -11,19 +12,6 @@ namespace RouteReplay.Tests.Server;
 /// </summary>
 public sealed class ShutdownTests(TinyModelFixture model) : IClassFixture<TinyModelFixture>
 {
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
-    {
-        for (var attempt = 0; attempt < 1500; attempt++)
-        {
-            if (await condition())
-            {
-                return;
-            }
-            await Task.Delay(10);
-        }
-        Assert.Fail($"timed out waiting until {what}");
-    }
-
     private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
     [Fact]

@@ -1,6 +1,4 @@
 using RouteReplay.Backends;
-using RouteReplay.Model.Checkpoints;
-using RouteReplay.Routing;
 
 namespace RouteReplay.Tests.Support;
 
@@ -17,31 +15,16 @@ namespace RouteReplay.Tests.Support;
 /// distinct), and a second pass with every row forced writes the KV and logits the engine sees. Wraps any
 /// <see cref="IModelBackend"/>; not thread-safe, like the backends it wraps.
 /// </remarks>
-public sealed class BatchVariantBackend(IModelBackend inner) : IModelBackend
+public sealed class BatchVariantBackend(IModelBackend inner) : DelegatingBackend(inner)
 {
     private ForwardBatch? _replay;
     private byte[] _row = [];
-
-    /// <summary>The wrapped backend, which owns the KV cache.</summary>
-    public IModelBackend Inner { get; } = inner;
 
     /// <summary>Rows of tokens routed without a forced row, each shifted by a batch-dependent amount, since creation.</summary>
     public long ShiftedRows { get; private set; }
 
     /// <summary>Rows the engine forced (replayed routing), honoured unchanged, since creation.</summary>
     public long ForcedRows { get; private set; }
-
-    public ModelConfig Config => Inner.Config;
-
-    public RoutingFormat RoutingFormat => Inner.RoutingFormat;
-
-    public int BlockSize => Inner.BlockSize;
-
-    public int NumBlocks => Inner.NumBlocks;
-
-    public TensorDType KvDType => Inner.KvDType;
-
-    public int KvBytesPerBlock => Inner.KvBytesPerBlock;
 
     /// <summary>
     /// How far the expert ids of the unforced token at <paramref name="tokenIndex"/> of a step of
@@ -54,7 +37,7 @@ public sealed class BatchVariantBackend(IModelBackend inner) : IModelBackend
         return 1 + ((tokenIndex + stepTokens) % (numExperts - 1));
     }
 
-    public void Forward(ForwardBatch batch)
+    public override void Forward(ForwardBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
         var n = batch.TokenCount;
@@ -107,12 +90,6 @@ public sealed class BatchVariantBackend(IModelBackend inner) : IModelBackend
             replay.LogitRow(r).CopyTo(batch.LogitRow(r));
         }
     }
-
-    public void ReadBlockKv(int block, Span<byte> destination) => Inner.ReadBlockKv(block, destination);
-
-    public void WriteBlockKv(int block, ReadOnlySpan<byte> source) => Inner.WriteBlockKv(block, source);
-
-    public void Dispose() => Inner.Dispose();
 
     private ForwardBatch ReplayBatchLike(ForwardBatch batch)
     {

@@ -1,6 +1,4 @@
 using RouteReplay.Backends;
-using RouteReplay.Model.Checkpoints;
-using RouteReplay.Routing;
 
 namespace RouteReplay.Tests.Support;
 
@@ -8,22 +6,10 @@ namespace RouteReplay.Tests.Support;
 /// Wraps a backend and throws once, in the first forward whose batch <paramref name="fault"/> picks, before the inner
 /// forward runs or after it (KV and routing written, as a failing capture, storage write or transfer would leave them).
 /// </summary>
-public sealed class FaultyBackend(IModelBackend inner, Func<ForwardBatch, bool> fault, bool afterForward = false) : IModelBackend
+public sealed class FaultyBackend(IModelBackend inner, Func<ForwardBatch, bool> fault, bool afterForward = false) : DelegatingBackend(inner)
 {
     /// <summary>True once the fault has been thrown.</summary>
     public bool Fired { get; private set; }
-
-    public ModelConfig Config => inner.Config;
-
-    public RoutingFormat RoutingFormat => inner.RoutingFormat;
-
-    public int BlockSize => inner.BlockSize;
-
-    public int NumBlocks => inner.NumBlocks;
-
-    public TensorDType KvDType => inner.KvDType;
-
-    public int KvBytesPerBlock => inner.KvBytesPerBlock;
 
     /// <summary>A fault that picks the first batch holding <paramref name="tokenId"/>.</summary>
     public static Func<ForwardBatch, bool> OnToken(int tokenId) => batch => batch.TokenIds.AsSpan(0, batch.TokenCount).Contains(tokenId);
@@ -35,7 +21,7 @@ public sealed class FaultyBackend(IModelBackend inner, Func<ForwardBatch, bool> 
         return _ => ++count == forward;
     }
 
-    public void Forward(ForwardBatch batch)
+    public override void Forward(ForwardBatch batch)
     {
         var fire = !Fired && fault(batch);
         if (fire && !afterForward)
@@ -43,17 +29,11 @@ public sealed class FaultyBackend(IModelBackend inner, Func<ForwardBatch, bool> 
             Fired = true;
             throw new InvalidOperationException("simulated fault in the forward");
         }
-        inner.Forward(batch);
+        Inner.Forward(batch);
         if (fire)
         {
             Fired = true;
             throw new InvalidOperationException("simulated fault after the forward");
         }
     }
-
-    public void ReadBlockKv(int block, Span<byte> destination) => inner.ReadBlockKv(block, destination);
-
-    public void WriteBlockKv(int block, ReadOnlySpan<byte> source) => inner.WriteBlockKv(block, source);
-
-    public void Dispose() => inner.Dispose();
 }

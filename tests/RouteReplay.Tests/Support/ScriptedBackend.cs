@@ -1,6 +1,4 @@
 using RouteReplay.Backends;
-using RouteReplay.Model.Checkpoints;
-using RouteReplay.Routing;
 
 namespace RouteReplay.Tests.Support;
 
@@ -11,28 +9,12 @@ namespace RouteReplay.Tests.Support;
 /// exactly what a random-weights model says. Past the script's end the model's own logits are left alone. Positions
 /// are all it looks at, so a test sends only prompts of that length.
 /// </summary>
-public sealed class ScriptedBackend(IModelBackend inner, int promptLength, IReadOnlyList<int> script) : IModelBackend
+public sealed class ScriptedBackend(IModelBackend inner, int promptLength, IReadOnlyList<int> script) : DelegatingBackend(inner)
 {
-    public ModelConfig Config => inner.Config;
 
-    public RoutingFormat RoutingFormat => inner.RoutingFormat;
-
-    public int BlockSize => inner.BlockSize;
-
-    public int NumBlocks => inner.NumBlocks;
-
-    public TensorDType KvDType => inner.KvDType;
-
-
-    public int KvBytesPerBlock => inner.KvBytesPerBlock;
-
-    public void ReadBlockKv(int block, Span<byte> destination) => inner.ReadBlockKv(block, destination);
-
-    public void WriteBlockKv(int block, ReadOnlySpan<byte> source) => inner.WriteBlockKv(block, source);
-
-    public void Forward(ForwardBatch batch)
+    public override void Forward(ForwardBatch batch)
     {
-        inner.Forward(batch);
+        Inner.Forward(batch);
         for (var row = 0; row < batch.LogitRowCount; row++)
         {
             var output = batch.Positions[batch.LogitTokens[row]] + 1 - promptLength;
@@ -45,6 +27,4 @@ public sealed class ScriptedBackend(IModelBackend inner, int promptLength, IRead
             logits[script[output]] = 100f;
         }
     }
-
-    public void Dispose() => inner.Dispose();
 }

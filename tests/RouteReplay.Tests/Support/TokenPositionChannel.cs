@@ -14,17 +14,7 @@ public sealed class TokenPositionChannel(int numBlocks, int blockSize) : BlockCh
         (BinaryPrimitives.ReadInt32LittleEndian(row), BinaryPrimitives.ReadInt32LittleEndian(row[4..]));
 
     /// <summary>Unset only when a whole row is 0xFF bytes: a valid id or position may contain a 0xFF byte.</summary>
-    public override bool ContainsUnset(ReadOnlySpan<byte> rows)
-    {
-        for (var offset = 0; offset < rows.Length; offset += RowBytes)
-        {
-            if (!rows.Slice(offset, RowBytes).ContainsAnyExcept(UnsetByte))
-            {
-                return true;
-            }
-        }
-        return false;
-    }
+    public override bool ContainsUnset(ReadOnlySpan<byte> rows) => ContainsWholeUnsetRow(rows);
 
     /// <summary>The rows this channel must hold for positions <c>[start, start + count)</c> of a sequence.</summary>
     public static byte[] Expected(IReadOnlyList<int> tokens, int start, int count)

@@ -4,8 +4,12 @@
  * One rr_model owns everything on the device for one model: bf16 weights, the paged bf16 KV cache, fixed-capacity
  * step buffers (sized at creation from the engine's limits, so a step never allocates), one stream and one cuBLAS
  * handle. Every call is made from one host thread at a time. All work goes to the model's one stream, so stream
- * order is the fence between block copies and forwards. Functions return RR_OK or RR_ERROR; after RR_ERROR,
- * rr_last_error() describes the failure (per calling thread).
+ * order is the fence between block copies and forwards. Functions return RR_OK, RR_ERROR or RR_DEVICE_FAULT; after
+ * either failure, rr_last_error() describes it (per calling thread).
+ *
+ * RR_DEVICE_FAULT means the CUDA context is poisoned (a sticky error: an illegal address, a kernel that trapped, a lost
+ * device): every later call of this process fails the same way at once, without touching the device. The only
+ * recovery is a new process.
  */
 #ifndef ROUTEREPLAY_CUDA_H
 #define ROUTEREPLAY_CUDA_H
@@ -21,9 +25,10 @@ extern "C" {
 
 #define RR_OK 0
 #define RR_ERROR 1
+#define RR_DEVICE_FAULT 2
 
 /* Bumped whenever a struct below or a function's meaning changes; the host checks it before anything else. */
-#define RR_ABI_VERSION 2
+#define RR_ABI_VERSION 3
 
 typedef struct rr_model rr_model;
 
@@ -57,8 +62,11 @@ typedef struct rr_model_config {
 /*
  * One step. The host packs its inputs into one pinned staging buffer (sections at the byte offsets below, each an
  * array of int32 except forced, which is num_tokens routing rows); rr_forward copies the packed bytes to the device
- * in one transfer, runs the forward, copies back the logits of the logit rows (fp32) and, when capture_routing is
- * set, the step's routing rows, then synchronizes once.
+ * in one transfer, runs the forward, copies back the logits of the logit rows (fp32), each token's status and, when
+ * capture_routing is set, the step's routing rows, then synchronizes once. A token's status is nonzero when a router
+ * saw a logit that is not finite (NaN or infinite) for it: its routing and outputs are meaningless and its request must
+ * fail; the step's other tokens are unaffected (every kernel keeps such a token's ids in range).
+ * When the forward fails, the stream is synchronized before returning, so the staging buffer may be reused.
  */
 typedef struct rr_step {
     int32_t num_tokens;
@@ -76,7 +84,11 @@ typedef struct rr_step {
     int64_t forced;       /* [num_tokens, row bytes], or -1: no forced routing this step */
     float* logits_out;    /* host, [num_logit_rows, vocab_size] */
     uint8_t* routing_out; /* host, [num_tokens, num_moe_layers * top_k * routing_element_bytes] */
+    uint8_t* token_status_out; /* host, [num_tokens]: RR_TOKEN_* flags */
 } rr_step;
+
+#define RR_TOKEN_OK 0
+#define RR_TOKEN_NONFINITE_ROUTER_LOGITS 1
 
 /* Tensors a host uploads or fills. Layer-less kinds ignore the layer argument. */
 enum rr_tensor_kind {
@@ -132,7 +144,8 @@ RR_API int rr_forward(rr_model* model, const rr_step* step);
  */
 RR_API int rr_set_per_expert_gemms(rr_model* model, int32_t enabled);
 
-/* Block KV to and from page-locked host memory, enqueued on the model's stream; complete after rr_synchronize. */
+/* Block KV to and from page-locked host memory, enqueued on the model's stream; complete after rr_synchronize. Every
+ * block id is validated before any copy is queued. */
 RR_API int rr_copy_blocks_to_host(rr_model* model, const int32_t* blocks, void* const* host, int32_t count);
 RR_API int rr_copy_blocks_to_device(rr_model* model, void* const* host, const int32_t* blocks, int32_t count);
 /* The same for one block into or from any host memory, complete on return. */
@@ -155,6 +168,12 @@ RR_API int rr_profile(rr_model* model, double* milliseconds, int32_t capacity);
  * plus bytes written; median of 10 after 3 warm-ups) and an n x n x n bf16 cuBLAS GEMM with fp32 accumulation
  * (TFLOP/s, median of 10 after 3 warm-ups, random inputs).
  */
+/*
+ * Poisons the CUDA context on purpose (a kernel writes through an invalid address), so fault handling can be checked
+ * on a real device: the next call that synchronizes returns RR_DEVICE_FAULT. Never called by the engine.
+ */
+RR_API int rr_inject_device_fault(rr_model* model);
+
 RR_API int rr_measure_ceilings(uint64_t copy_bytes, int32_t gemm_n, double* copy_gbps, double* gemm_tflops);
 
 #ifdef __cplusplus

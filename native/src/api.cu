@@ -3,6 +3,7 @@
 #include "model.cuh"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 
@@ -10,6 +11,10 @@ namespace rr {
 
 namespace {
 thread_local std::string g_error;
+
+// The first sticky error of this process; once set, every call fails with it without touching the device.
+std::atomic<bool> g_faulted{false};
+std::string g_fault_message;
 
 const char* kProfileNames[PROFILE_CLASS_COUNT] = {
     "input_copy", "embed",     "norm",         "qkv_gemm",    "qk_norm_rope", "attention", "o_gemm",      "router_gemm",
@@ -20,6 +25,10 @@ size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 
 template <typename F>
 int guarded(F&& body) {
+    if (g_faulted.load()) {
+        set_error("the GPU context is unusable after an earlier device fault (" + g_fault_message + "); restart the process");
+        return RR_DEVICE_FAULT;
+    }
     try {
         body();
         return RR_OK;
@@ -28,7 +37,41 @@ int guarded(F&& body) {
     } catch (const std::exception& e) {
         set_error(std::string("unexpected error: ") + e.what());
     }
-    return RR_ERROR;
+    return g_faulted.load() ? RR_DEVICE_FAULT : RR_ERROR;
+}
+
+// Errors after which the CUDA context is corrupt and every later call fails: the process must restart.
+bool is_sticky(cudaError_t status) {
+    switch (status) {
+        case cudaErrorIllegalAddress:
+        case cudaErrorLaunchFailure:
+        case cudaErrorLaunchTimeout:
+        case cudaErrorHardwareStackError:
+        case cudaErrorIllegalInstruction:
+        case cudaErrorMisalignedAddress:
+        case cudaErrorInvalidAddressSpace:
+        case cudaErrorInvalidPc:
+        case cudaErrorAssert:
+        case cudaErrorECCUncorrectable:
+        case cudaErrorDevicesUnavailable:
+        case cudaErrorContextIsDestroyed:
+            return true;
+        default:
+            return false;
+    }
+}
+
+__global__ void write_through_invalid_address_kernel(int* target) { *target = 1; }
+
+// Every pair is checked before any copy is queued, so a bad pair leaves nothing half-done.
+void validate_block_copies(const rr_model* m, const int32_t* blocks, void* const* host, int32_t count) {
+    if (count < 0) fail("a negative number of block copies");
+    for (int i = 0; i < count; ++i) {
+        if (blocks[i] < 0 || blocks[i] >= m->num_blocks) {
+            fail("block " + std::to_string(blocks[i]) + " (pair " + std::to_string(i) + ") is outside the KV cache of " + std::to_string(m->num_blocks) + " blocks");
+        }
+        if (!host[i]) fail("pair " + std::to_string(i) + " has no host address");
+    }
 }
 
 void validate(const rr_model_config& c) {
@@ -64,7 +107,9 @@ void fail(const std::string& message) { throw Failure{message}; }
 
 void check_cuda(cudaError_t status, const char* what) {
     if (status != cudaSuccess) {
-        fail(std::string(what) + ": " + cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
+        const std::string message = std::string(what) + ": " + cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")";
+        if (is_sticky(status) && !g_faulted.exchange(true)) g_fault_message = message;
+        fail(message);
     }
 }
 
@@ -258,6 +303,7 @@ int rr_model_create(const rr_model_config* config, rr_model** out) {
         ws.k = static_cast<bf16*>(buffer(T * kvdim, 2));
         ws.v = static_cast<bf16*>(buffer(T * kvdim, 2));
         ws.attn = static_cast<bf16*>(buffer(T * qdim, 2));
+        ws.token_status = static_cast<uint8_t*>(buffer(T, 1));
         if (m->num_moe_layers > 0) {
             ws.router_logits = static_cast<bf16*>(buffer(T * E, 2));
             ws.topk_ids = static_cast<int32_t*>(buffer(T * K, 4));
@@ -379,7 +425,11 @@ int rr_kv_allocate(rr_model* m, int32_t num_blocks) {
 }
 
 int rr_forward(rr_model* m, const rr_step* step) {
-    return guarded([&] { forward(m, step); });
+    const int status = guarded([&] { forward(m, step); });
+    // Work queued before the failure may still read the staging buffer or write the outputs: wait for it, so the
+    // host can reuse them (a poisoned context returns at once).
+    if (status != RR_OK && m->stream) cudaStreamSynchronize(m->stream);
+    return status;
 }
 
 int rr_set_per_expert_gemms(rr_model* m, int32_t enabled) {
@@ -397,8 +447,8 @@ int rr_set_per_expert_gemms(rr_model* m, int32_t enabled) {
 
 int rr_copy_blocks_to_host(rr_model* m, const int32_t* blocks, void* const* host, int32_t count) {
     return guarded([&] {
+        validate_block_copies(m, blocks, host, count);
         for (int i = 0; i < count; ++i) {
-            if (blocks[i] < 0 || blocks[i] >= m->num_blocks) fail("block " + std::to_string(blocks[i]) + " is outside the KV cache");
             check_cuda(cudaMemcpyAsync(host[i], m->kv + (size_t)blocks[i] * m->kv_block_bytes, m->kv_block_bytes,
                                        cudaMemcpyDeviceToHost, m->stream),
                        "cudaMemcpyAsync(block to host)");
@@ -408,8 +458,8 @@ int rr_copy_blocks_to_host(rr_model* m, const int32_t* blocks, void* const* host
 
 int rr_copy_blocks_to_device(rr_model* m, void* const* host, const int32_t* blocks, int32_t count) {
     return guarded([&] {
+        validate_block_copies(m, blocks, host, count);
         for (int i = 0; i < count; ++i) {
-            if (blocks[i] < 0 || blocks[i] >= m->num_blocks) fail("block " + std::to_string(blocks[i]) + " is outside the KV cache");
             check_cuda(cudaMemcpyAsync(m->kv + (size_t)blocks[i] * m->kv_block_bytes, host[i], m->kv_block_bytes,
                                        cudaMemcpyHostToDevice, m->stream),
                        "cudaMemcpyAsync(block to device)");
@@ -430,6 +480,14 @@ int rr_write_block(rr_model* m, int32_t block, const void* host) {
 
 int rr_synchronize(rr_model* m) {
     return guarded([&] { check_cuda(cudaStreamSynchronize(m->stream), "cudaStreamSynchronize"); });
+}
+
+int rr_inject_device_fault(rr_model* m) {
+    return guarded([&] {
+        write_through_invalid_address_kernel<<<1, 1, 0, m->stream>>>(reinterpret_cast<int*>(16));
+        check_launch("write_through_invalid_address");
+        check_cuda(cudaStreamSynchronize(m->stream), "the injected device fault");
+    });
 }
 
 int rr_host_alloc(uint64_t bytes, void** host) {

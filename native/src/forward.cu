@@ -66,6 +66,7 @@ void forward(rr_model* m, const rr_step* step) {
     {
         ProfileScope p(m, PROFILE_INPUT_COPY);
         check_cuda(cudaMemcpyAsync(ws.input, step->staging, step->staging_bytes, cudaMemcpyHostToDevice, s), "cudaMemcpyAsync(step input)");
+        check_cuda(cudaMemsetAsync(ws.token_status, 0, T, s), "cudaMemsetAsync(token status)");
     }
     const int32_t* ids = section<int32_t>(m, step->token_ids);
     const int32_t* positions = section<int32_t>(m, step->positions);
@@ -126,7 +127,7 @@ void forward(rr_model* m, const rr_step* step) {
             {
                 ProfileScope p(m, PROFILE_ROUTE);
                 RouteArgs a{ws.router_logits, slots, forced, T, E, K, c.norm_topk_prob, m->row_bytes,
-                            c.routing_element_bytes, w.moe_index, ws.topk_ids, ws.topk_weights, ws.routing};
+                            c.routing_element_bytes, w.moe_index, ws.topk_ids, ws.topk_weights, ws.routing, ws.token_status};
                 launch_route(s, a);
             }
             {
@@ -170,6 +171,9 @@ void forward(rr_model* m, const rr_step* step) {
             check_cuda(cudaMemcpyAsync(step->logits_out, ws.logits_f32, (size_t)R * c.vocab_size * sizeof(float),
                                        cudaMemcpyDeviceToHost, s),
                        "cudaMemcpyAsync(logits)");
+        }
+        if (step->token_status_out) {
+            check_cuda(cudaMemcpyAsync(step->token_status_out, ws.token_status, T, cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync(token status)");
         }
         if (step->capture_routing && m->num_moe_layers > 0) {
             check_cuda(cudaMemcpyAsync(step->routing_out, ws.routing, (size_t)T * m->row_bytes, cudaMemcpyDeviceToHost, s),

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "common.cuh"
+#include "routereplay_cuda.h"
 
 namespace rr {
 
@@ -78,6 +79,7 @@ struct RouteArgs {
     int32_t* topk_ids;         // [T, K]
     float* topk_weights;       // [T, K]
     uint8_t* routing;          // [T, row bytes] or null
+    uint8_t* token_status;     // [T] RR_TOKEN_* flags, or null
 };
 
 void launch_route(cudaStream_t s, const RouteArgs& a);

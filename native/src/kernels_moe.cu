@@ -36,37 +36,46 @@ __global__ void route_kernel(RouteArgs a) {
     }
     float* p = probabilities + warp * E;
     const bf16* logits = a.logits + (size_t)t * E;
+    // A logit that is not finite counts as -inf (the token is flagged and its request fails): probabilities stay in
+    // [0, 1] and every id chosen below stays inside [0, E).
     float m = -INFINITY;
+    bool finite = true;
     for (int e = lane; e < E; e += 32) {
-        const float x = __bfloat162float(logits[e]);
+        float x = __bfloat162float(logits[e]);
+        if (!isfinite(x)) {
+            finite = false;
+            x = -INFINITY;
+        }
         p[e] = x;
         m = fmaxf(m, x);
     }
     m = warp_max(m);
+    finite = __all_sync(0xffffffffu, finite);
+    const bool any = m > -INFINITY;
     float sum = 0.f;
     for (int e = lane; e < E; e += 32) {
-        const float x = expf(p[e] - m);
+        const float x = any ? expf(p[e] - m) : 0.f;
         p[e] = x;
         sum += x;
     }
     sum = warp_sum(sum);
-    for (int e = lane; e < E; e += 32) p[e] = p[e] / sum;
+    for (int e = lane; e < E; e += 32) p[e] = any ? p[e] / sum : 0.f;
     __syncwarp();
 
     const uint8_t* forced = a.forced ? a.forced + (size_t)t * a.row_bytes : nullptr;
     const int sentinel = a.element_bytes == 1 ? 0xFF : 0xFFFF;
     const bool use_forced = forced && read_element(forced, 0, a.element_bytes) != sentinel;
-    int mine = -1;
+    int mine = 0;
     float weight = 0.f;
     if (use_forced) {
         if (lane < K) {
-            mine = read_element(forced, a.moe_index * K + lane, a.element_bytes);
+            mine = min(read_element(forced, a.moe_index * K + lane, a.element_bytes), E - 1);
             weight = p[mine];
         }
     } else {
         for (int j = 0; j < K; ++j) {
             float best = -1.f;
-            int best_id = 0x7fffffff;
+            int best_id = E;
             for (int e = lane; e < E; e += 32) {
                 if (p[e] > best) {
                     best = p[e];
@@ -81,9 +90,10 @@ __global__ void route_kernel(RouteArgs a) {
                     best_id = other_id;
                 }
             }
+            best_id = min(best_id, E - 1);
             if (lane == j) {
                 mine = best_id;
-                weight = best;
+                weight = fmaxf(best, 0.f);
             }
             if ((best_id & 31) == lane) p[best_id] = -2.f;
             __syncwarp();
@@ -92,8 +102,9 @@ __global__ void route_kernel(RouteArgs a) {
     if (a.norm_topk_prob) {
         float total = 0.f;
         for (int j = 0; j < K; ++j) total += __shfl_sync(0xffffffffu, weight, j);
-        weight = weight / total;
+        weight = total > 0.f ? weight / total : 0.f;
     }
+    if (!finite && lane == 0 && a.token_status) a.token_status[t] |= RR_TOKEN_NONFINITE_ROUTER_LOGITS;
     if (lane < K) {
         a.topk_ids[t * K + lane] = mine;
         a.topk_weights[t * K + lane] = bf16r(weight);
@@ -125,7 +136,7 @@ __global__ void moe_plan_kernel(const int32_t* __restrict__ topk_ids, int assign
     __syncthreads();
     for (int i = threadIdx.x; i < assignments; i += blockDim.x) {
         const int e = topk_ids[i];
-        if (e >= 0) atomicAdd(&count[e], 1);
+        if (e >= 0 && e < experts) atomicAdd(&count[e], 1);
     }
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -152,7 +163,7 @@ __global__ void moe_plan_kernel(const int32_t* __restrict__ topk_ids, int assign
     }
     for (int i = threadIdx.x; i < assignments; i += blockDim.x) {
         const int e = topk_ids[i];
-        if (e >= 0) {
+        if (e >= 0 && e < experts) {
             const int row = atomicAdd(&cursor[e], 1);
             plan.sorted_token[row] = i / top_k;
             plan.assignment_row[i] = row;

@@ -64,6 +64,7 @@ struct Workspace {
     int32_t* topk_ids = nullptr;    // [T, K]
     float* topk_weights = nullptr;  // [T, K]
     uint8_t* routing = nullptr;     // [T, row bytes] the step's routing buffer
+    uint8_t* token_status = nullptr;  // [T] RR_TOKEN_* flags of the step's tokens
     int32_t* expert_offsets = nullptr;  // [E + 1]
     int32_t* tile_expert = nullptr;     // [max tiles]
     int32_t* tile_row0 = nullptr;       // [max tiles]

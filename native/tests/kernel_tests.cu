@@ -254,6 +254,70 @@ void test_route(bool forced_rows) {
     cudaFree(dl), cudaFree(ds), cudaFree(df), cudaFree(ids), cudaFree(w), cudaFree(dr);
 }
 
+// Router logits that are not finite: such a token is flagged, its ids stay in [0, E) (NaN and infinities count as -inf,
+// so the finite logits still decide), the other tokens are routed exactly as before, and the plan ignores ids out of
+// range. The context must stay usable afterwards.
+void test_route_nonfinite() {
+    const int T = 64, E = 128, K = 8, row_bytes = K;
+    auto logits = random_bf16((size_t)T * E, 1.0f);
+    const float nan = std::nanf(""), inf = INFINITY;
+    std::vector<int> bad_tokens = {1, 5, 9, 13, 17};
+    for (int e = 0; e < E; e += 7) logits[(size_t)1 * E + e] = __float2bfloat16_rn(nan);
+    logits[(size_t)5 * E + 3] = __float2bfloat16_rn(inf);
+    logits[(size_t)9 * E + 100] = __float2bfloat16_rn(-inf);
+    for (int e = 0; e < E; ++e) logits[(size_t)13 * E + e] = __float2bfloat16_rn(nan);
+    for (int e = 0; e < E; ++e) logits[(size_t)17 * E + e] = __float2bfloat16_rn(e % 2 ? inf : -inf);
+    std::vector<int32_t> slots(T, 1);
+    bf16* dl = to_device(logits);
+    int32_t* ds = to_device(slots);
+    int32_t* ids = poisoned<int32_t>((size_t)T * K);
+    float* w = poisoned<float>((size_t)T * K);
+    uint8_t* dr = poisoned<uint8_t>((size_t)T * row_bytes);
+    std::vector<uint8_t> status_init(T, 0);
+    uint8_t* dstatus = to_device(status_init);
+    RouteArgs a{dl, ds, nullptr, T, E, K, 1, row_bytes, 1, 0, ids, w, dr, dstatus};
+    launch_route(0, a);
+    auto got_ids = to_host(ids, (size_t)T * K);
+    auto got_w = to_host(w, (size_t)T * K);
+    auto got_status = to_host(dstatus, T);
+    int wrong = 0, flagged = 0;
+    for (int t = 0; t < T; ++t) {
+        const bool bad = std::find(bad_tokens.begin(), bad_tokens.end(), t) != bad_tokens.end();
+        flagged += got_status[t] != 0;
+        wrong += (got_status[t] != 0) != bad;
+        std::vector<int> order;
+        for (int e = 0; e < E; ++e) {
+            if (std::isfinite(__bfloat162float(logits[(size_t)t * E + e]))) order.push_back(e);
+        }
+        std::stable_sort(order.begin(), order.end(), [&](int x, int y) {
+            return __bfloat162float(logits[(size_t)t * E + x]) > __bfloat162float(logits[(size_t)t * E + y]);
+        });
+        for (int j = 0; j < K; ++j) {
+            const int id = got_ids[t * K + j];
+            wrong += id < 0 || id >= E;
+            wrong += !std::isfinite(got_w[t * K + j]);
+            if ((int)order.size() >= K) wrong += id != order[j];
+        }
+    }
+    // The plan with ids out of range (a corrupt forced row, a padding token): counted nowhere, nothing written out of bounds.
+    std::vector<int32_t> plan_ids = {0, 3, E + 5, -1, 3, 2 * E, 7, 0};
+    const int assignments = (int)plan_ids.size(), tile_m = 16, max_tiles = moe_max_tiles(assignments, 1, E, tile_m);
+    int32_t* dids = to_device(plan_ids);
+    MoePlan plan{poisoned<int32_t>(E + 1), poisoned<int32_t>(max_tiles), poisoned<int32_t>(max_tiles), poisoned<int32_t>(max_tiles),
+                 poisoned<int32_t>(1), poisoned<int32_t>(assignments), poisoned<int32_t>(assignments)};
+    launch_moe_plan(0, dids, assignments, 1, E, tile_m, plan);
+    auto offsets = to_host(plan.expert_offsets, E + 1);
+    auto rows = to_host(plan.assignment_row, assignments);
+    wrong += offsets[E] != 5;
+    wrong += rows[2] != -1 || rows[3] != -1 || rows[5] != -1;
+    char detail[160];
+    std::snprintf(detail, sizeof detail, "%d tokens, %d flagged (want %zu), %d wrong; plan rows %d of %d", T, flagged, bad_tokens.size(), wrong, offsets[E], assignments);
+    report("route (NaN and Inf logits)", wrong == 0, detail);
+    cudaFree(dl), cudaFree(ds), cudaFree(ids), cudaFree(w), cudaFree(dr), cudaFree(dstatus), cudaFree(dids);
+    cudaFree(plan.expert_offsets), cudaFree(plan.tile_expert), cudaFree(plan.tile_row0), cudaFree(plan.tile_row_end);
+    cudaFree(plan.tile_count), cudaFree(plan.sorted_token), cudaFree(plan.assignment_row);
+}
+
 // The MoE block (plan, both grouped GEMMs, combine) against a host reference with the same rounding points.
 void test_moe(int T, const char* name) {
     const int E = 16, K = 4, H = 256, I = 96;
@@ -424,6 +488,7 @@ int main() {
         test_attention(48, "attention (scores recomputed)");
         test_route(false);
         test_route(true);
+        test_route_nonfinite();
         test_moe(2, "moe block, 16-row tiles");
         test_moe(300, "moe block, 64-row tiles");
         test_fill();

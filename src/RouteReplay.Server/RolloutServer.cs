@@ -166,9 +166,11 @@ public sealed class RolloutServer : IAsyncDisposable
 
     /// <summary>
     /// Serves until SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests finish within the grace period,
-    /// aborts the rest and stops the engine.
+    /// aborts the rest and stops the engine. When the engine itself stops (a device fault, or block accounting that can
+    /// no longer be trusted), every request has already failed: it logs one line and stops.
     /// </summary>
     /// <exception cref="ServerListenException">The address cannot be listened on.</exception>
+    /// <exception cref="EngineStoppedException">The engine stopped; the process should exit non-zero.</exception>
     public async Task RunAsync(CancellationToken cancellationToken = default)
     {
         await StartAsync(cancellationToken).ConfigureAwait(false);
@@ -185,7 +187,20 @@ public sealed class RolloutServer : IAsyncDisposable
             "Serving '{Model}' on {Address} (OpenAI API under /v1, SGLang /generate); Ctrl-C or SIGTERM to stop",
             Host.ModelName,
             BaseAddress);
-        await _app.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
+        var shutdown = _app.WaitForShutdownAsync(cancellationToken);
+        if (await Task.WhenAny(shutdown, Host.Engine.Failed).ConfigureAwait(false) == Host.Engine.Failed)
+        {
+            var fault = await Host.Engine.Failed.ConfigureAwait(false);
+            logger.LogCritical(
+                "The engine stopped and cannot serve again: {Message}. Every request in flight has failed; the server exits (code 1) so that a supervisor can restart it",
+                fault.Message);
+            _app.Lifetime.StopApplication();
+            await shutdown.ConfigureAwait(false);
+            _stopped = true;
+            await StopAsync().ConfigureAwait(false);
+            throw new EngineStoppedException(fault);
+        }
+        await shutdown.ConfigureAwait(false);
         _stopped = true;
         await StopAsync().ConfigureAwait(false);
     }

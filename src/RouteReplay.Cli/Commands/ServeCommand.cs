@@ -54,7 +54,15 @@ internal static class ServeCommand
             options.Validate();
             RolloutServer.CheckCanListen(options);
             var server = Load(options, engineOptions, source);
-            server.RunAsync().GetAwaiter().GetResult();
+            try
+            {
+                server.RunAsync().GetAwaiter().GetResult();
+            }
+            catch (EngineStoppedException)
+            {
+                // The server has logged the cause in one line.
+                return CommandRunner.Failed;
+            }
             Console.Error.WriteLine("routereplay serve: stopped");
             return 0;
         });

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
+using RouteReplay.Backends;
 using RouteReplay.Engine;
 using RouteReplay.Routing;
 using RouteReplay.Server.Metrics;
@@ -32,7 +33,7 @@ internal static class EventStreamRelay
         if (result.Error is { } error)
         {
             host.Metrics.Count(RequestOutcome.Error);
-            logger.LogError(error, "request {Id} failed", result.RequestId);
+            LogFailure(logger, result.RequestId, error);
             throw new ApiException(500, $"the request failed: {error.Message}", null, ErrorCode(error));
         }
         return Outcome(result);
@@ -41,7 +42,22 @@ internal static class EventStreamRelay
     private static RequestOutcome Outcome(RequestResult result) =>
         result.Choices.Any(c => c.FinishReason == FinishReason.Abort) ? RequestOutcome.Aborted : RequestOutcome.Ok;
 
-    private static string ErrorCode(Exception error) => error is RoutingIntegrityException ? "routing_integrity_failure" : "engine_error";
+    private static string ErrorCode(Exception error) => error switch
+    {
+        RoutingIntegrityException => "routing_integrity_failure",
+        NonFiniteRouterLogitsException => "nonfinite_router_logits",
+        DeviceFaultException => "device_fault",
+        _ => "engine_error",
+    };
+
+    /// <summary>A device fault fails every request at once and the server logs it once, so its requests are not logged one by one.</summary>
+    private static void LogFailure(ILogger logger, string requestId, Exception error)
+    {
+        if (error is not DeviceFaultException)
+        {
+            logger.LogError(error, "request {Id} failed", requestId);
+        }
+    }
 
     public static async Task RelayAsync(
         HttpContext context,
@@ -89,7 +105,7 @@ internal static class EventStreamRelay
         if (result.Error is { } error)
         {
             host.Metrics.Count(RequestOutcome.Error);
-            logger.LogError(error, "request {Id} failed", result.RequestId);
+            LogFailure(logger, result.RequestId, error);
             sse.WriteError(500, $"the request failed: {error.Message}", ErrorCode(error));
         }
         else

@@ -14,6 +14,7 @@ public sealed class ForwardBatch : IDisposable
 {
     private readonly HostBuffer _routing;
     private readonly HostBuffer _logits;
+    private readonly HostBuffer _tokenStatus;
 
     /// <param name="maxLogitRows">How many tokens of one step may ask for logits; defaults to one per sequence.</param>
     /// <param name="allocateHostBuffer">Allocates the output buffers; plain native memory by default.</param>
@@ -38,6 +39,8 @@ public sealed class ForwardBatch : IDisposable
         allocateHostBuffer ??= NativeHostBuffer.Allocate;
         _routing = allocateHostBuffer((long)maxTokens * routing.RowBytes);
         _logits = allocateHostBuffer((long)MaxLogitRows * vocabSize * sizeof(float));
+        _tokenStatus = allocateHostBuffer(maxTokens);
+        TokenStatus.Clear();
     }
 
     public int MaxTokens { get; }
@@ -92,8 +95,20 @@ public sealed class ForwardBatch : IDisposable
     /// <summary><c>[MaxLogitRows, VocabSize]</c> fp32: row <c>i</c> holds the logits of token <c>LogitTokens[i]</c>.</summary>
     internal HostBuffer LogitsBuffer => _logits;
 
+    /// <summary>
+    /// One <see cref="TokenFault"/> value per token: none when the token is added, flags set by the forward. A token
+    /// with a fault has meaningless outputs and its request must fail; the step's other tokens are unaffected.
+    /// </summary>
+    public Span<byte> TokenStatus => _tokenStatus.AsSpan<byte>(0, MaxTokens);
+
+    internal HostBuffer TokenStatusBuffer => _tokenStatus;
+
+    /// <summary>True when a token of the current step has a fault in <see cref="TokenStatus"/>.</summary>
+    public bool HasTokenFaults => TokenStatus[..TokenCount].IndexOfAnyExcept((byte)TokenFault.None) >= 0;
+
     public void Clear()
     {
+        TokenStatus[..TokenCount].Clear();
         TokenCount = 0;
         SequenceCount = 0;
         LogitRowCount = 0;
@@ -165,5 +180,16 @@ public sealed class ForwardBatch : IDisposable
     {
         _routing.Dispose();
         _logits.Dispose();
+        _tokenStatus.Dispose();
     }
+}
+
+/// <summary>Flags a forward sets for one token in <see cref="ForwardBatch.TokenStatus"/>.</summary>
+[Flags]
+public enum TokenFault : byte
+{
+    None = 0,
+
+    /// <summary>A router saw a logit that is not finite (NaN or infinite) for the token: its routing is meaningless.</summary>
+    NonFiniteRouterLogits = 1,
 }

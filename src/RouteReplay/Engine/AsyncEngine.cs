@@ -24,6 +24,7 @@ public sealed class AsyncEngine : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Thread _loop;
     private readonly Lock _submitLock = new();
+    private readonly TaskCompletionSource<Exception> _failed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Exception? _fault;
     private bool _closed;
 
@@ -42,6 +43,9 @@ public sealed class AsyncEngine : IAsyncDisposable
 
     /// <summary>The exception that stopped the step loop, or null while it runs.</summary>
     public Exception? Fault => Volatile.Read(ref _fault);
+
+    /// <summary>Completes with the exception that stopped the step loop (after every request was failed); never when it stops normally.</summary>
+    public Task<Exception> Failed => _failed.Task;
 
     /// <summary>Queues <paramref name="request"/> and streams its events. Invalid requests throw before anything is queued.</summary>
     public async IAsyncEnumerable<RequestEvent> Generate(EngineRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -170,6 +174,10 @@ public sealed class AsyncEngine : IAsyncDisposable
         finally
         {
             CloseQueue();
+        }
+        if (_fault is { } fault)
+        {
+            _failed.TrySetResult(fault);
         }
     }
 

@@ -27,6 +27,9 @@ public sealed class EngineStats
     /// <summary>Steps that threw after scheduling; each failed the requests it ran, and the engine kept serving the rest.</summary>
     public long StepFailures { get; internal set; }
 
+    /// <summary>Requests failed because a router saw logits that are not finite for one of their tokens.</summary>
+    public long NonFiniteRouterLogitFailures { get; internal set; }
+
     public long RoutingIntegrityFailures { get; internal set; }
 
     public long RoutingBytesReturned { get; internal set; }

@@ -1,3 +1,5 @@
+using RouteReplay.Backends;
+
 namespace RouteReplay.Engine;
 
 /// <summary>
@@ -59,6 +61,32 @@ public sealed partial class LlmEngine
         {
             throw Stop(new InvalidOperationException($"a step failed ({cause.Message}) and the engine's state could not be restored: {e.Message}", new AggregateException(cause, e)));
         }
+    }
+
+    /// <summary>
+    /// Fails the requests of the step's tokens that the forward flagged (<see cref="ForwardBatch.TokenStatus"/>), before
+    /// anything of theirs is sampled or committed to the prefix index; the step's other requests go on.
+    /// </summary>
+    /// <returns>The failed requests.</returns>
+    private HashSet<RequestState> FailFaultyTokens(IReadOnlyList<ScheduledChunk> chunks)
+    {
+        var failed = new HashSet<RequestState>();
+        var status = _batch.TokenStatus;
+        for (var t = 0; t < _batch.TokenCount; t++)
+        {
+            if (status[t] == (byte)TokenFault.None)
+            {
+                continue;
+            }
+            var state = chunks[_batch.TokenSequence[t]].Sequence.Request;
+            if (failed.Add(state))
+            {
+                Stats.NonFiniteRouterLogitFailures++;
+                Fail(state, new NonFiniteRouterLogitsException(
+                    $"the router's logits for the token at position {_batch.Positions[t]} are not finite (NaN or infinite), so its routing would be meaningless; the model's weights or activations overflow on this input"));
+            }
+        }
+        return failed;
     }
 
     /// <summary>Ends every unfinished choice of the request with <paramref name="error"/>, freeing its blocks in both tiers.</summary>

@@ -264,7 +264,12 @@ public sealed partial class LlmEngine : IDisposable
             Stats.Steps++;
             Stats.ComputedTokens += _batch.TokenCount;
             Stats.PeakBatchedTokens = Math.Max(Stats.PeakBatchedTokens, _batch.TokenCount);
-            Postprocess(chunks);
+            var faulty = _batch.HasTokenFaults ? FailFaultyTokens(chunks) : null;
+            Postprocess(chunks, faulty);
+        }
+        catch (DeviceFaultException e)
+        {
+            throw Stop(e);
         }
         catch (Exception e)
         {
@@ -338,11 +343,17 @@ public sealed partial class LlmEngine : IDisposable
         }
     }
 
-    private void Postprocess(IReadOnlyList<ScheduledChunk> chunks)
+    /// <param name="failed">Requests failed after the forward; their chunks only keep the logit rows counted.</param>
+    private void Postprocess(IReadOnlyList<ScheduledChunk> chunks, HashSet<RequestState>? failed)
     {
         var logitRow = 0;
         foreach (var (sequence, tokens) in chunks)
         {
+            if (failed is not null && failed.Contains(sequence.Request))
+            {
+                logitRow += sequence.ComputedTokens + tokens >= sequence.TokenCount ? 1 : 0;
+                continue;
+            }
             sequence.ComputedTokens += tokens;
             CommitFullBlocks(sequence);
             var export = sequence.Request.Request.PrefillExport;

@@ -5,8 +5,9 @@ namespace RouteReplay.Tests.Support;
 /// <summary>
 /// Wraps a backend and throws once, in the first forward whose batch <paramref name="fault"/> picks, before the inner
 /// forward runs or after it (KV and routing written, as a failing capture, storage write or transfer would leave them).
+/// The exception is an <see cref="InvalidOperationException"/> unless <paramref name="error"/> makes another.
 /// </summary>
-public sealed class FaultyBackend(IModelBackend inner, Func<ForwardBatch, bool> fault, bool afterForward = false) : DelegatingBackend(inner)
+public sealed class FaultyBackend(IModelBackend inner, Func<ForwardBatch, bool> fault, bool afterForward = false, Func<string, Exception>? error = null) : DelegatingBackend(inner)
 {
     /// <summary>True once the fault has been thrown.</summary>
     public bool Fired { get; private set; }
@@ -27,13 +28,13 @@ public sealed class FaultyBackend(IModelBackend inner, Func<ForwardBatch, bool> 
         if (fire && !afterForward)
         {
             Fired = true;
-            throw new InvalidOperationException("simulated fault in the forward");
+            throw (error ?? (m => new InvalidOperationException(m)))("simulated fault in the forward");
         }
         Inner.Forward(batch);
         if (fire)
         {
             Fired = true;
-            throw new InvalidOperationException("simulated fault after the forward");
+            throw (error ?? (m => new InvalidOperationException(m)))("simulated fault after the forward");
         }
     }
 }

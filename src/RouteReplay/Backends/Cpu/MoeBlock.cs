@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using RouteReplay.Model.Checkpoints;
 using RouteReplay.Routing;
 
@@ -84,6 +85,11 @@ internal sealed class MoeBlock
     {
         int k = _config.NumExpertsPerTok, experts = _config.NumExperts;
         var probabilities = b.RouterProbabilities.AsSpan(t * experts, experts);
+        if (!TensorPrimitives.IsFiniteAll(probabilities))
+        {
+            batch.TokenStatus[t] |= (byte)TokenFault.NonFiniteRouterLogits;
+            ReplaceNonFinite(probabilities);
+        }
         Kernels.Softmax(probabilities);
         RouterObserver?.Invoke(moeIndex, t, probabilities.ToArray());
         var selected = b.Selected.AsSpan(t * k, k);
@@ -111,7 +117,7 @@ internal sealed class MoeBlock
             gateWeights[j] = probabilities[selected[j]];
             total += gateWeights[j];
         }
-        if (_config.NormTopkProb)
+        if (_config.NormTopkProb && total > 0)
         {
             for (var j = 0; j < k; j++)
             {
@@ -122,6 +128,27 @@ internal sealed class MoeBlock
         for (var j = 0; j < k; j++)
         {
             _format.Set(routingRow, (moeIndex * k) + j, selected[j]);
+        }
+    }
+
+    /// <summary>
+    /// Logits that are not finite count as -inf, so the finite ones still decide and every id stays in range; when none
+    /// is finite they all become 0 (uniform probabilities; the engine fails the token's request anyway).
+    /// </summary>
+    private static void ReplaceNonFinite(Span<float> logits)
+    {
+        var any = false;
+        foreach (ref var x in logits)
+        {
+            if (!float.IsFinite(x))
+            {
+                x = float.NegativeInfinity;
+            }
+            any |= x != float.NegativeInfinity;
+        }
+        if (!any)
+        {
+            logits.Fill(0f);
         }
     }
 

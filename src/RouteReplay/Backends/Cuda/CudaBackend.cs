@@ -144,13 +144,17 @@ public sealed partial class CudaBackend : IModelBackend
         }
         Validate(batch);
         var layout = StepPacker.Pack(batch, _staging.AsSpan<byte>(0, checked((int)_staging.Length)), _options.MaxBlocksPerSequence);
+        using var staging = new HandleReference(_staging);
+        using var logits = new HandleReference(batch.LogitsBuffer);
+        using var routing = new HandleReference(batch.RoutingBuffer);
+        using var status = new HandleReference(batch.TokenStatusBuffer);
         var step = new StepNative
         {
             NumTokens = batch.TokenCount,
             NumSeqs = batch.SequenceCount,
             NumLogitRows = batch.LogitRowCount,
             CaptureRouting = batch.CaptureRouting ? 1 : 0,
-            Staging = _staging.Address,
+            Staging = staging.Address,
             StagingBytes = layout.TotalBytes,
             TokenIds = layout.TokenIds,
             Positions = layout.Positions,
@@ -159,11 +163,18 @@ public sealed partial class CudaBackend : IModelBackend
             LogitTokens = layout.LogitTokens,
             BlockTables = layout.BlockTables,
             Forced = layout.Forced,
-            LogitsOut = batch.LogitsBuffer.Address,
-            RoutingOut = batch.RoutingBuffer.Address,
+            LogitsOut = logits.Address,
+            RoutingOut = routing.Address,
+            TokenStatusOut = status.Address,
         };
         CudaNative.Check(CudaNative.Forward(_model, &step), "the forward");
     }
+
+    /// <summary>
+    /// Poisons this process's CUDA context on purpose, as a faulty kernel would; the call throws the
+    /// <see cref="DeviceFaultException"/> every later call throws too. For checks of fault handling on a real GPU.
+    /// </summary>
+    public void InjectDeviceFault() => CudaNative.Check(CudaNative.InjectDeviceFault(_model), "the injected device fault");
 
     public HostBuffer AllocateHostBuffer(long bytes) => PageLockedHostBuffer.Allocate(bytes);
 

@@ -38,3 +38,31 @@ internal sealed class PageLockedHostBuffer : HostBuffer
         return true;
     }
 }
+
+/// <summary>
+/// Keeps a host buffer's memory alive while native code uses its address (a SafeHandle reference), so a buffer disposed
+/// on another thread meanwhile is freed only after the native call returns.
+/// </summary>
+internal ref struct HandleReference
+{
+    private readonly SafeHandle _handle;
+    private bool _added;
+
+    public HandleReference(SafeHandle handle)
+    {
+        _handle = handle;
+        handle.DangerousAddRef(ref _added);
+        Address = handle.DangerousGetHandle();
+    }
+
+    public nint Address { get; }
+
+    public void Dispose()
+    {
+        if (_added)
+        {
+            _handle.DangerousRelease();
+            _added = false;
+        }
+    }
+}

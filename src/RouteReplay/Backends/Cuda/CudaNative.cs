@@ -8,9 +8,12 @@ internal static unsafe partial class CudaNative
     public const string LibraryName = "routereplay_cuda";
 
     /// <summary>RR_ABI_VERSION of the header these declarations mirror.</summary>
-    public const int ExpectedAbiVersion = 2;
+    public const int ExpectedAbiVersion = 3;
 
     public const int Ok = 0;
+
+    /// <summary>RR_DEVICE_FAULT: the CUDA context is poisoned; every later call fails the same way.</summary>
+    public const int DeviceFault = 2;
 
     [LibraryImport(LibraryName, EntryPoint = "rr_abi_version")]
     public static partial int AbiVersion();
@@ -87,16 +90,24 @@ internal static unsafe partial class CudaNative
     [LibraryImport(LibraryName, EntryPoint = "rr_profile")]
     public static partial int Profile(CudaModelHandle model, double* milliseconds, int capacity);
 
+    [LibraryImport(LibraryName, EntryPoint = "rr_inject_device_fault")]
+    public static partial int InjectDeviceFault(CudaModelHandle model);
+
     [LibraryImport(LibraryName, EntryPoint = "rr_measure_ceilings")]
     public static partial int MeasureCeilings(ulong copyBytes, int gemmN, out double copyGbps, out double gemmTflops);
 
-    /// <summary>Throws a <see cref="CudaException"/> with the library's message when <paramref name="status"/> is not OK.</summary>
+    /// <summary>
+    /// Throws when <paramref name="status"/> is not OK: a <see cref="DeviceFaultException"/> when the GPU context is
+    /// poisoned, else a <see cref="CudaException"/>; both carry the library's message.
+    /// </summary>
     public static void Check(int status, string operation)
     {
-        if (status != Ok)
+        if (status == Ok)
         {
-            throw new CudaException($"{operation} failed on the GPU: {Marshal.PtrToStringUTF8(LastError())}");
+            return;
         }
+        var message = $"{operation} failed on the GPU: {Marshal.PtrToStringUTF8(LastError())}";
+        throw status == DeviceFault ? new DeviceFaultException(message) : new CudaException(message);
     }
 }
 
@@ -170,4 +181,5 @@ internal unsafe struct StepNative
     public long Forced;
     public nint LogitsOut;
     public nint RoutingOut;
+    public nint TokenStatusOut;
 }

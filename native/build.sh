@@ -54,8 +54,15 @@ for pid in "${pids[@]}"; do
 done
 [ $status -eq 0 ] || { echo "native/build.sh: compilation failed" >&2; exit 1; }
 
+tests_sources=("$here"/tests/*.cu)
 if [ $check -eq 1 ]; then
-  nvcc "${flags[@]}" -c "$here/tests/kernel_tests.cu" -I"$here/src" -o "$out/obj/kernel_tests.o"
+  pids=()
+  for src in "${tests_sources[@]}"; do
+    nvcc "${flags[@]}" -c "$src" -I"$here/src" -o "$out/obj/test_$(basename "${src%.cu}").o" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+  [ $status -eq 0 ] || { echo "native/build.sh: compiling the kernel tests failed" >&2; exit 1; }
   echo "native/build.sh: compiled ${#sources[@]} sources and the kernel tests (nvcc $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), archs: $archs)"
   exit 0
 fi
@@ -64,6 +71,6 @@ objects=()
 for src in "${sources[@]}"; do objects+=("$out/obj/$(basename "${src%.cu}").o"); done
 nvcc "${gencode[@]}" "${host[@]}" -shared -o "$out/libroutereplay_cuda.so" "${objects[@]}" -lcublas
 if [ $tests -eq 1 ]; then
-  nvcc "${flags[@]}" -I"$here/src" -o "$out/kernel_tests" "$here/tests/kernel_tests.cu" "${objects[@]}" -lcublas
+  nvcc "${flags[@]}" -I"$here/src" -o "$out/kernel_tests" "${tests_sources[@]}" "${objects[@]}" -lcublas
 fi
 echo "native/build.sh: built $out/libroutereplay_cuda.so (archs: $archs)"

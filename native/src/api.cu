@@ -84,14 +84,14 @@ void validate(const rr_model_config& c) {
             "num_attention_heads must be a multiple of num_key_value_heads");
     require(c.head_dim >= 16 && c.head_dim % 16 == 0, "head_dim must be a multiple of 16");
     require(attention_supported(c.num_heads / c.num_kv_heads, c.head_dim),
-            "the attention kernel is not compiled for " + std::to_string(c.num_heads / c.num_kv_heads) +
-                " query heads per KV head with head_dim " + std::to_string(c.head_dim));
+            "attention supports 1, 2, 4, 8 or 16 query heads per KV head and head_dim 16, 32, 64 or 128, not " +
+                std::to_string(c.num_heads / c.num_kv_heads) + " and " + std::to_string(c.head_dim));
     require(c.vocab_size > 0, "vocab_size must be positive");
     require(c.top_k >= 1 && c.top_k <= 32, "num_experts_per_tok must be in 1..32");
     require(c.num_experts >= 0 && c.num_experts <= 8192, "num_experts must be in 0..8192");
     require(c.num_experts == 0 || (c.moe_intermediate_size > 0 && c.moe_intermediate_size % 32 == 0),
             "moe_intermediate_size must be a positive multiple of 32");
-    require(c.intermediate_size >= 0 && c.intermediate_size % 8 == 0, "intermediate_size must be a multiple of 8");
+    require(c.intermediate_size >= 0 && c.intermediate_size % 32 == 0, "intermediate_size must be a multiple of 32");
     require(c.block_size > 0, "block_size must be positive");
     require(c.max_tokens > 0 && c.max_seqs > 0 && c.max_blocks_per_seq > 0 && c.max_logit_rows > 0 && c.max_model_len > 1,
             "the step limits must be positive");
@@ -238,9 +238,10 @@ int rr_model_create(const rr_model_config* config, rr_model** out) {
             Offsets& o = at[l];
             o.input_norm = place(H);
             o.post_norm = place(H);
-            o.q = place(qdim * H);
-            o.k = place(kvdim * H);
-            o.v = place(kvdim * H);
+            // q, k and v rows back to back: one fused projection.
+            o.q = place((qdim + 2 * kvdim) * H);
+            o.k = o.q + qdim * H * sizeof(bf16);
+            o.v = o.k + kvdim * H * sizeof(bf16);
             o.o = place(H * qdim);
             o.q_norm = place(hd);
             o.k_norm = place(hd);
@@ -299,9 +300,7 @@ int rr_model_create(const rr_model_config* config, rr_model** out) {
         ws.hidden = static_cast<bf16*>(buffer(T * H, 2));
         ws.normed = static_cast<bf16*>(buffer(T * H, 2));
         ws.delta = static_cast<bf16*>(buffer(T * H, 2));
-        ws.q = static_cast<bf16*>(buffer(T * qdim, 2));
-        ws.k = static_cast<bf16*>(buffer(T * kvdim, 2));
-        ws.v = static_cast<bf16*>(buffer(T * kvdim, 2));
+        ws.qkv = static_cast<bf16*>(buffer(T * (qdim + 2 * kvdim), 2));
         ws.attn = static_cast<bf16*>(buffer(T * qdim, 2));
         ws.token_status = static_cast<uint8_t*>(buffer(T, 1));
         if (m->num_moe_layers > 0) {
@@ -336,12 +335,22 @@ int rr_model_create(const rr_model_config* config, rr_model** out) {
         check_cuda(cudaMemcpy(m->d_inv_freq, m->inv_freq.data(), m->inv_freq.size() * sizeof(float), cudaMemcpyHostToDevice),
                    "cudaMemcpy(rope)");
 
-        // Attention: keep the scores of up to `chunk` positions in shared memory (several blocks per multiprocessor).
-        const int group = c.num_heads / c.num_kv_heads;
-        const size_t budget = std::min<size_t>((size_t)m->max_smem, 100 * 1024);
-        m->attention_chunk = attention_chunk(group, c.head_dim, c.max_model_len, budget);
-        if (m->attention_chunk < 1) fail("the attention kernel does not fit the device's shared memory");
-        attention_prepare(group, c.head_dim, attention_smem_bytes(group, c.head_dim, m->attention_chunk));
+        // Attention: the step's work lists, and the decode partials of the split path. The split path serves decode
+        // batches with fewer (token, KV head) items than two per multiprocessor; its workspace is capped at 1 GiB
+        // (longer contexts take the whole path, which gives the same bits).
+        check_cuda(cudaDeviceGetAttribute(&m->multiprocessors, cudaDevAttrMultiProcessorCount, m->device), "cudaDeviceGetAttribute");
+        ws.attention_lists = static_cast<int32_t*>(buffer(2 + 3 * T, 4));
+        check_cuda(cudaHostAlloc(&ws.attention_host, (2 + 3 * T) * sizeof(int32_t), cudaHostAllocPortable), "cudaHostAlloc(attention lists)");
+        check_cuda(cudaHostAlloc(&ws.attention_tiles_host, 2 * T * sizeof(int32_t), cudaHostAllocPortable), "cudaHostAlloc(attention tiles)");
+        m->attention_split_tokens = std::min<int>(c.max_seqs, std::min<int>((int)T, 2 * m->multiprocessors / c.num_kv_heads));
+        m->attention_split_blocks = (c.max_model_len + 63) / 64;
+        const size_t per_block = (size_t)m->attention_split_tokens * c.num_heads * (hd + 2) * sizeof(float);
+        m->attention_split_blocks = (int)std::min<size_t>(m->attention_split_blocks, (1ull << 30) / std::max<size_t>(per_block, 1));
+        const size_t partials = (size_t)m->attention_split_tokens * c.num_heads * m->attention_split_blocks;
+        ws.partial_m = static_cast<float*>(buffer(partials, 4));
+        ws.partial_l = static_cast<float*>(buffer(partials, 4));
+        ws.partial_acc = static_cast<float*>(buffer(partials * hd, 4));
+        attention_prepare(c.head_dim);
         check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize(create)");
     });
     if (status != RR_OK) {
@@ -358,6 +367,8 @@ void rr_model_destroy(rr_model* m) {
     for (cudaEvent_t e : m->profiler.events) cudaEventDestroy(e);
     for (void* p : m->allocations) cudaFree(p);
     if (m->ws.host_offsets) cudaFreeHost(m->ws.host_offsets);
+    if (m->ws.attention_host) cudaFreeHost(m->ws.attention_host);
+    if (m->ws.attention_tiles_host) cudaFreeHost(m->ws.attention_tiles_host);
     if (m->cublas) cublasDestroy(m->cublas);
     if (m->stream) cudaStreamDestroy(m->stream);
     delete m;

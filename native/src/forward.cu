@@ -3,12 +3,15 @@
 #include "kernels.cuh"
 #include "model.cuh"
 
+#include <algorithm>
+
 namespace rr {
 
 namespace {
 
-// y[M, N] = x[M, K] . w[N, K]^T in bf16 with fp32 accumulation: the call torch makes for a bf16 nn.Linear.
-void linear(rr_model* m, const bf16* x, const bf16* w, bf16* y, int rows, int n, int k) {
+// y[M, N] = x[M, K] . w[N, K]^T through cuBLAS: the call torch makes for a bf16 nn.Linear (the per-expert reference
+// path only; cuBLAS picks its algorithm by shape, so its results depend on the batch).
+void cublas_linear(rr_model* m, const bf16* x, const bf16* w, bf16* y, int rows, int n, int k) {
     if (rows == 0) return;
     const float alpha = 1.f, beta = 0.f;
     check_cublas(cublasGemmEx(m->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha, w, CUDA_R_16BF, k, x, CUDA_R_16BF,
@@ -37,7 +40,7 @@ void per_expert(rr_model* m, const LayerWeights& w, const MoePlan& plan, int tok
         ProfileScope p(m, PROFILE_MOE_GATE_UP);
         for (int e = 0; e < E; ++e) {
             const int first = ws.host_offsets[e], rows = ws.host_offsets[e + 1] - first;
-            linear(m, ws.moe_rows + (size_t)first * H, w.gate_up + (size_t)e * 2 * I * H, ws.moe_gate_up + (size_t)first * 2 * I, rows, 2 * I, H);
+            cublas_linear(m, ws.moe_rows + (size_t)first * H, w.gate_up + (size_t)e * 2 * I * H, ws.moe_gate_up + (size_t)first * 2 * I, rows, 2 * I, H);
         }
         launch_split_silu_mul(m->stream, ws.moe_gate_up, ws.moe_act, plan, E, max_rows, I);
     }
@@ -45,9 +48,31 @@ void per_expert(rr_model* m, const LayerWeights& w, const MoePlan& plan, int tok
         ProfileScope p(m, PROFILE_MOE_DOWN);
         for (int e = 0; e < E; ++e) {
             const int first = ws.host_offsets[e], rows = ws.host_offsets[e + 1] - first;
-            linear(m, ws.moe_act + (size_t)first * I, w.down + (size_t)e * H * I, ws.moe_out + (size_t)first * H, rows, H, I);
+            cublas_linear(m, ws.moe_act + (size_t)first * I, w.down + (size_t)e * H * I, ws.moe_out + (size_t)first * H, rows, H, I);
         }
     }
+}
+
+// Plans the step's attention on the host from the packed inputs (still in host memory) and queues the upload of the
+// lists, packed as [decode count, prefill count, decode tokens..., prefill tiles...]; returns the work for the kernels.
+AttentionPlan plan_step_attention(rr_model* m, const rr_step* step, AttentionWork& work) {
+    const rr_model_config& c = m->config;
+    const uint8_t* staging = static_cast<const uint8_t*>(step->staging);
+    int32_t* host = m->ws.attention_host;
+    int32_t* tiles = m->ws.attention_tiles_host;
+    const AttentionPlan plan = plan_attention(reinterpret_cast<const int32_t*>(staging + step->token_seq), reinterpret_cast<const int32_t*>(staging + step->positions),
+                                              reinterpret_cast<const int32_t*>(staging + step->slots), step->num_tokens, c.num_heads / c.num_kv_heads,
+                                              c.num_kv_heads, 2 * m->multiprocessors, m->attention_split_tokens, m->attention_split_blocks,
+                                              host + 2, tiles);
+    host[0] = plan.decode_tokens;
+    host[1] = plan.prefill_tiles;
+    std::copy(tiles, tiles + 2 * plan.prefill_tiles, host + 2 + plan.decode_tokens);
+    const size_t ints = 2 + (size_t)plan.decode_tokens + 2 * (size_t)plan.prefill_tiles;
+    int32_t* lists = m->ws.attention_lists;
+    check_cuda(cudaMemcpyAsync(lists, host, ints * sizeof(int32_t), cudaMemcpyHostToDevice, m->stream), "cudaMemcpyAsync(attention lists)");
+    work = AttentionWork{lists, lists + 2, lists + 1, lists + 2 + plan.decode_tokens, m->ws.partial_m, m->ws.partial_l, m->ws.partial_acc,
+                         m->attention_split_blocks};
+    return plan;
 }
 
 }  // namespace
@@ -75,8 +100,10 @@ void forward(rr_model* m, const rr_step* step) {
     const int32_t* logit_tokens = section<int32_t>(m, step->logit_tokens);
     const int32_t* block_tables = section<int32_t>(m, step->block_tables);
     const uint8_t* forced = step->forced >= 0 ? section<uint8_t>(m, step->forced) : nullptr;
+    AttentionWork attention_work;
+    const AttentionPlan attention = plan_step_attention(m, step, attention_work);
 
-    const int H = c.hidden_size, hd = c.head_dim, qdim = c.num_heads * hd, kvdim = c.num_kv_heads * hd;
+    const int H = c.hidden_size, hd = c.head_dim, qdim = c.num_heads * hd, kvdim = c.num_kv_heads * hd, qkv_dim = qdim + 2 * kvdim;
     const int E = c.num_experts, K = c.top_k, I = c.moe_intermediate_size, Id = c.intermediate_size;
     const float eps = c.rms_norm_eps;
     const KvLayout kv{m->kv, c.num_layers, c.num_kv_heads, hd, c.block_size};
@@ -96,24 +123,22 @@ void forward(rr_model* m, const rr_step* step) {
         }
         {
             ProfileScope p(m, PROFILE_QKV_GEMM);
-            linear(m, ws.normed, w.q, ws.q, T, qdim, H);
-            linear(m, ws.normed, w.k, ws.k, T, kvdim, H);
-            linear(m, ws.normed, w.v, ws.v, T, kvdim, H);
+            launch_linear(s, ws.normed, w.q, ws.qkv, T, qkv_dim, H);
         }
         {
             ProfileScope p(m, PROFILE_QK_NORM_ROPE);
-            launch_qk_norm_rope_cache(s, ws.q, ws.k, ws.v, w.q_norm, w.k_norm, positions, slots, m->d_inv_freq,
-                                      c.rope_attention_scaling, eps, T, c.num_heads, kv, l);
+            launch_qk_norm_rope_cache(s, ws.qkv, ws.qkv + qdim, ws.qkv + qdim + kvdim, qkv_dim, w.q_norm, w.k_norm, positions, slots,
+                                      m->d_inv_freq, c.rope_attention_scaling, eps, T, c.num_heads, kv, l);
         }
         {
             ProfileScope p(m, PROFILE_ATTENTION);
-            AttentionArgs a{ws.q, ws.attn, positions, slots, token_seq, block_tables, c.max_blocks_per_seq, T, c.num_heads, l,
-                            1.0f / sqrtf((float)hd), m->attention_chunk};
-            launch_attention(s, a, kv);
+            const AttentionArgs a{ws.qkv, qkv_dim, ws.attn, positions, token_seq, block_tables, c.max_blocks_per_seq, c.num_heads,
+                                  c.num_heads / c.num_kv_heads, l, 1.4426950408889634f / sqrtf((float)hd)};
+            launch_attention(s, a, kv, attention_work, attention);
         }
         {
             ProfileScope p(m, PROFILE_O_GEMM);
-            linear(m, ws.attn, w.o, ws.delta, T, H, qdim);
+            launch_linear(s, ws.attn, w.o, ws.delta, T, H, qdim);
         }
         {
             ProfileScope p(m, PROFILE_NORM);
@@ -122,7 +147,7 @@ void forward(rr_model* m, const rr_step* step) {
         if (w.moe) {
             {
                 ProfileScope p(m, PROFILE_ROUTER_GEMM);
-                linear(m, ws.normed, w.router, ws.router_logits, T, E, H);
+                launch_linear(s, ws.normed, w.router, ws.router_logits, T, E, H);
             }
             {
                 ProfileScope p(m, PROFILE_ROUTE);
@@ -152,17 +177,17 @@ void forward(rr_model* m, const rr_step* step) {
             }
         } else {
             ProfileScope p(m, PROFILE_DENSE_MLP);
-            linear(m, ws.normed, w.mlp_gate, ws.mlp_gate, T, Id, H);
-            linear(m, ws.normed, w.mlp_up, ws.mlp_up, T, Id, H);
+            launch_linear(s, ws.normed, w.mlp_gate, ws.mlp_gate, T, Id, H);
+            launch_linear(s, ws.normed, w.mlp_up, ws.mlp_up, T, Id, H);
             launch_silu_mul(s, ws.mlp_gate, ws.mlp_up, (int64_t)T * Id);
-            linear(m, ws.mlp_gate, w.mlp_down, ws.delta, T, H, Id);
+            launch_linear(s, ws.mlp_gate, w.mlp_down, ws.delta, T, H, Id);
             launch_add(s, ws.hidden, ws.delta, (int64_t)T * H);
         }
     }
     if (R > 0) {
         ProfileScope p(m, PROFILE_LM_HEAD);
         launch_rmsnorm(s, ws.hidden, logit_tokens, m->final_norm, ws.logit_hidden, R, H, eps);
-        linear(m, ws.logit_hidden, m->lm_head, ws.logits, R, c.vocab_size, H);
+        launch_linear(s, ws.logit_hidden, m->lm_head, ws.logits, R, c.vocab_size, H);
         launch_to_f32(s, ws.logits, ws.logits_f32, (int64_t)R * c.vocab_size);
     }
     {

@@ -1,9 +1,10 @@
 // Kernel launchers. Every launch goes to the given stream and checks its launch error.
 //
-// Numerics follow Hugging Face transformers' bf16 Qwen3-MoE forward (eager attention, eager experts) rounding point
-// by rounding point: each operation computes in fp32 from bf16 inputs and rounds its output to bf16 where a bf16
-// tensor operation would; reductions have a fixed order that does not depend on the batch, so a token's result
-// depends on its own inputs only (the dense GEMMs are cuBLAS's and may choose a different order per batch size).
+// Numerics follow Hugging Face transformers' bf16 Qwen3-MoE forward rounding point by rounding point where they can
+// (norms, RoPE, routing, the experts' SwiGLU and combine: each operation computes in fp32 from bf16 inputs and rounds
+// its output to bf16 where a bf16 tensor operation would); attention is flash-style (fp32 scores, see attention.cuh).
+// Every reduction has a fixed order that does not depend on the batch, so a token's result depends on its own inputs
+// only: batch invariance holds by construction.
 #pragma once
 
 #include "common.cuh"
@@ -37,33 +38,63 @@ struct KvLayout {
     int block_size;
 };
 
-// Per token with slot >= 0: q/k head RMSNorm, RoPE on q (in place) and k, then k and v written to the KV cache.
-void launch_qk_norm_rope_cache(cudaStream_t s, bf16* q, const bf16* k, const bf16* v, const bf16* q_norm,
+// Per token with slot >= 0: q/k head RMSNorm, RoPE on q (in place) and k, then k and v written to the KV cache. q, k
+// and v rows are `stride` elements apart (one fused projection output).
+void launch_qk_norm_rope_cache(cudaStream_t s, bf16* q, const bf16* k, const bf16* v, int64_t stride, const bf16* q_norm,
                                const bf16* k_norm, const int32_t* positions, const int32_t* slots,
                                const float* inv_freq, float attention_scaling, float eps, int tokens, int heads,
                                const KvLayout& kv, int layer);
 
 struct AttentionArgs {
-    const bf16* q;
-    bf16* out;
+    const bf16* q;       // [T, q_stride]: head h of token t at q + t * q_stride + h * head_dim
+    int64_t q_stride;
+    bf16* out;           // [T, heads * head_dim]
     const int32_t* positions;
-    const int32_t* slots;
     const int32_t* token_seq;
     const int32_t* block_tables;
     int max_blocks_per_seq;
-    int tokens;
     int heads;
+    int group;           // query heads per KV head
     int layer;
-    float scale;
-    int chunk;  // positions whose scores stay in shared memory; longer contexts recompute scores
+    float scale_log2;    // softmax scale times log2(e)
+};
+
+// The step's attention work lists on the device (uploaded once per step) and the decode partials' workspace.
+struct AttentionWork {
+    const int32_t* decode_count;
+    const int32_t* decode_tokens;   // token index of each decode item
+    const int32_t* prefill_count;
+    const int32_t* prefill_tiles;   // (first token, token count) of each prefill tile
+    float* partial_m;               // [decode items, heads, max_blocks]
+    float* partial_l;
+    float* partial_acc;             // [decode items, heads, max_blocks, head_dim]
+    int max_blocks;
+};
+
+// The host's plan for one step: which tokens are decode items, how prefill runs are cut into tiles, which decode path.
+struct AttentionPlan {
+    int decode_tokens = 0;
+    int prefill_tiles = 0;
+    int max_decode_blocks = 0;
+    bool split = false;  // decode: a warp per 64-position block and a merge, rather than a warp per token and KV head
 };
 
 bool attention_supported(int group, int head_dim);
-size_t attention_smem_bytes(int group, int head_dim, int chunk);
-// The positions whose scores fit `budget` bytes of shared memory (at most max_model_len); 0 when nothing fits.
-int attention_chunk(int group, int head_dim, int max_model_len, size_t budget);
-void attention_prepare(int group, int head_dim, size_t smem_bytes);
-void launch_attention(cudaStream_t s, const AttentionArgs& a, const KvLayout& kv);
+// Tokens of one prefill tile (4 warps of 16 query rows).
+int attention_tile_tokens(int group);
+void attention_prepare(int head_dim);
+// Cuts the step's tokens into runs of one sequence: a run of one token is a decode item, longer runs are cut into
+// prefill tiles. Tokens with a negative slot are skipped. Decode is split per block when there are fewer than
+// split_below_items (token, KV head) items and the partials fit the workspace. The lists are written to the arrays given.
+AttentionPlan plan_attention(const int32_t* token_seq, const int32_t* positions, const int32_t* slots, int tokens, int group,
+                             int kv_heads, int split_below_items, int max_split_tokens, int max_split_blocks, int32_t* decode_tokens,
+                             int32_t* prefill_tiles);
+void launch_attention(cudaStream_t s, const AttentionArgs& a, const KvLayout& kv, const AttentionWork& work, const AttentionPlan& plan);
+
+// y[M, N] = x[M, K] . w[N, K]^T, bf16 with fp32 accumulation; the same bits per element for any M (see gemm.cuh).
+void launch_linear(cudaStream_t s, const bf16* x, const bf16* w, bf16* y, int m, int n, int k);
+// The tile configuration launch_linear picks for a shape (for benchmarks and tests).
+const char* linear_config(int m, int n, int k);
 
 struct RouteArgs {
     const bf16* logits;        // [T, E]

@@ -1,264 +1,302 @@
-// Paged causal attention for prefill chunks and decode alike: a token at position p attends to positions 0..p of
-// its sequence, read from the KV cache through its block table (the chunk's own K and V were written before).
+// Paged causal attention on tensor cores, for prefill chunks and decode tokens alike: a token at position p attends to
+// positions 0..p of its sequence, read from the KV cache through its block table (a chunk's own K and V are written
+// before). See attention.cuh for the arithmetic every path shares.
 //
-// One block per (token, KV head) serves the G query heads that share the KV head, so each K and V row is read once
-// per token; scores of up to `chunk` positions stay in shared memory, longer contexts recompute them per chunk. The arithmetic is transformers' eager attention, rounding point by rounding point: score =
-// bf16(bf16(q.k) * scale); p = bf16(exp(score - max) / sum) in fp32; out = bf16(sum_j p_j v_j) accumulated in fp32.
-// Every sum runs over positions in a fixed order that depends only on the context length.
+// Paths (chosen per step on the host; all give the same bits for a token):
+//   prefill  a block per (tile of up to 64 / G consecutive tokens of one sequence, KV head): 4 warps of 16 query rows
+//            share each K/V block loaded into shared memory, and every warp merges its blocks in registers.
+//   decode, split   a warp per (token, KV head, 64-position block) writes that block's partial; a merge kernel folds
+//            the partials in order. Many blocks in flight when there are few decode tokens.
+//   decode, whole   a warp per (token, KV head) walks all its blocks and merges in registers. For large batches.
+#include "attention.cuh"
 #include "kernels.cuh"
 
-#include <cfloat>
+#include <algorithm>
+#include <atomic>
 
 namespace rr {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
+constexpr int kPrefillWarps = 4;
+constexpr int kDecodeWarps = 2;
 
-// Combines one value per head per warp (uniform within each warp) over the warps in order; result[g] for all.
-template <int G>
-__device__ __forceinline__ void combine_warps(const float (&v)[G], float* red, float* result, bool is_max) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) {
-#pragma unroll
-        for (int g = 0; g < G; ++g) red[warp * G + g] = v[g];
+template <int HD>
+struct KvSource {
+    const bf16* cache;
+    const int32_t* table;
+    size_t plane;  // elements of one layer's K (or V) in a block
+    int layer_offset;
+    int num_layers;
+    int block_size;
+    int kv_heads;
+    int kvh;
+
+    __device__ const bf16* key(int position) const {
+        const int page = table[position / block_size], offset = position % block_size;
+        return cache + ((size_t)page * num_layers + layer_offset) * 2 * plane + ((size_t)offset * kv_heads + kvh) * HD;
     }
-    __syncthreads();
-    if (threadIdx.x < G) {
-        float total = is_max ? -FLT_MAX : 0.f;
-        for (int w = 0; w < kWarps; ++w) {
-            const float x = red[w * G + threadIdx.x];
-            total = is_max ? fmaxf(total, x) : total + x;
+};
+
+// Loads positions [start, start + 64) of K and V into shared memory (rows of LD elements); positions >= length are
+// zero-filled. `lane` and `lanes` split the 16-byte chunks among the calling threads.
+template <int HD>
+__device__ __forceinline__ void load_kv_block(const KvSource<HD>& kv, int start, int length, bf16* ks, bf16* vs, int lane, int lanes) {
+    constexpr int CHUNKS = HD / 8;
+    constexpr int LD = AttentionTile<HD>::LD;
+    for (int c = lane; c < kAttentionBlock * CHUNKS; c += lanes) {
+        const int row = c / CHUNKS, q = c % CHUNKS, position = start + row;
+        const bool valid = position < length;
+        const bf16* k = valid ? kv.key(position) + q * 8 : kv.cache;
+        cp_async16(ks + row * LD + q * 8, k, valid);
+        cp_async16(vs + row * LD + q * 8, valid ? k + kv.plane : kv.cache, valid);
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// Prefill: a tile of consecutive tokens of one sequence; row r of warp w is token first + (16 w + r) / G, head
+// kvh * G + (16 w + r) % G.
+
+template <int HD>
+__global__ void __launch_bounds__(kPrefillWarps * 32) attention_prefill_kernel(AttentionArgs a, KvLayout layout, AttentionWork work) {
+    using Tile = AttentionTile<HD>;
+    constexpr int LD = Tile::LD;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    bf16* qs = reinterpret_cast<bf16*>(smem_raw);                 // [64][LD]
+    bf16* kv_stages = qs + kPrefillWarps * 16 * LD;                // [2][K 64][LD] + [V 64][LD]
+    const int tile = blockIdx.x;
+    if (tile >= *work.prefill_count) return;
+    const int first = work.prefill_tiles[2 * tile], count = work.prefill_tiles[2 * tile + 1];
+    const int kvh = blockIdx.y, G = a.group, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int last_position = a.positions[first + count - 1];
+    const int length = last_position + 1;
+
+    // Q rows of the whole tile.
+    for (int c = threadIdx.x; c < kPrefillWarps * 16 * (HD / 8); c += blockDim.x) {
+        const int row = c / (HD / 8), q = c % (HD / 8), token = row / G;
+        const bool valid = token < count;
+        const bf16* src = valid ? a.q + (size_t)(first + token) * a.q_stride + (size_t)(kvh * G + row % G) * HD + q * 8 : a.q;
+        cp_async16(qs + row * LD + q * 8, src, valid);
+    }
+    const KvSource<HD> kv{reinterpret_cast<const bf16*>(layout.kv), a.block_tables + (size_t)a.token_seq[first] * a.max_blocks_per_seq,
+                          (size_t)layout.block_size * layout.kv_heads * HD, a.layer, layout.num_layers, layout.block_size, layout.kv_heads, kvh};
+    auto stage_k = [&](int s) { return kv_stages + s * 2 * kAttentionBlock * LD; };
+    load_kv_block<HD>(kv, 0, length, stage_k(0), stage_k(0) + kAttentionBlock * LD, threadIdx.x, blockDim.x);
+    cp_async_commit();
+
+    const int g = lane >> 2;
+    int row_limit[2];
+    int warp_limit = -1;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int token = (warp * 16 + g + 8 * h) / G;
+        row_limit[h] = token < count ? a.positions[first + token] : -1;
+    }
+    for (int r = 0; r < 16; ++r) {
+        const int token = (warp * 16 + r) / G;
+        if (token < count) warp_limit = max(warp_limit, a.positions[first + token]);
+    }
+
+    AttentionState<HD> state;
+    state.reset();
+    const int blocks = (length + kAttentionBlock - 1) / kAttentionBlock;
+    for (int b = 0; b < blocks; ++b) {
+        if (b + 1 < blocks) {
+            bf16* next = stage_k((b + 1) & 1);
+            load_kv_block<HD>(kv, (b + 1) * kAttentionBlock, length, next, next + kAttentionBlock * LD, threadIdx.x, blockDim.x);
         }
-        result[threadIdx.x] = total;
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        if (b * kAttentionBlock <= warp_limit) {
+            const bf16* ks = stage_k(b & 1);
+            AttentionPartial<HD> part;
+            block_partial<HD>(part, qs + warp * 16 * LD, ks, ks + kAttentionBlock * LD, b * kAttentionBlock, row_limit, a.scale_log2, lane);
+            state.merge(part);
+        }
+        __syncthreads();
     }
-    __syncthreads();
+    cp_async_wait<0>();
+    state.store(a.out, [&](int row) -> int64_t {
+        const int r = warp * 16 + row, token = r / G;
+        return token < count ? (int64_t)(first + token) * a.heads * HD + (int64_t)(kvh * G + r % G) * HD : -1;
+    }, lane);
 }
 
-template <int E>
-__device__ __forceinline__ void load_row(const bf16* p, float (&out)[E]) {
-    if constexpr (E == 8) {
-        const uint4 raw = *reinterpret_cast<const uint4*>(p);
-        const bf16* b = reinterpret_cast<const bf16*>(&raw);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) out[e] = __bfloat162float(b[e]);
-    } else if constexpr (E == 4) {
-        const uint2 raw = *reinterpret_cast<const uint2*>(p);
-        const bf16* b = reinterpret_cast<const bf16*>(&raw);
-#pragma unroll
-        for (int e = 0; e < 4; ++e) out[e] = __bfloat162float(b[e]);
-    } else if constexpr (E == 2) {
-        const unsigned raw = *reinterpret_cast<const unsigned*>(p);
-        const bf16* b = reinterpret_cast<const bf16*>(&raw);
-        out[0] = __bfloat162float(b[0]);
-        out[1] = __bfloat162float(b[1]);
+// ------------------------------------------------------------------------------------------------------------------
+// Decode: one token per warp item; rows 0..G-1 are its G query heads, the rest padding.
+
+template <int HD>
+__global__ void __launch_bounds__(kDecodeWarps * 32) attention_decode_kernel(AttentionArgs a, KvLayout layout, AttentionWork work, int split) {
+    using Tile = AttentionTile<HD>;
+    constexpr int LD = Tile::LD;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, G = a.group;
+    bf16* qs = reinterpret_cast<bf16*>(smem_raw) + warp * (16 + 2 * kAttentionBlock) * LD;
+    bf16* ks = qs + 16 * LD;
+    bf16* vs = ks + kAttentionBlock * LD;
+
+    // split: item (token, kvh, block); whole: item (token, kvh).
+    int item_token, kvh, block_begin;
+    if (split) {
+        item_token = blockIdx.x;
+        kvh = blockIdx.y;
+        block_begin = blockIdx.z * kDecodeWarps + warp;
     } else {
-        out[0] = __bfloat162float(p[0]);
+        const int item = blockIdx.x * kDecodeWarps + warp;
+        item_token = item / layout.kv_heads;
+        kvh = item % layout.kv_heads;
+        block_begin = 0;
     }
-}
-
-// Warps take positions in turn (warp w: positions w, w + 8, ...); a warp's lanes split head_dim, each lane holding
-// its E dimensions of the G query heads in registers. A score is a lane-ordered partial dot product reduced by a
-// fixed xor tree; a warp's value accumulators are combined over the warps in order at the end. Every order depends
-// only on the context length.
-template <int G, int HD>
-__global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, KvLayout kv) {
-    constexpr int E = HD >= 32 ? HD / 32 : 1;
-    constexpr int LANES = HD / E;
-    const int t = blockIdx.x, kvh = blockIdx.y;
-    if (a.slots[t] < 0) return;
+    if (item_token >= *work.decode_count) return;
+    const int t = work.decode_tokens[item_token];
     const int length = a.positions[t] + 1;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const bool active = lane < LANES;
-    extern __shared__ float smem[];
-    float* red = smem;                   // [warps][G]
-    float* stat = red + kWarps * G;      // [G] max, then [G] sum
-    float* region = stat + 2 * G;        // scores [G][chunk] (bf16), finally [warps][G * HD] (fp32)
-    bf16* scores = reinterpret_cast<bf16*>(region);
-    const int chunk = a.chunk;
+    const int blocks = (length + kAttentionBlock - 1) / kAttentionBlock;
+    if (block_begin >= blocks) return;
+    const int block_end = split ? block_begin + 1 : blocks;
 
-    float q[G][E];
-    const bf16* qt = a.q + (size_t)t * a.heads * HD + (size_t)kvh * G * HD;
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-        if (active) {
-            load_row<E>(qt + g * HD + lane * E, q[g]);
+    for (int c = lane; c < 16 * (HD / 8); c += 32) {
+        const int row = c / (HD / 8), q = c % (HD / 8);
+        const bool valid = row < G;
+        cp_async16(qs + row * LD + q * 8, valid ? a.q + (size_t)t * a.q_stride + (size_t)(kvh * G + row) * HD + q * 8 : a.q, valid);
+    }
+    const KvSource<HD> kv{reinterpret_cast<const bf16*>(layout.kv), a.block_tables + (size_t)a.token_seq[t] * a.max_blocks_per_seq,
+                          (size_t)layout.block_size * layout.kv_heads * HD, a.layer, layout.num_layers, layout.block_size, layout.kv_heads, kvh};
+    const int g = lane >> 2;
+    int row_limit[2] = {g < G ? length - 1 : -1, g + 8 < G ? length - 1 : -1};
+
+    AttentionState<HD> state;
+    state.reset();
+    for (int b = block_begin; b < block_end; ++b) {
+        load_kv_block<HD>(kv, b * kAttentionBlock, length, ks, vs, lane, 32);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncwarp();
+        AttentionPartial<HD> part;
+        block_partial<HD>(part, qs, ks, vs, b * kAttentionBlock, row_limit, a.scale_log2, lane);
+        if (split) {
+            part.store(work.partial_m, work.partial_l, work.partial_acc, (size_t)item_token * a.heads + kvh * G, work.max_blocks, b, G, lane);
         } else {
-#pragma unroll
-            for (int e = 0; e < E; ++e) q[g][e] = 0.f;
+            state.merge(part);
         }
+        __syncwarp();
     }
-
-    const int32_t* table = a.block_tables + (size_t)a.token_seq[t] * a.max_blocks_per_seq;
-    const size_t plane = (size_t)kv.block_size * kv.kv_heads * HD;
-    const bf16* cache = reinterpret_cast<const bf16*>(kv.kv);
-    auto key_row = [&](int j) -> const bf16* {
-        const int block = table[j / kv.block_size], offset = j % kv.block_size;
-        return cache + ((size_t)block * kv.num_layers + a.layer) * 2 * plane + ((size_t)offset * kv.kv_heads + kvh) * HD;
-    };
-    // The whole warp computes position j's G scores; every lane ends with all of them.
-    auto score = [&](int j, float (&s)[G]) {
-        float k[E];
-        if (active) {
-            load_row<E>(key_row(j) + lane * E, k);
-        } else {
-#pragma unroll
-            for (int e = 0; e < E; ++e) k[e] = 0.f;
-        }
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-            float acc = 0.f;
-#pragma unroll
-            for (int e = 0; e < E; ++e) acc = fmaf(q[g][e], k[e], acc);
-            s[g] = bf16r(bf16r(warp_sum(acc)) * a.scale);
-        }
-    };
-    auto store = [&](float (&s)[G], int jj) {
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-            if (lane == g) scores[g * chunk + jj] = __float2bfloat16_rn(s[g]);
-        }
-    };
-
-    const bool stored = length <= chunk;
-    float m[G];
-#pragma unroll
-    for (int g = 0; g < G; ++g) m[g] = -FLT_MAX;
-    for (int j = warp; j < length; j += kWarps) {
-        float s[G];
-        score(j, s);
-#pragma unroll
-        for (int g = 0; g < G; ++g) m[g] = fmaxf(m[g], s[g]);
-        if (stored) store(s, j);
-    }
-    combine_warps<G>(m, red, stat, true);
-
-    // Sums of exp(score - max): with the scores in shared memory every thread takes positions in turn and the
-    // warps' sums are combined in order; otherwise each warp recomputes its positions' scores.
-    float sum[G];
-#pragma unroll
-    for (int g = 0; g < G; ++g) sum[g] = 0.f;
-    if (stored) {
-        for (int j = threadIdx.x; j < length; j += kThreads) {
-#pragma unroll
-            for (int g = 0; g < G; ++g) sum[g] += expf(__bfloat162float(scores[g * chunk + j]) - stat[g]);
-        }
-#pragma unroll
-        for (int g = 0; g < G; ++g) sum[g] = warp_sum(sum[g]);
-    } else {
-        for (int j = warp; j < length; j += kWarps) {
-            float s[G];
-            score(j, s);
-#pragma unroll
-            for (int g = 0; g < G; ++g) sum[g] += expf(s[g] - stat[g]);
-        }
-    }
-    combine_warps<G>(sum, red, stat + G, false);
-
-    float acc[G][E];
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-#pragma unroll
-        for (int e = 0; e < E; ++e) acc[g][e] = 0.f;
-    }
-    for (int c0 = 0; c0 < length; c0 += chunk) {
-        const int count = min(chunk, length - c0);
-        __syncthreads();
-        if (stored) {
-            for (int jj = threadIdx.x; jj < count; jj += kThreads) {
-#pragma unroll
-                for (int g = 0; g < G; ++g) {
-                    const float e = expf(__bfloat162float(scores[g * chunk + jj]) - stat[g]);
-                    scores[g * chunk + jj] = __float2bfloat16_rn(e / stat[G + g]);
-                }
-            }
-        } else {
-            for (int jj = warp; jj < count; jj += kWarps) {
-                float s[G];
-                score(c0 + jj, s);
-#pragma unroll
-                for (int g = 0; g < G; ++g) s[g] = bf16r(expf(s[g] - stat[g]) / stat[G + g]);
-                store(s, jj);
-            }
-        }
-        __syncthreads();
-#pragma unroll 2
-        for (int jj = warp; jj < count; jj += kWarps) {
-            float v[E];
-            if (active) {
-                load_row<E>(key_row(c0 + jj) + plane + lane * E, v);
-            } else {
-#pragma unroll
-                for (int e = 0; e < E; ++e) v[e] = 0.f;
-            }
-#pragma unroll
-            for (int g = 0; g < G; ++g) {
-                const float p = __bfloat162float(scores[g * chunk + jj]);
-#pragma unroll
-                for (int e = 0; e < E; ++e) acc[g][e] = fmaf(p, v[e], acc[g][e]);
-            }
-        }
-    }
-    __syncthreads();
-    float* partial = region;  // [warps][G * HD]
-    if (active) {
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-#pragma unroll
-            for (int e = 0; e < E; ++e) partial[warp * G * HD + g * HD + lane * E + e] = acc[g][e];
-        }
-    }
-    __syncthreads();
-    bf16* out = a.out + (size_t)t * a.heads * HD + (size_t)kvh * G * HD;
-    for (int o = threadIdx.x; o < G * HD; o += kThreads) {
-        float total = 0.f;
-        for (int w = 0; w < kWarps; ++w) total += partial[w * G * HD + o];
-        out[o] = __float2bfloat16_rn(total);
+    if (!split) {
+        state.store(a.out, [&](int row) -> int64_t {
+            return row < G ? (int64_t)t * a.heads * HD + (int64_t)(kvh * G + row) * HD : -1;
+        }, lane);
     }
 }
 
-typedef void (*AttentionKernel)(AttentionArgs, KvLayout);
+// Folds a decode token's block partials in order: a block per (token, head), a thread per dimension.
+template <int HD>
+__global__ void attention_merge_kernel(AttentionArgs a, AttentionWork work) {
+    const int item_token = blockIdx.x, head = blockIdx.y, d = threadIdx.x;
+    if (item_token >= *work.decode_count) return;
+    const int t = work.decode_tokens[item_token];
+    const int blocks = (a.positions[t] + kAttentionBlock) / kAttentionBlock;
+    const size_t row = (size_t)item_token * a.heads + head;
+    const float* m = work.partial_m + row * work.max_blocks;
+    const float* l = work.partial_l + row * work.max_blocks;
+    const float* acc = work.partial_acc + row * work.max_blocks * HD;
+    float state_m = m[0], state_l = l[0], state_acc = acc[d];
+    for (int b = 1; b < blocks; ++b) merge_one(state_m, state_l, state_acc, m[b], l[b], acc[(size_t)b * HD + d]);
+    a.out[(size_t)t * a.heads * HD + (size_t)head * HD + d] = __float2bfloat16_rn(__fdiv_rn(state_acc, state_l));
+}
 
-// The (group, head_dim) pairs compiled: the presets and the Qwen3-MoE family.
-AttentionKernel select(int group, int head_dim) {
-#define RR_ATTENTION_CASE(G, HD) \
-    if (group == G && head_dim == HD) return attention_kernel<G, HD>;
-    RR_ATTENTION_CASE(1, 64) RR_ATTENTION_CASE(2, 64) RR_ATTENTION_CASE(4, 64) RR_ATTENTION_CASE(8, 64)
-    RR_ATTENTION_CASE(1, 128) RR_ATTENTION_CASE(2, 128) RR_ATTENTION_CASE(4, 128) RR_ATTENTION_CASE(8, 128)
-    RR_ATTENTION_CASE(16, 128)
-    RR_ATTENTION_CASE(2, 16) RR_ATTENTION_CASE(4, 32) RR_ATTENTION_CASE(2, 32) RR_ATTENTION_CASE(4, 16)
-#undef RR_ATTENTION_CASE
-    return nullptr;
+template <typename Kernel>
+void allow_smem(Kernel kernel, size_t bytes) {
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes), "cudaFuncSetAttribute(attention)");
+}
+
+template <int HD>
+size_t prefill_smem() { return (size_t)(kPrefillWarps * 16 + 4 * kAttentionBlock) * AttentionTile<HD>::LD * sizeof(bf16); }
+
+template <int HD>
+size_t decode_smem() { return (size_t)kDecodeWarps * (16 + 2 * kAttentionBlock) * AttentionTile<HD>::LD * sizeof(bf16); }
+
+template <int HD>
+void prepare_head_dim() {
+    allow_smem(attention_prefill_kernel<HD>, prefill_smem<HD>());
+    allow_smem(attention_decode_kernel<HD>, decode_smem<HD>());
+}
+
+template <int HD>
+void launch_for_head_dim(cudaStream_t s, const AttentionArgs& a, const KvLayout& kv, const AttentionWork& work, const AttentionPlan& plan) {
+    if (plan.prefill_tiles > 0) {
+        attention_prefill_kernel<HD><<<dim3(plan.prefill_tiles, kv.kv_heads), kPrefillWarps * 32, prefill_smem<HD>(), s>>>(a, kv, work);
+        check_launch("attention_prefill");
+    }
+    if (plan.decode_tokens > 0 && plan.split) {
+        const dim3 grid(plan.decode_tokens, kv.kv_heads, ceil_div(plan.max_decode_blocks, kDecodeWarps));
+        attention_decode_kernel<HD><<<grid, kDecodeWarps * 32, decode_smem<HD>(), s>>>(a, kv, work, 1);
+        check_launch("attention_decode_split");
+        attention_merge_kernel<HD><<<dim3(plan.decode_tokens, a.heads), HD, 0, s>>>(a, work);
+        check_launch("attention_merge");
+    } else if (plan.decode_tokens > 0) {
+        const dim3 grid(ceil_div(plan.decode_tokens * kv.kv_heads, kDecodeWarps));
+        attention_decode_kernel<HD><<<grid, kDecodeWarps * 32, decode_smem<HD>(), s>>>(a, kv, work, 0);
+        check_launch("attention_decode");
+    }
 }
 
 }  // namespace
 
-bool attention_supported(int group, int head_dim) { return select(group, head_dim) != nullptr; }
-
-size_t attention_smem_bytes(int group, int head_dim, int chunk) {
-    const size_t scores = sizeof(bf16) * (size_t)group * chunk;
-    const size_t partials = sizeof(float) * (size_t)kWarps * group * head_dim;
-    return sizeof(float) * ((size_t)kWarps * group + 2 * (size_t)group) + (scores > partials ? scores : partials);
+bool attention_supported(int group, int head_dim) {
+    return (group == 1 || group == 2 || group == 4 || group == 8 || group == 16) &&
+           (head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128);
 }
 
-int attention_chunk(int group, int head_dim, int max_model_len, size_t budget) {
-    const size_t fixed = sizeof(float) * ((size_t)kWarps * group + 2 * (size_t)group);
-    if (attention_smem_bytes(group, head_dim, 1) > budget) return 0;
-    const size_t fit = (budget - fixed) / (sizeof(bf16) * group);
-    return (int)(fit < (size_t)max_model_len ? fit : (size_t)max_model_len);
+int attention_tile_tokens(int group) { return kPrefillWarps * 16 / group; }
+
+void attention_prepare(int head_dim) {
+    switch (head_dim) {
+        case 16: return prepare_head_dim<16>();
+        case 32: return prepare_head_dim<32>();
+        case 64: return prepare_head_dim<64>();
+        case 128: return prepare_head_dim<128>();
+        default: fail("no attention kernel for head_dim " + std::to_string(head_dim));
+    }
 }
 
-void attention_prepare(int group, int head_dim, size_t smem_bytes) {
-    check_cuda(cudaFuncSetAttribute(select(group, head_dim), cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_bytes),
-               "cudaFuncSetAttribute(attention)");
+AttentionPlan plan_attention(const int32_t* token_seq, const int32_t* positions, const int32_t* slots, int tokens, int group,
+                             int kv_heads, int split_below_items, int max_split_tokens, int max_split_blocks, int32_t* decode_tokens,
+                             int32_t* prefill_tiles) {
+    AttentionPlan plan;
+    const int per_tile = attention_tile_tokens(group);
+    int max_blocks = 0;
+    for (int start = 0; start < tokens;) {
+        if (slots[start] < 0) {
+            ++start;
+            continue;
+        }
+        int end = start + 1;
+        while (end < tokens && token_seq[end] == token_seq[start] && slots[end] >= 0) ++end;
+        if (end - start == 1) {
+            decode_tokens[plan.decode_tokens++] = start;
+            max_blocks = std::max(max_blocks, ceil_div(positions[start] + 1, kAttentionBlock));
+        } else {
+            for (int i = start; i < end; i += per_tile) {
+                prefill_tiles[2 * plan.prefill_tiles] = i;
+                prefill_tiles[2 * plan.prefill_tiles + 1] = std::min(per_tile, end - i);
+                ++plan.prefill_tiles;
+            }
+        }
+        start = end;
+    }
+    plan.max_decode_blocks = max_blocks;
+    plan.split = plan.decode_tokens * kv_heads < split_below_items && plan.decode_tokens <= max_split_tokens && max_blocks <= max_split_blocks;
+    return plan;
 }
 
-void launch_attention(cudaStream_t s, const AttentionArgs& a, const KvLayout& kv) {
-    const int group = a.heads / kv.kv_heads;
-    const dim3 grid(a.tokens, kv.kv_heads);
-    select(group, kv.head_dim)<<<grid, kThreads, attention_smem_bytes(group, kv.head_dim, a.chunk), s>>>(a, kv);
-    check_launch("attention");
+void launch_attention(cudaStream_t s, const AttentionArgs& a, const KvLayout& kv, const AttentionWork& work, const AttentionPlan& plan) {
+    switch (kv.head_dim) {
+        case 16: return launch_for_head_dim<16>(s, a, kv, work, plan);
+        case 32: return launch_for_head_dim<32>(s, a, kv, work, plan);
+        case 64: return launch_for_head_dim<64>(s, a, kv, work, plan);
+        case 128: return launch_for_head_dim<128>(s, a, kv, work, plan);
+        default: fail("no attention kernel for head_dim " + std::to_string(kv.head_dim));
+    }
 }
 
 }  // namespace rr

@@ -1,16 +1,11 @@
 // The sparse MoE block on the device, with no host synchronization: router softmax and top-k (or forced experts)
-// writing the step's routing buffer, a one-block plan that groups assignments by expert into tiles, two grouped
-// GEMMs that read the tile map from device memory (gate/up with the SwiGLU activation fused, then down), and the
-// weighted combine with the residual add.
+// writing the step's routing buffer, a one-block plan that groups assignments by expert into tiles (the grouped GEMMs
+// of kernels_moe_gemm.cu read that tile map from device memory), and the weighted combine with the residual add.
 #include "kernels.cuh"
-
-#include <mma.h>
 
 namespace rr {
 
 namespace {
-
-using namespace nvcuda;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Router: one warp per token. Probabilities are softmax(bf16 logits) in fp32; top-k runs over the probabilities in
@@ -174,260 +169,6 @@ __global__ void moe_plan_kernel(const int32_t* __restrict__ topk_ids, int assign
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Grouped GEMMs on tensor cores (WMMA bf16, fp32 accumulation), two shared-memory stages fed by cp.async. A tile
-// is (expert, rows [row0, row_end)) from the plan; blocks past the step's tile count exit at once, so the grid is
-// fixed by the step's token count and nothing is read back to the host. Each output row accumulates over K in the
-// same order whatever the tile height, so a token's result does not depend on how many others share its expert.
-
-constexpr int kBK = 32;
-constexpr int kLds = kBK + 8;  // shared-memory row stride in elements (padding against bank conflicts)
-constexpr int kGemmThreads = 128;
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-    const unsigned address = (unsigned)__cvta_generic_to_shared(smem);
-    const int bytes = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(gmem), "r"(bytes));
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-// act = bf16(bf16(silu(bf16(x.gate))) * bf16(x.up)); a block computes BM rows by BNA activation columns, reading
-// BNA gate rows and the BNA matching up rows of the expert's [2I, H] weight.
-template <int BM, int BNA, int WM, int WN>
-__global__ void __launch_bounds__(kGemmThreads) moe_gate_up_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
-                                                                  bf16* __restrict__ act, MoePlan plan, int hidden,
-                                                                  int inter) {
-    constexpr int BROWS = 2 * BNA;
-    constexpr int FM = BM / WM / 16, FN = BNA / WN / 16;
-    constexpr int STAGE = (BM + BROWS) * kLds;
-    constexpr int ACH = (BM * 4 + kGemmThreads - 1) / kGemmThreads;
-    constexpr int BCH = (BROWS * 4 + kGemmThreads - 1) / kGemmThreads;
-    static_assert(WM * WN * 32 == kGemmThreads, "four warps");
-    static_assert(BM * (BNA + 4) * 4 <= 2 * STAGE * 2, "the epilogue tile fits the stages");
-    __shared__ __align__(128) bf16 smem[2 * STAGE];
-
-    const int tile = blockIdx.y;
-    if (tile >= *plan.tile_count) return;
-    const int e = plan.tile_expert[tile], row0 = plan.tile_row0[tile], row_end = plan.tile_row_end[tile];
-    const int n0 = blockIdx.x * BNA;
-    const bf16* we = w + (size_t)e * 2 * inter * hidden;
-
-    const bf16* a_src[ACH];
-    bool a_ok[ACH];
-#pragma unroll
-    for (int c = 0; c < ACH; ++c) {
-        const int chunk = threadIdx.x + c * kGemmThreads;
-        const int r = chunk >> 2, q = chunk & 3;
-        const bool ok = chunk < BM * 4 && row0 + r < row_end;
-        a_ok[c] = ok;
-        a_src[c] = ok ? x + (size_t)plan.sorted_token[row0 + r] * hidden + q * 8 : x;
-    }
-    const bf16* b_src[BCH];
-    bool b_ok[BCH];
-#pragma unroll
-    for (int c = 0; c < BCH; ++c) {
-        const int chunk = threadIdx.x + c * kGemmThreads;
-        const int r = chunk >> 2, q = chunk & 3;
-        const int col = n0 + (r % BNA);
-        const bool ok = chunk < BROWS * 4 && col < inter;
-        b_ok[c] = ok;
-        b_src[c] = ok ? we + (size_t)((r < BNA ? 0 : inter) + col) * hidden + q * 8 : we;
-    }
-    auto load = [&](int stage, int k0) {
-        bf16* as = smem + stage * STAGE;
-        bf16* bs = as + BM * kLds;
-#pragma unroll
-        for (int c = 0; c < ACH; ++c) {
-            const int chunk = threadIdx.x + c * kGemmThreads;
-            if (chunk < BM * 4) cp_async16(as + (chunk >> 2) * kLds + (chunk & 3) * 8, a_src[c] + (a_ok[c] ? k0 : 0), a_ok[c]);
-        }
-#pragma unroll
-        for (int c = 0; c < BCH; ++c) {
-            const int chunk = threadIdx.x + c * kGemmThreads;
-            if (chunk < BROWS * 4) cp_async16(bs + (chunk >> 2) * kLds + (chunk & 3) * 8, b_src[c] + (b_ok[c] ? k0 : 0), b_ok[c]);
-        }
-        cp_async_commit();
-    };
-
-    const int warp = threadIdx.x >> 5, wm = warp / WN, wn = warp % WN;
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> gate[FM][FN], up[FM][FN];
-#pragma unroll
-    for (int i = 0; i < FM; ++i) {
-#pragma unroll
-        for (int j = 0; j < FN; ++j) {
-            wmma::fill_fragment(gate[i][j], 0.f);
-            wmma::fill_fragment(up[i][j], 0.f);
-        }
-    }
-    const int steps = hidden / kBK;
-    load(0, 0);
-    for (int step = 0; step < steps; ++step) {
-        if (step + 1 < steps) {
-            load((step + 1) & 1, (step + 1) * kBK);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
-        const bf16* as = smem + (step & 1) * STAGE;
-        const bf16* bs = as + BM * kLds;
-#pragma unroll
-        for (int kk = 0; kk < kBK; kk += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa[FM];
-#pragma unroll
-            for (int i = 0; i < FM; ++i) wmma::load_matrix_sync(fa[i], as + (wm * FM * 16 + i * 16) * kLds + kk, kLds);
-#pragma unroll
-            for (int j = 0; j < FN; ++j) {
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;
-                wmma::load_matrix_sync(fb, bs + (wn * FN * 16 + j * 16) * kLds + kk, kLds);
-#pragma unroll
-                for (int i = 0; i < FM; ++i) wmma::mma_sync(gate[i][j], fa[i], fb, gate[i][j]);
-                wmma::load_matrix_sync(fb, bs + (BNA + wn * FN * 16 + j * 16) * kLds + kk, kLds);
-#pragma unroll
-                for (int i = 0; i < FM; ++i) wmma::mma_sync(up[i][j], fa[i], fb, up[i][j]);
-            }
-        }
-        __syncthreads();
-    }
-
-    constexpr int LDC = BNA + 4;
-    float* cs = reinterpret_cast<float*>(smem);
-#pragma unroll
-    for (int i = 0; i < FM; ++i) {
-#pragma unroll
-        for (int j = 0; j < FN; ++j) {
-#pragma unroll
-            for (int v = 0; v < gate[i][j].num_elements; ++v) {
-                const float g = bf16r(gate[i][j].x[v]);
-                const float u = bf16r(up[i][j].x[v]);
-                const float s = bf16r(g / (1.0f + expf(-g)));
-                gate[i][j].x[v] = bf16r(s * u);
-            }
-            wmma::store_matrix_sync(cs + (wm * FM * 16 + i * 16) * LDC + wn * FN * 16 + j * 16, gate[i][j], LDC,
-                                    wmma::mem_row_major);
-        }
-    }
-    __syncthreads();
-    const int rows = min(BM, row_end - row0);
-    for (int idx = threadIdx.x; idx < BM * BNA; idx += kGemmThreads) {
-        const int r = idx / BNA, c = idx % BNA;
-        if (r < rows && n0 + c < inter) act[(size_t)(row0 + r) * inter + n0 + c] = __float2bfloat16_rn(cs[r * LDC + c]);
-    }
-}
-
-// out = bf16(act . down_e^T) for BM rows by BN output columns; act rows are contiguous in expert order.
-template <int BM, int BN, int WM, int WN>
-__global__ void __launch_bounds__(kGemmThreads) moe_down_kernel(const bf16* __restrict__ act, const bf16* __restrict__ w,
-                                                               bf16* __restrict__ out, MoePlan plan, int hidden, int inter) {
-    constexpr int FM = BM / WM / 16, FN = BN / WN / 16;
-    constexpr int STAGE = (BM + BN) * kLds;
-    constexpr int ACH = (BM * 4 + kGemmThreads - 1) / kGemmThreads;
-    constexpr int BCH = (BN * 4 + kGemmThreads - 1) / kGemmThreads;
-    static_assert(WM * WN * 32 == kGemmThreads, "four warps");
-    static_assert(BM * (BN + 4) * 4 <= 2 * STAGE * 2, "the epilogue tile fits the stages");
-    __shared__ __align__(128) bf16 smem[2 * STAGE];
-
-    const int tile = blockIdx.y;
-    if (tile >= *plan.tile_count) return;
-    const int e = plan.tile_expert[tile], row0 = plan.tile_row0[tile], row_end = plan.tile_row_end[tile];
-    const int n0 = blockIdx.x * BN;
-    const bf16* we = w + (size_t)e * hidden * inter;
-
-    const bf16* a_src[ACH];
-    bool a_ok[ACH];
-#pragma unroll
-    for (int c = 0; c < ACH; ++c) {
-        const int chunk = threadIdx.x + c * kGemmThreads;
-        const int r = chunk >> 2, q = chunk & 3;
-        const bool ok = chunk < BM * 4 && row0 + r < row_end;
-        a_ok[c] = ok;
-        a_src[c] = ok ? act + (size_t)(row0 + r) * inter + q * 8 : act;
-    }
-    const bf16* b_src[BCH];
-    bool b_ok[BCH];
-#pragma unroll
-    for (int c = 0; c < BCH; ++c) {
-        const int chunk = threadIdx.x + c * kGemmThreads;
-        const int r = chunk >> 2, q = chunk & 3;
-        const bool ok = chunk < BN * 4 && n0 + r < hidden;
-        b_ok[c] = ok;
-        b_src[c] = ok ? we + (size_t)(n0 + r) * inter + q * 8 : we;
-    }
-    auto load = [&](int stage, int k0) {
-        bf16* as = smem + stage * STAGE;
-        bf16* bs = as + BM * kLds;
-#pragma unroll
-        for (int c = 0; c < ACH; ++c) {
-            const int chunk = threadIdx.x + c * kGemmThreads;
-            if (chunk < BM * 4) cp_async16(as + (chunk >> 2) * kLds + (chunk & 3) * 8, a_src[c] + (a_ok[c] ? k0 : 0), a_ok[c]);
-        }
-#pragma unroll
-        for (int c = 0; c < BCH; ++c) {
-            const int chunk = threadIdx.x + c * kGemmThreads;
-            if (chunk < BN * 4) cp_async16(bs + (chunk >> 2) * kLds + (chunk & 3) * 8, b_src[c] + (b_ok[c] ? k0 : 0), b_ok[c]);
-        }
-        cp_async_commit();
-    };
-
-    const int warp = threadIdx.x >> 5, wm = warp / WN, wn = warp % WN;
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FM][FN];
-#pragma unroll
-    for (int i = 0; i < FM; ++i) {
-#pragma unroll
-        for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.f);
-    }
-    const int steps = inter / kBK;
-    load(0, 0);
-    for (int step = 0; step < steps; ++step) {
-        if (step + 1 < steps) {
-            load((step + 1) & 1, (step + 1) * kBK);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
-        const bf16* as = smem + (step & 1) * STAGE;
-        const bf16* bs = as + BM * kLds;
-#pragma unroll
-        for (int kk = 0; kk < kBK; kk += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa[FM];
-#pragma unroll
-            for (int i = 0; i < FM; ++i) wmma::load_matrix_sync(fa[i], as + (wm * FM * 16 + i * 16) * kLds + kk, kLds);
-#pragma unroll
-            for (int j = 0; j < FN; ++j) {
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;
-                wmma::load_matrix_sync(fb, bs + (wn * FN * 16 + j * 16) * kLds + kk, kLds);
-#pragma unroll
-                for (int i = 0; i < FM; ++i) wmma::mma_sync(acc[i][j], fa[i], fb, acc[i][j]);
-            }
-        }
-        __syncthreads();
-    }
-
-    constexpr int LDC = BN + 4;
-    float* cs = reinterpret_cast<float*>(smem);
-#pragma unroll
-    for (int i = 0; i < FM; ++i) {
-#pragma unroll
-        for (int j = 0; j < FN; ++j) {
-            wmma::store_matrix_sync(cs + (wm * FM * 16 + i * 16) * LDC + wn * FN * 16 + j * 16, acc[i][j], LDC,
-                                    wmma::mem_row_major);
-        }
-    }
-    __syncthreads();
-    const int rows = min(BM, row_end - row0);
-    for (int idx = threadIdx.x; idx < BM * BN; idx += kGemmThreads) {
-        const int r = idx / BN, c = idx % BN;
-        if (r < rows && n0 + c < hidden) out[(size_t)(row0 + r) * hidden + n0 + c] = __float2bfloat16_rn(cs[r * LDC + c]);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 // Combine: the token's expert outputs, each times its weight (fp32) and rounded to bf16, summed in bf16 in
 // ascending expert id order (the order transformers' expert loop adds them), then added to the residual stream.
 
@@ -506,7 +247,10 @@ void launch_route(cudaStream_t s, const RouteArgs& a) {
     check_launch("route");
 }
 
-int moe_tile_m(int tokens, int top_k, int experts) { return (int64_t)tokens * top_k <= 16LL * experts ? 16 : 64; }
+int moe_tile_m(int tokens, int top_k, int experts) {
+    const int64_t rows = (int64_t)tokens * top_k;
+    return rows <= 16LL * experts ? 16 : rows <= 64LL * experts ? 64 : 128;
+}
 
 int moe_max_tiles(int tokens, int top_k, int experts, int tile_m) {
     return (int)(((int64_t)tokens * top_k + tile_m - 1) / tile_m) + experts;
@@ -517,29 +261,6 @@ void launch_moe_plan(cudaStream_t s, const int32_t* topk_ids, int tokens, int to
     const size_t smem = sizeof(int32_t) * (3 * (size_t)experts + 1);
     moe_plan_kernel<<<1, kPlanThreads, smem, s>>>(topk_ids, tokens * top_k, top_k, experts, tile_m, plan);
     check_launch("moe_plan");
-}
-
-void launch_moe_gate_up(cudaStream_t s, const bf16* x, const bf16* gate_up, bf16* act, const MoePlan& plan,
-                        int max_tiles, int tile_m, int hidden_size, int intermediate) {
-    if (tile_m == 16) {
-        const dim3 grid(ceil_div(intermediate, 64), max_tiles);
-        moe_gate_up_kernel<16, 64, 1, 4><<<grid, kGemmThreads, 0, s>>>(x, gate_up, act, plan, hidden_size, intermediate);
-    } else {
-        const dim3 grid(ceil_div(intermediate, 32), max_tiles);
-        moe_gate_up_kernel<64, 32, 2, 2><<<grid, kGemmThreads, 0, s>>>(x, gate_up, act, plan, hidden_size, intermediate);
-    }
-    check_launch("moe_gate_up");
-}
-
-void launch_moe_down(cudaStream_t s, const bf16* act, const bf16* down, bf16* out, const MoePlan& plan, int max_tiles,
-                     int tile_m, int hidden_size, int intermediate) {
-    const dim3 grid(ceil_div(hidden_size, 64), max_tiles);
-    if (tile_m == 16) {
-        moe_down_kernel<16, 64, 1, 4><<<grid, kGemmThreads, 0, s>>>(act, down, out, plan, hidden_size, intermediate);
-    } else {
-        moe_down_kernel<64, 64, 2, 2><<<grid, kGemmThreads, 0, s>>>(act, down, out, plan, hidden_size, intermediate);
-    }
-    check_launch("moe_down");
 }
 
 void launch_moe_combine(cudaStream_t s, bf16* hidden, const bf16* moe_out, const int32_t* topk_ids,

@@ -84,7 +84,7 @@ __global__ void to_f32_kernel(const bf16* __restrict__ x, float* __restrict__ y,
 // One block per token, one warp per head (looping): RMSNorm over head_dim, then RoPE in the half-rotation layout
 // with cos/sin computed in fp32 and rounded to bf16, each product and the sum rounded as bf16 tensor operations do.
 __global__ void qk_norm_rope_cache_kernel(bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-                                          const bf16* __restrict__ q_norm, const bf16* __restrict__ k_norm,
+                                          int64_t stride, const bf16* __restrict__ q_norm, const bf16* __restrict__ k_norm,
                                           const int32_t* __restrict__ positions, const int32_t* __restrict__ slots,
                                           const float* __restrict__ inv_freq, float attention_scaling, float eps,
                                           int heads, KvLayout kv, int layer) {
@@ -102,7 +102,7 @@ __global__ void qk_norm_rope_cache_kernel(bf16* __restrict__ q, const bf16* __re
 
     for (int head = warp; head < heads + kvh; head += warps) {
         const bool is_q = head < heads;
-        const bf16* src = is_q ? q + ((size_t)t * heads + head) * hd : k + ((size_t)t * kvh + (head - heads)) * hd;
+        const bf16* src = is_q ? q + (size_t)t * stride + (size_t)head * hd : k + (size_t)t * stride + (size_t)(head - heads) * hd;
         const bf16* w = is_q ? q_norm : k_norm;
         float ss = 0.f;
         for (int d = lane; d < hd; d += 32) {
@@ -114,7 +114,7 @@ __global__ void qk_norm_rope_cache_kernel(bf16* __restrict__ q, const bf16* __re
             buf[d] = bf16r(__bfloat162float(w[d]) * bf16r(__bfloat162float(src[d]) * r));
         }
         __syncwarp();
-        bf16* dst = is_q ? q + ((size_t)t * heads + head) * hd : cache + (size_t)(head - heads) * hd;
+        bf16* dst = is_q ? q + (size_t)t * stride + (size_t)head * hd : cache + (size_t)(head - heads) * hd;
         for (int d = lane; d < hd; d += 32) {
             const int i = d < half ? d : d - half;
             const float angle = inv_freq[i] * position;
@@ -125,7 +125,7 @@ __global__ void qk_norm_rope_cache_kernel(bf16* __restrict__ q, const bf16* __re
         }
         __syncwarp();
     }
-    const bf16* vr = v + (size_t)t * kvh * hd;
+    const bf16* vr = v + (size_t)t * stride;
     bf16* vc = cache + plane;
     for (int i = threadIdx.x; i < kvh * hd; i += blockDim.x) vc[i] = vr[i];
 }
@@ -169,13 +169,13 @@ void launch_to_f32(cudaStream_t s, const bf16* x, float* y, int64_t count) {
     check_launch("to_f32");
 }
 
-void launch_qk_norm_rope_cache(cudaStream_t s, bf16* q, const bf16* k, const bf16* v, const bf16* q_norm,
+void launch_qk_norm_rope_cache(cudaStream_t s, bf16* q, const bf16* k, const bf16* v, int64_t stride, const bf16* q_norm,
                                const bf16* k_norm, const int32_t* positions, const int32_t* slots,
                                const float* inv_freq, float attention_scaling, float eps, int tokens, int heads,
                                const KvLayout& kv, int layer) {
     const int threads = 256;
     const size_t smem = (size_t)(threads / 32) * kv.head_dim * sizeof(float);
-    qk_norm_rope_cache_kernel<<<tokens, threads, smem, s>>>(q, k, v, q_norm, k_norm, positions, slots, inv_freq,
+    qk_norm_rope_cache_kernel<<<tokens, threads, smem, s>>>(q, k, v, stride, q_norm, k_norm, positions, slots, inv_freq,
                                                            attention_scaling, eps, heads, kv, layer);
     check_launch("qk_norm_rope_cache");
 }

@@ -56,9 +56,13 @@ struct Workspace {
     bf16* hidden = nullptr;    // [T, H] residual stream
     bf16* normed = nullptr;    // [T, H]
     bf16* delta = nullptr;     // [T, H] a branch's output before the residual add
-    bf16* q = nullptr;         // [T, heads * hd]
-    bf16* k = nullptr;         // [T, kv * hd]
-    bf16* v = nullptr;         // [T, kv * hd]
+    bf16* qkv = nullptr;       // [T, (heads + 2 kv) * hd]: q, k, v of each token side by side
+    int32_t* attention_lists = nullptr;       // [2 + 3 T] the step's attention work lists (device)
+    int32_t* attention_host = nullptr;        // [2 + 3 T] page-locked: the same, packed on the host
+    int32_t* attention_tiles_host = nullptr;  // [2 T] page-locked: prefill tiles while planning
+    float* partial_m = nullptr;               // [split tokens, heads, split blocks] decode partials
+    float* partial_l = nullptr;
+    float* partial_acc = nullptr;             // [split tokens, heads, split blocks, hd]
     bf16* attn = nullptr;      // [T, heads * hd]
     bf16* router_logits = nullptr;  // [T, E]
     int32_t* topk_ids = nullptr;    // [T, K]
@@ -105,7 +109,9 @@ struct rr_model {
     int row_bytes = 0;  // routing row bytes
     int device = 0;
     int max_smem = 0;
-    int attention_chunk = 0;  // positions whose scores fit the attention kernel's shared memory
+    int multiprocessors = 0;
+    int attention_split_tokens = 0;  // decode tokens the split path's workspace holds
+    int attention_split_blocks = 0;  // 64-position blocks per token it holds
     float* d_inv_freq = nullptr;
 
     uint8_t* weights = nullptr;  // one arena for every weight

@@ -1,6 +1,6 @@
 // Each kernel against a host reference that rounds at the same points, on fresh random inputs with poisoned outputs.
 // Run by scripts/device/run.sh on the GPU machine; prints one line per check and exits non-zero on any failure.
-#include "kernels.cuh"
+#include "support.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -9,97 +9,9 @@
 #include <vector>
 
 using namespace rr;
+using namespace rr_test;
 
 namespace {
-
-int g_failures = 0;
-
-// SplitMix64: a small reproducible generator (the C++ <random> header does not compile with every nvcc/host pair).
-struct Random {
-    uint64_t state;
-    uint64_t next() {
-        uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        return z ^ (z >> 31);
-    }
-    double uniform() { return ((next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }  // (0, 1)
-    float normal() { return (float)(std::sqrt(-2.0 * std::log(uniform())) * std::cos(6.283185307179586 * uniform())); }
-    int below(int n) { return (int)(next() % (uint64_t)n); }
-};
-Random g_random{20261125};
-
-template <typename T>
-void shuffle(std::vector<T>& v) {
-    for (int i = (int)v.size() - 1; i > 0; --i) std::swap(v[i], v[g_random.below(i + 1)]);
-}
-
-float host_bf16r(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
-
-std::vector<bf16> random_bf16(size_t n, float std, float mean = 0.f) {
-    std::vector<bf16> v(n);
-    for (auto& x : v) x = __float2bfloat16_rn(mean + std * g_random.normal());
-    return v;
-}
-
-template <typename T>
-T* to_device(const std::vector<T>& host) {
-    T* d = nullptr;
-    check_cuda(cudaMalloc(&d, std::max<size_t>(1, host.size()) * sizeof(T)), "cudaMalloc");
-    check_cuda(cudaMemcpy(d, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy");
-    return d;
-}
-
-template <typename T>
-T* poisoned(size_t n) {
-    T* d = nullptr;
-    check_cuda(cudaMalloc(&d, std::max<size_t>(1, n) * sizeof(T)), "cudaMalloc");
-    check_cuda(cudaMemset(d, 0xFF, n * sizeof(T)), "cudaMemset");  // bf16 NaN, int -1
-    return d;
-}
-
-template <typename T>
-std::vector<T> to_host(const T* d, size_t n) {
-    std::vector<T> h(n);
-    check_cuda(cudaDeviceSynchronize(), "kernel");
-    check_cuda(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
-    return h;
-}
-
-void report(const char* name, bool ok, const std::string& detail) {
-    std::printf("%-34s %s  %s\n", name, ok ? "PASS" : "FAIL", detail.c_str());
-    if (!ok) ++g_failures;
-}
-
-// Compares bf16 outputs with a reference that rounds at the same points: values may differ only where fp32
-// summation order moved a result across a bf16 rounding boundary, and rarely. A difference is measured in bf16 steps
-// of the value's scale: the value itself, or `scale` (the largest operand of a final sum, whose one-step change
-// survives cancellation); up to `max_steps` (two roundings in a row may each move by one).
-void compare_bf16(const char* name, const std::vector<bf16>& got, const std::vector<float>& want, double max_mismatch_fraction,
-                  const std::vector<float>* scale = nullptr, double max_steps = 1.01) {
-    size_t mismatches = 0, bad = 0;
-    double worst = 0.0;
-    for (size_t i = 0; i < got.size(); ++i) {
-        const float g = __bfloat162float(got[i]), w = want[i];
-        if (std::isnan(g)) {
-            ++bad;
-            continue;
-        }
-        if (g != w) {
-            ++mismatches;
-            const double magnitude = std::max(std::fabs((double)w), scale ? (double)(*scale)[i] : 0.0);
-            const double step = std::max(magnitude * std::ldexp(1.0, -7), 1e-30);
-            const double steps = std::fabs((double)g - w) / step;
-            worst = std::max(worst, steps);
-            if (steps > max_steps) ++bad;
-        }
-    }
-    const double fraction = (double)mismatches / got.size();
-    char detail[200];
-    std::snprintf(detail, sizeof detail, "%zu values, %zu differ (%.4f%%), worst %.2f bf16 steps, %zu beyond one step or unwritten",
-                  got.size(), mismatches, 100 * fraction, worst, bad);
-    report(name, bad == 0 && fraction <= max_mismatch_fraction, detail);
-}
 
 float host_rms_inverse(const float* x, int n, float eps) {
     float ss = 0.f;
@@ -125,72 +37,6 @@ void test_rmsnorm() {
     }
     compare_bf16("rmsnorm", got, want, 0.01, nullptr, 2.01);
     cudaFree(dx), cudaFree(dw), cudaFree(dy);
-}
-
-// A paged cache of `blocks` blocks; sequence s owns a shuffled block table.
-struct PagedCase {
-    int layers = 2, kv_heads = 2, group = 8, hd = 128, block_size = 16, blocks = 64, seqs = 3, max_blocks = 16;
-    std::vector<bf16> cache;
-    std::vector<int32_t> tables;
-};
-
-void test_attention(int chunk, const char* name) {
-    PagedCase c;
-    const int heads = c.kv_heads * c.group, layer = 1;
-    const size_t plane = (size_t)c.block_size * c.kv_heads * c.hd;
-    c.cache = random_bf16((size_t)c.blocks * c.layers * 2 * plane, 1.0f);
-    std::vector<int32_t> order(c.blocks);
-    for (int i = 0; i < c.blocks; ++i) order[i] = i;
-    shuffle(order);
-    c.tables.assign((size_t)c.seqs * c.max_blocks, 0);
-    for (int s = 0; s < c.seqs; ++s)
-        for (int b = 0; b < c.max_blocks; ++b) c.tables[(size_t)s * c.max_blocks + b] = order[(s * c.max_blocks + b) % c.blocks];
-    // Tokens: a decode at a long position, a prefill chunk, a first token.
-    std::vector<int32_t> positions = {200, 5, 6, 7, 8, 9, 0, 131};
-    std::vector<int32_t> seq = {0, 1, 1, 1, 1, 1, 2, 0};
-    std::vector<int32_t> slots(positions.size(), 1);
-    const int T = (int)positions.size();
-    auto q = random_bf16((size_t)T * heads * c.hd, 1.0f);
-    uint8_t* dcache = reinterpret_cast<uint8_t*>(to_device(c.cache));
-    bf16* dq = to_device(q);
-    bf16* dout = poisoned<bf16>((size_t)T * heads * c.hd);
-    int32_t *dpos = to_device(positions), *dseq = to_device(seq), *dslots = to_device(slots), *dtables = to_device(c.tables);
-    const float scale = 1.0f / std::sqrt((float)c.hd);
-    attention_prepare(c.group, c.hd, attention_smem_bytes(c.group, c.hd, chunk));
-    AttentionArgs a{dq, dout, dpos, dslots, dseq, dtables, c.max_blocks, T, heads, layer, scale, chunk};
-    KvLayout kv{dcache, c.layers, c.kv_heads, c.hd, c.block_size};
-    launch_attention(0, a, kv);
-    auto got = to_host(dout, (size_t)T * heads * c.hd);
-
-    std::vector<float> want((size_t)T * heads * c.hd);
-    for (int t = 0; t < T; ++t) {
-        const int L = positions[t] + 1;
-        for (int h = 0; h < heads; ++h) {
-            const int kvh = h / c.group;
-            std::vector<float> s(L);
-            float m = -INFINITY;
-            auto row = [&](int j, int which) {
-                const int block = c.tables[(size_t)seq[t] * c.max_blocks + j / c.block_size], off = j % c.block_size;
-                return &c.cache[((size_t)block * c.layers + layer) * 2 * plane + which * plane + ((size_t)off * c.kv_heads + kvh) * c.hd];
-            };
-            for (int j = 0; j < L; ++j) {
-                const bf16* k = row(j, 0);
-                float dot = 0.f;
-                for (int d = 0; d < c.hd; ++d) dot += __bfloat162float(q[((size_t)t * heads + h) * c.hd + d]) * __bfloat162float(k[d]);
-                s[j] = host_bf16r(host_bf16r(dot) * scale);
-                m = std::max(m, s[j]);
-            }
-            float sum = 0.f;
-            for (int j = 0; j < L; ++j) sum += std::exp(s[j] - m);
-            for (int d = 0; d < c.hd; ++d) {
-                float acc = 0.f;
-                for (int j = 0; j < L; ++j) acc += host_bf16r(std::exp(s[j] - m) / sum) * __bfloat162float(row(j, 1)[d]);
-                want[((size_t)t * heads + h) * c.hd + d] = host_bf16r(acc);
-            }
-        }
-    }
-    compare_bf16(name, got, want, 0.05);
-    cudaFree(dcache), cudaFree(dq), cudaFree(dout), cudaFree(dpos), cudaFree(dseq), cudaFree(dslots), cudaFree(dtables);
 }
 
 void test_route(bool forced_rows) {
@@ -407,12 +253,22 @@ void test_qk_norm_rope() {
     for (int i = 0; i < hd / 2; ++i) inv[i] = (float)(1.0 / std::pow(1e6, (double)(2 * i) / hd));
     const size_t plane = (size_t)block_size * kvh * hd;
     std::vector<bf16> cache((size_t)blocks * layers * 2 * plane, __float2bfloat16_rn(0.f));
-    bf16 *dq = to_device(q), *dk = to_device(k), *dv = to_device(v), *dqn = to_device(qn), *dkn = to_device(kn), *dc = to_device(cache);
+    // One fused projection output: each token's q, k and v side by side.
+    const int stride = (heads + 2 * kvh) * hd;
+    std::vector<bf16> qkv((size_t)T * stride);
+    for (int t = 0; t < T; ++t) {
+        std::copy(&q[(size_t)t * heads * hd], &q[(size_t)(t + 1) * heads * hd], &qkv[(size_t)t * stride]);
+        std::copy(&k[(size_t)t * kvh * hd], &k[(size_t)(t + 1) * kvh * hd], &qkv[(size_t)t * stride + heads * hd]);
+        std::copy(&v[(size_t)t * kvh * hd], &v[(size_t)(t + 1) * kvh * hd], &qkv[(size_t)t * stride + (heads + kvh) * hd]);
+    }
+    bf16 *dqkv = to_device(qkv), *dqn = to_device(qn), *dkn = to_device(kn), *dc = to_device(cache);
     int32_t *dp = to_device(positions), *ds = to_device(slots);
     float* di = to_device(inv);
     KvLayout kv{reinterpret_cast<uint8_t*>(dc), layers, kvh, hd, block_size};
-    launch_qk_norm_rope_cache(0, dq, dk, dv, dqn, dkn, dp, ds, di, 1.0f, eps, T, heads, kv, layer);
-    auto got_q = to_host(dq, q.size());
+    launch_qk_norm_rope_cache(0, dqkv, dqkv + heads * hd, dqkv + (heads + kvh) * hd, stride, dqn, dkn, dp, ds, di, 1.0f, eps, T, heads, kv, layer);
+    auto got_qkv = to_host(dqkv, qkv.size());
+    std::vector<bf16> got_q((size_t)T * heads * hd);
+    for (int t = 0; t < T; ++t) std::copy(&got_qkv[(size_t)t * stride], &got_qkv[(size_t)t * stride + heads * hd], &got_q[(size_t)t * heads * hd]);
     auto got_c = to_host(dc, cache.size());
     std::vector<bf16> got;
     std::vector<float> want;
@@ -446,7 +302,7 @@ void test_qk_norm_rope() {
         }
     }
     compare_bf16("qk_norm_rope_cache", got, want, 0.02);
-    cudaFree(dq), cudaFree(dk), cudaFree(dv), cudaFree(dqn), cudaFree(dkn), cudaFree(dc), cudaFree(dp), cudaFree(ds), cudaFree(di);
+    cudaFree(dqkv), cudaFree(dqn), cudaFree(dkn), cudaFree(dc), cudaFree(dp), cudaFree(ds), cudaFree(di);
 }
 
 void test_fill() {
@@ -477,6 +333,11 @@ void test_fill() {
 
 }  // namespace
 
+namespace rr_test {
+void test_attention_all();
+void test_gemm_all();
+}  // namespace rr_test
+
 int main() {
     try {
         cudaDeviceProp prop;
@@ -484,13 +345,14 @@ int main() {
         std::printf("kernel tests on %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
         test_rmsnorm();
         test_qk_norm_rope();
-        test_attention(4096, "attention (scores kept)");
-        test_attention(48, "attention (scores recomputed)");
+        test_attention_all();
+        test_gemm_all();
         test_route(false);
         test_route(true);
         test_route_nonfinite();
         test_moe(2, "moe block, 16-row tiles");
-        test_moe(300, "moe block, 64-row tiles");
+        test_moe(150, "moe block, 64-row tiles");
+        test_moe(300, "moe block, 128-row tiles");
         test_fill();
     } catch (const Failure& f) {
         std::printf("kernel tests: CUDA failure: %s\n", f.message.c_str());

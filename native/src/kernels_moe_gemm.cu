@@ -1,0 +1,158 @@
+// The experts' two grouped GEMMs on the GEMM main loop. A block takes one tile of the plan (an expert and up to BM of
+// its rows, read from device memory, so the grid is fixed by the step's size and the host never waits); blocks past
+// the step's tile count exit at once.
+//   gate/up: act[row] = bf16(bf16(silu(bf16(x . gate))) * bf16(x . up)), x gathered through sorted_token; a tile's
+//            columns alternate eight gate rows and the eight matching up rows, so one thread holds both halves of
+//            each activation and the SwiGLU happens in registers.
+//   down:    out[row] = bf16(act[row] . down^T).
+#include "gemm.cuh"
+#include "kernels.cuh"
+
+namespace rr {
+
+namespace {
+
+struct ExpertTile {
+    int expert = 0, row0 = 0, row_end = 0;
+
+    __device__ bool load(const MoePlan& plan, int& rows) {
+        const int t = blockIdx.y;
+        if (t >= *plan.tile_count) return false;
+        expert = plan.tile_expert[t];
+        row0 = plan.tile_row0[t];
+        row_end = plan.tile_row_end[t];
+        rows = row_end - row0;
+        return rows > 0;
+    }
+};
+
+template <typename Cfg>
+struct GateUpProblem {
+    static_assert(Cfg::NI % 2 == 0, "a warp holds gate and up fragments in pairs");
+    const bf16* x;
+    const bf16* w;
+    bf16* act;
+    MoePlan plan;
+    int k;  // hidden
+    int inter;
+    const bf16* fallback;
+    ExpertTile t;
+    int n0 = 0;
+
+    __device__ bool tile(int& rows) {
+        n0 = blockIdx.x * Cfg::BN;
+        return t.load(plan, rows);
+    }
+    __device__ int activation(int c) const { return n0 / 2 + (c >> 4) * 8 + (c & 7); }
+    __device__ const bf16* a_row(int r) const { return x + (size_t)plan.sorted_token[t.row0 + r] * k; }
+    __device__ const bf16* b_row(int c) const {
+        const int a = activation(c);
+        if (a >= inter) return nullptr;
+        const int row = ((c >> 3) & 1) == 0 ? a : inter + a;
+        return w + ((size_t)t.expert * 2 * inter + row) * k;
+    }
+    __device__ void store(const Accumulators<Cfg>& acc, int warp_m0, int warp_n0, int rows) const {
+        const int lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+#pragma unroll
+        for (int i = 0; i < Cfg::MI; ++i)
+#pragma unroll
+            for (int j = 0; j < Cfg::NI; j += 2)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int r = warp_m0 + i * 16 + g + h * 8;
+                    const int a = activation(warp_n0 + j * 8 + 2 * tq);
+                    if (r >= rows || a >= inter) continue;
+                    float out[2];
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const float gate = bf16r(acc.v[i][j][2 * h + e]);
+                        const float up = bf16r(acc.v[i][j + 1][2 * h + e]);
+                        out[e] = bf16r(gate / (1.0f + expf(-gate))) * up;
+                    }
+                    store_bf16_pair(act + (size_t)(t.row0 + r) * inter + a, out[0], out[1]);
+                }
+    }
+};
+
+template <typename Cfg>
+struct DownProblem {
+    const bf16* act;
+    const bf16* w;
+    bf16* out;
+    MoePlan plan;
+    int k;  // inter
+    int hidden;
+    const bf16* fallback;
+    ExpertTile t;
+    int n0 = 0;
+
+    __device__ bool tile(int& rows) {
+        n0 = blockIdx.x * Cfg::BN;
+        return t.load(plan, rows);
+    }
+    __device__ const bf16* a_row(int r) const { return act + (size_t)(t.row0 + r) * k; }
+    __device__ const bf16* b_row(int c) const { return n0 + c < hidden ? w + ((size_t)t.expert * hidden + n0 + c) * k : nullptr; }
+    __device__ void store(const Accumulators<Cfg>& acc, int warp_m0, int warp_n0, int rows) const {
+        for_each_pair<Cfg>(acc, warp_m0, warp_n0, [&](int r, int c, float v0, float v1) {
+            if (r < rows && n0 + c < hidden) store_bf16_pair(out + (size_t)(t.row0 + r) * hidden + n0 + c, v0, v1);
+        });
+    }
+};
+
+// Per tile height of the plan: (BM, BN, warps, BK, stages) for each projection.
+template <int BK>
+using Tile16 = GemmConfig<16, 32, 1, 2, BK, 6>;
+template <int BK>
+using Tile64 = GemmConfig<64, 64, 2, 2, BK, 4>;
+template <int BK>
+using Tile128 = GemmConfig<128, 128, 2, 4, BK, 4>;
+
+template <template <int> class Tile, int BK>
+void gate_up_with(cudaStream_t s, const bf16* x, const bf16* w, bf16* act, const MoePlan& plan, int max_tiles, int hidden, int inter) {
+    using Cfg = Tile<BK>;
+    const dim3 grid(ceil_div(2 * inter, Cfg::BN), max_tiles);
+    launch_gemm<Cfg>(s, grid, GateUpProblem<Cfg>{x, w, act, plan, hidden, inter, w, {}}, "moe_gate_up");
+}
+
+template <template <int> class Tile, int BK>
+void down_with(cudaStream_t s, const bf16* act, const bf16* w, bf16* out, const MoePlan& plan, int max_tiles, int hidden, int inter) {
+    using Cfg = Tile<BK>;
+    const dim3 grid(ceil_div(hidden, Cfg::BN), max_tiles);
+    launch_gemm<Cfg>(s, grid, DownProblem<Cfg>{act, w, out, plan, inter, hidden, w, {}}, "moe_down");
+}
+
+template <template <int> class Tile>
+void gate_up_for_k(cudaStream_t s, const bf16* x, const bf16* w, bf16* act, const MoePlan& plan, int max_tiles, int hidden, int inter) {
+    if (hidden % 64 == 0) return gate_up_with<Tile, 64>(s, x, w, act, plan, max_tiles, hidden, inter);
+    gate_up_with<Tile, 32>(s, x, w, act, plan, max_tiles, hidden, inter);
+}
+
+template <template <int> class Tile>
+void down_for_k(cudaStream_t s, const bf16* act, const bf16* w, bf16* out, const MoePlan& plan, int max_tiles, int hidden, int inter) {
+    if (inter % 64 == 0) return down_with<Tile, 64>(s, act, w, out, plan, max_tiles, hidden, inter);
+    down_with<Tile, 32>(s, act, w, out, plan, max_tiles, hidden, inter);
+}
+
+}  // namespace
+
+void launch_moe_gate_up(cudaStream_t s, const bf16* x, const bf16* gate_up, bf16* act, const MoePlan& plan,
+                        int max_tiles, int tile_m, int hidden_size, int intermediate) {
+    switch (tile_m) {
+        case 16: return gate_up_for_k<Tile16>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate);
+        case 64: return gate_up_for_k<Tile64>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate);
+        case 128: return gate_up_for_k<Tile128>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate);
+        default: fail("moe_gate_up: no kernel for tiles of " + std::to_string(tile_m) + " rows");
+    }
+}
+
+void launch_moe_down(cudaStream_t s, const bf16* act, const bf16* down, bf16* out, const MoePlan& plan, int max_tiles,
+                     int tile_m, int hidden_size, int intermediate) {
+    switch (tile_m) {
+        case 16: return down_for_k<Tile16>(s, act, down, out, plan, max_tiles, hidden_size, intermediate);
+        case 64: return down_for_k<Tile64>(s, act, down, out, plan, max_tiles, hidden_size, intermediate);
+        case 128: return down_for_k<Tile128>(s, act, down, out, plan, max_tiles, hidden_size, intermediate);
+        default: fail("moe_down: no kernel for tiles of " + std::to_string(tile_m) + " rows");
+    }
+}
+
+}  // namespace rr

@@ -165,16 +165,10 @@ RR_API int rr_profile(rr_model* model, double* milliseconds, int32_t capacity);
 
 /*
  * The device's ceilings, measured with CUDA events: a device-to-device copy of copy_bytes (GB/s counting bytes read
- * plus bytes written; median of 10 after 3 warm-ups) and an n x n x n bf16 cuBLAS GEMM with fp32 accumulation
- * (TFLOP/s, median of 10 after 3 warm-ups, random inputs).
+ * plus bytes written), a read-only pass over copy_bytes (a reduction, GB/s read), and an n x n x n bf16 cuBLAS GEMM
+ * with fp32 accumulation (TFLOP/s, random inputs); each the median of 10 after 3 warm-ups.
  */
-/*
- * Poisons the CUDA context on purpose (a kernel writes through an invalid address), so fault handling can be checked
- * on a real device: the next call that synchronizes returns RR_DEVICE_FAULT. Never called by the engine.
- */
-RR_API int rr_inject_device_fault(rr_model* model);
-
-RR_API int rr_measure_ceilings(uint64_t copy_bytes, int32_t gemm_n, double* copy_gbps, double* gemm_tflops);
+RR_API int rr_measure_ceilings(uint64_t copy_bytes, int32_t gemm_n, double* copy_gbps, double* read_gbps, double* gemm_tflops);
 
 #ifdef __cplusplus
 }

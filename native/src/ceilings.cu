@@ -31,13 +31,24 @@ double median_ms(cudaStream_t s, F&& run) {
     return 0.5 * (times[4] + times[5]);
 }
 
+// Sums 16-byte words of `words`, one partial per block: a read-only pass over the buffer.
+__global__ void read_kernel(const uint4* __restrict__ words, size_t count, unsigned* __restrict__ partial) {
+    unsigned sum = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x) {
+        const uint4 v = words[i];
+        sum += v.x ^ v.y ^ v.z ^ v.w;
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 16);
+    if ((threadIdx.x & 31) == 0) atomicAdd(partial + blockIdx.x, sum);
+}
+
 }  // namespace
 
 }  // namespace rr
 
 using namespace rr;
 
-extern "C" int rr_measure_ceilings(uint64_t copy_bytes, int32_t gemm_n, double* copy_gbps, double* gemm_tflops) {
+extern "C" int rr_measure_ceilings(uint64_t copy_bytes, int32_t gemm_n, double* copy_gbps, double* read_gbps, double* gemm_tflops) {
     void *a = nullptr, *b = nullptr, *x = nullptr, *w = nullptr, *y = nullptr;
     cudaStream_t s = nullptr;
     cublasHandle_t handle = nullptr;
@@ -51,6 +62,15 @@ extern "C" int rr_measure_ceilings(uint64_t copy_bytes, int32_t gemm_n, double* 
             check_cuda(cudaMemcpyAsync(b, a, copy_bytes, cudaMemcpyDeviceToDevice, s), "cudaMemcpyAsync");
         });
         *copy_gbps = 2.0 * copy_bytes / (copy_ms * 1e-3) / 1e9;
+        int sms = 0;
+        check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");
+        const int blocks = sms * 8;
+        const size_t words = copy_bytes / 16;
+        const double read_ms = median_ms(s, [&] {
+            read_kernel<<<blocks, 512, 0, s>>>(static_cast<const uint4*>(a), words, static_cast<unsigned*>(b));
+            check_launch("read");
+        });
+        *read_gbps = (double)words * 16 / (read_ms * 1e-3) / 1e9;
         cudaFree(a), cudaFree(b);
         a = b = nullptr;
 

@@ -18,5 +18,5 @@ dotnet publish "$root/src/RouteReplay.Cli" -c Release -r linux-x64 --self-contai
 dotnet publish "$root/tests/RouteReplay.DeviceChecks" -c Release -r linux-x64 --self-contained -p:PublishTrimmed=true -o "$staging/checks" --nologo -v quiet
 tar czf "$dest/app.tar.gz" -C "$staging" app
 tar czf "$dest/checks.tar.gz" -C "$staging" checks
-tar czf "$dest/src.tar.gz" -C "$root" native/include native/src native/tests native/build.sh scripts/device scripts/hf_cuda_reference.py scripts/hf_bench.py
+tar czf "$dest/src.tar.gz" -C "$root" native/include native/src native/tests native/bench native/build.sh scripts/device scripts/hf_cuda_reference.py scripts/hf_bench.py
 ls -la "$dest"/*.tar.gz

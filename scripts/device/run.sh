@@ -7,13 +7,19 @@
 #
 # DIR are trimmed self-contained publishes of src/RouteReplay.Cli and tests/RouteReplay.DeviceChecks
 # (scripts/device/prepare.sh makes them). Phases, in the order given:
-#   build       native/build.sh for this GPU's architecture, with the kernel tests
-#   kernels     every kernel against a host reference (native/tests/kernel_tests.cu)
+#   build       native/build.sh for this GPU's architecture, with the kernel tests and the kernel benchmark
+#   kernels     every kernel against a host reference, and bit-identity across batches (native/tests)
+#   kernel-bench every hot kernel at Qwen3-30B-A3B shapes in CUDA graphs, against the read bandwidth (native/bench)
+#   device-fault a real sticky CUDA error while requests run: they fail promptly and the engine stops
+#   serve-small serve --device cuda --model small (the preset) starts, logs its pool and answers with routing
+#   invariance  serve --device cuda (dummy Qwen3-30B-A3B), prefix caching on and off: probes alone and under load
+#               return identical tokens and routing
 #   cpu-vs-cuda the CUDA backend against the CPU backend on the tiny and small presets
 #   dummy       Qwen3-30B-A3B dummy weights: reproducible, sane logits, every expert routed
 #   lifecycle   every lifecycle path on the GPU: returned rows equal the rows first computed
 #   hf          a 4-layer Qwen3-30B-A3B-shaped checkpoint written by transformers; routing and greedy tokens against it
-#   serve       serve --device cuda (dummy Qwen3-30B-A3B) under bench-serve load with routing on: no integrity failure
+#   serve       serve --device cuda (dummy Qwen3-30B-A3B) at saturation: bench-serve at concurrency 256, ~400-token
+#               prompts, 512 output tokens, routing on; no integrity failure
 #   bench       routereplay bench on dummy Qwen3-30B-A3B (decode 1/8/64, prefill 8 x 2048, capture on/off, profile)
 #   bench-quick the same with 32 output tokens, one round, two prefill prompts (a smoke test of the benchmark)
 #   hf-bench    the same shapes through transformers bf16
@@ -34,7 +40,7 @@ while [ $# -gt 0 ]; do
     --app) app=$(cd "$2" && pwd); shift 2 ;;
     --checks) checks=$(cd "$2" && pwd); shift 2 ;;
     --deadline) deadline=$2; shift 2 ;;
-    all) phases+=(build kernels cpu-vs-cuda dummy lifecycle hf serve bench hf-bench); shift ;;
+    all) phases+=(build kernels kernel-bench cpu-vs-cuda device-fault serve-small dummy lifecycle invariance hf serve bench hf-bench); shift ;;
     *) phases+=("$1"); shift ;;
   esac
 done
@@ -63,7 +69,7 @@ phase() {
   [ $rc -eq 0 ] || status="FAIL($rc)"
   [ $rc -eq 124 ] && status="TIMEOUT"
   rows+=("$(printf '%-12s %-9s %5ss' "$name" "$status" $((SECONDS - start)))")
-  grep -E '^(CHECK|kernel tests|ceilings|capture|decode batch|prefill|transformers|torch|bench-serve|serve:|wrote|[a-z_]+ +(PASS|FAIL))' "$out/logs/$name.log" | tail -40
+  grep -E '^(CHECK|kernel tests|ceilings|capture|decode batch|prefill|transformers|torch|bench-serve|serve:|serve-small:|wrote|linear|moe|attention|route|add_rmsnorm|[a-z_]+ +(PASS|FAIL))' "$out/logs/$name.log" | tail -60
   return 0
 }
 
@@ -71,27 +77,62 @@ build() {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
   nvcc --version | tail -2
   arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
-  "$root/native/build.sh" --arch "${arch:-90}" --tests
+  "$root/native/build.sh" --arch "${arch:-90}" --tests --bench
+}
+
+# start_server PORT LOG ARGS...: starts serve in the background and waits for /health (sets $server).
+start_server() {
+  local port=$1 log=$2
+  shift 2
+  "$app/routereplay" serve --device cuda --port "$port" "$@" >"$log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 240); do
+    curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return 0
+    kill -0 $server 2>/dev/null || { echo "serve: the server exited"; tail -5 "$log"; return 1; }
+    sleep 0.5
+  done
+  echo "serve: no /health within 120 s"
+  return 1
+}
+
+# stop_server: SIGTERM (a background job of a non-interactive shell ignores SIGINT), then KILL after 30 s.
+stop_server() {
+  kill -TERM $server
+  for _ in $(seq 1 60); do kill -0 $server 2>/dev/null || return 0; sleep 0.5; done
+  echo "serve: the server did not stop on SIGTERM within 30 s"
+  kill -KILL $server
+}
+
+serve_small() {
+  start_server 8124 "$out/logs/serve-small-server.log" --model small || return 1
+  curl -s http://127.0.0.1:8124/v1/completions -d '{"prompt": "The capital of France is", "max_tokens": 8, "return_routed_experts": true}' >"$out/results/serve_small.json"
+  stop_server
+  grep -iE "pool|blocks" "$out/logs/serve-small-server.log" | head -5
+  grep -q '"routed_experts"' "$out/results/serve_small.json" && echo "serve-small: answered with routing"
+}
+
+invariance() {
+  local status=0
+  for caching in on off; do
+    local extra=()
+    [ $caching = off ] && extra=(--no-prefix-caching)
+    start_server 8125 "$out/logs/invariance-$caching-server.log" --load-format dummy --preset qwen3-30b-a3b --max-num-seqs 64 \
+      --max-num-batched-tokens 2048 --max-model-len 4096 "${extra[@]}" || return 1
+    "$checks/routereplay-device-checks" "$out/results" batch-invariance http://127.0.0.1:8125 "batch-invariance-prefix-caching-$caching" || status=1
+    stop_server
+  done
+  return $status
 }
 
 serve() {
   local port=8123
-  "$app/routereplay" serve --device cuda --load-format dummy --preset qwen3-30b-a3b --port $port \
-    --max-num-seqs 64 --max-num-batched-tokens 8192 --max-model-len 2048 >"$out/logs/serve-server.log" 2>&1 &
-  local server=$!
-  for _ in $(seq 1 240); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-    kill -0 $server 2>/dev/null || { echo "serve: the server exited"; tail -5 "$out/logs/serve-server.log"; return 1; }
-    sleep 0.5
-  done
-  "$app/routereplay" bench-serve --url "http://127.0.0.1:$port" --routing on --concurrency 32 --requests 96 \
-    --max-tokens 64 --prompt-words 64 --rounds 1 --warmup 16 --json-out "$out/results/bench_serve.json"
+  start_server $port "$out/logs/serve-server.log" --load-format dummy --preset qwen3-30b-a3b --max-num-seqs 256 \
+    --max-num-batched-tokens 8192 --max-model-len 2048 || return 1
+  "$app/routereplay" bench-serve --url "http://127.0.0.1:$port" --routing on --concurrency 256 --requests 512 \
+    --max-tokens 512 --prompt-words 700 --rounds 1 --warmup 32 --json-out "$out/results/bench_serve.json"
   local bench=$?
   curl -s "http://127.0.0.1:$port/metrics" >"$out/results/serve_metrics.txt"
-  # SIGTERM: a background job of a non-interactive shell ignores SIGINT.
-  kill -TERM $server
-  for _ in $(seq 1 60); do kill -0 $server 2>/dev/null || break; sleep 0.5; done
-  kill -0 $server 2>/dev/null && { echo "serve: the server did not stop on SIGTERM within 30 s"; kill -KILL $server; }
+  stop_server
   local failures
   failures=$(grep -E '^routereplay_routing_integrity_failures_total' "$out/results/serve_metrics.txt" | awk '{print $2}')
   local errors
@@ -108,17 +149,21 @@ hf() {
 }
 
 bench() {
-  "$app/routereplay" bench --device cuda --load-format dummy --preset qwen3-30b-a3b --batch-sizes 1,8,64 \
+  "$app/routereplay" bench --device cuda --load-format dummy --preset qwen3-30b-a3b --batch-sizes 1,8,64,128,256 \
     --prompt-tokens 512 --output-tokens 256 --prefill-requests 8 --prefill-tokens 2048 --rounds 2 --profile \
-    --max-num-seqs 64 --max-num-batched-tokens 16384 --max-model-len 4096 --json-out "$out/results/bench.json"
+    --max-num-seqs 256 --max-num-batched-tokens 16384 --max-model-len 4096 --json-out "$out/results/bench.json"
 }
 
 export root out work app checks tokenizer
-export -f build serve hf bench
+export -f build serve hf bench start_server stop_server serve_small invariance
 for p in "${phases[@]}"; do
   case "$p" in
     build) phase build 240 build ;;
-    kernels) phase kernels 120 "$work/native/kernel_tests" ;;
+    kernels) phase kernels 180 "$work/native/kernel_tests" ;;
+    kernel-bench) phase kernel-bench 180 "$work/native/kernel_bench" "$out/results/kernel_bench.json" ;;
+    device-fault) phase device-fault 120 "$checks/routereplay-device-checks" "$out/results" device-fault small ;;
+    serve-small) phase serve-small 120 serve_small ;;
+    invariance) phase invariance 300 invariance ;;
     cpu-vs-cuda) phase cpu-vs-cuda 180 bash -c "'$checks/routereplay-device-checks' '$out/results' cpu-vs-cuda tiny; a=\$?; '$checks/routereplay-device-checks' '$out/results' cpu-vs-cuda small; exit \$((a | \$?))" ;;
     dummy) phase dummy 180 "$checks/routereplay-device-checks" "$out/results" dummy qwen3-30b-a3b 2048 ;;
     lifecycle) phase lifecycle 240 "$checks/routereplay-device-checks" "$out/results" lifecycle small ;;

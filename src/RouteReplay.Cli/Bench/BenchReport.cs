@@ -1,3 +1,4 @@
+using RouteReplay.Backends.Cuda;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -10,7 +11,7 @@ namespace RouteReplay.Cli.Bench;
 internal sealed class BenchReport(
     string model,
     string? device,
-    (double CopyGigabytesPerSecond, double GemmTeraflops)? ceilings,
+    DeviceCeilings? ceilings,
     ModelConfig config,
     EngineOptions options,
     int promptTokens,
@@ -31,7 +32,7 @@ internal sealed class BenchReport(
             var context = (long)g.Average(d => d.ContextTokensPerStep);
             var roofline = DecodeRoofline.For(config, distinct, context);
             var step = g.Average(d => d.StepSeconds);
-            double? fraction = ceilings is { } c ? roofline.Seconds(c.CopyGigabytesPerSecond) / step : null;
+            double? fraction = ceilings is { } c ? roofline.Seconds(c.BandwidthGigabytesPerSecond) / step : null;
             return new DecodeShape(g.Key.Batch, g.Key.Routing, g.Average(d => d.TokensPerSecond), step, roofline, fraction, distinct);
         });
 
@@ -54,6 +55,8 @@ internal sealed class BenchReport(
             {
                 w.WriteStartObject("ceilings");
                 w.WriteNumber("copy_gigabytes_per_s_read_plus_written", c.CopyGigabytesPerSecond);
+                w.WriteNumber("read_gigabytes_per_s", c.ReadGigabytesPerSecond);
+                w.WriteNumber("roofline_gigabytes_per_s", c.BandwidthGigabytesPerSecond);
                 w.WriteNumber("bf16_gemm_8192_teraflops", c.GemmTeraflops);
                 w.WriteEndObject();
             }
@@ -91,7 +94,7 @@ internal sealed class BenchReport(
                 w.WriteNumber("distinct_experts_per_step", s.DistinctExperts);
                 if (s.RooflineFraction is { } f && ceilings is { } bandwidth)
                 {
-                    w.WriteNumber("roofline_ms", s.Roofline.Seconds(bandwidth.CopyGigabytesPerSecond) * 1e3);
+                    w.WriteNumber("roofline_ms", s.Roofline.Seconds(bandwidth.BandwidthGigabytesPerSecond) * 1e3);
                     w.WriteNumber("fraction_of_roofline", f);
                 }
                 w.WriteEndObject();
@@ -149,12 +152,12 @@ internal sealed class BenchReport(
         var inv = CultureInfo.InvariantCulture;
         if (ceilings is { } c)
         {
-            text.AppendLine(inv, $"ceilings: copy {c.CopyGigabytesPerSecond:F0} GB/s (read+written), bf16 GEMM 8192^3 {c.GemmTeraflops:F0} TFLOP/s");
+            text.AppendLine(inv, $"ceilings: copy {c.CopyGigabytesPerSecond:F0} GB/s (read+written), read {c.ReadGigabytesPerSecond:F0} GB/s, bf16 GEMM 8192^3 {c.GemmTeraflops:F0} TFLOP/s; rooflines use {c.BandwidthGigabytesPerSecond:F0} GB/s");
         }
         text.AppendLine(inv, $"{"shape",-28} {"routing",-8} {"tokens/s",10} {"step ms",9} {"roofline ms",12} {"of roofline",12}");
         foreach (var s in DecodeShapes())
         {
-            var roofline = ceilings is { } cc ? (s.Roofline.Seconds(cc.CopyGigabytesPerSecond) * 1e3).ToString("F3", inv) : "-";
+            var roofline = ceilings is { } cc ? (s.Roofline.Seconds(cc.BandwidthGigabytesPerSecond) * 1e3).ToString("F3", inv) : "-";
             var fraction = s.RooflineFraction is { } f ? f.ToString("P1", inv) : "-";
             text.AppendLine(inv, $"{$"decode batch {s.Batch} ({promptTokens}+{outputTokens})",-28} {(s.Routing ? "on" : "off"),-8} {s.TokensPerSecond,10:F1} {s.StepSeconds * 1e3,9:F2} {roofline,12} {fraction,12}");
         }

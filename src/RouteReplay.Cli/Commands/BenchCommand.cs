@@ -55,7 +55,7 @@ internal static class BenchCommand
             Require(roundCount is >= 1 and <= 100, "rounds", $"must be in 1..100, got {roundCount}");
 
             var source = modelFlags.Read(parse);
-            var ceilings = options.Device == ComputeDevice.Cuda ? CudaBackend.MeasureCeilings() : ((double, double)?)null;
+            var ceilings = options.Device == ComputeDevice.Cuda ? CudaBackend.MeasureCeilings() : null;
             using var engine = source.Load(options, Console.Error);
             var cuda = engine.Backend as CudaBackend;
             Console.Error.WriteLine($"bench: {source.Name ?? "tiny"} on {cuda?.DeviceName ?? "the CPU"}, {engine.Pool.NumBlocks} KV blocks of {options.BlockSize}, " +

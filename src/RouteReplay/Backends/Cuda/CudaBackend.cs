@@ -179,14 +179,14 @@ public sealed partial class CudaBackend : IModelBackend
     public HostBuffer AllocateHostBuffer(long bytes) => PageLockedHostBuffer.Allocate(bytes);
 
     /// <summary>
-    /// The device's ceilings, measured now: device-to-device copy bandwidth (GB/s, bytes read plus written) over
-    /// <paramref name="copyBytes"/>, and an n x n x n bf16 cuBLAS GEMM (TFLOP/s); medians of ten after warm-ups.
+    /// The device's ceilings, measured now over <paramref name="copyBytes"/>: device-to-device copy and read-only
+    /// bandwidth, and an n x n x n bf16 cuBLAS GEMM; medians of ten after warm-ups.
     /// </summary>
-    public static (double CopyGigabytesPerSecond, double GemmTeraflops) MeasureCeilings(long copyBytes = 2L << 30, int gemmSize = 8192)
+    public static DeviceCeilings MeasureCeilings(long copyBytes = 4L << 30, int gemmSize = 8192)
     {
         CudaLibrary.EnsureLoaded();
-        CudaNative.Check(CudaNative.MeasureCeilings((ulong)copyBytes, gemmSize, out var copy, out var gemm), "measuring the GPU's ceilings");
-        return (copy, gemm);
+        CudaNative.Check(CudaNative.MeasureCeilings((ulong)copyBytes, gemmSize, out var copy, out var read, out var gemm), "measuring the GPU's ceilings");
+        return new DeviceCeilings(copy, read, gemm);
     }
 
     /// <summary>

@@ -94,7 +94,7 @@ internal static unsafe partial class CudaNative
     public static partial int InjectDeviceFault(CudaModelHandle model);
 
     [LibraryImport(LibraryName, EntryPoint = "rr_measure_ceilings")]
-    public static partial int MeasureCeilings(ulong copyBytes, int gemmN, out double copyGbps, out double gemmTflops);
+    public static partial int MeasureCeilings(ulong copyBytes, int gemmN, out double copyGbps, out double readGbps, out double gemmTflops);
 
     /// <summary>
     /// Throws when <paramref name="status"/> is not OK: a <see cref="DeviceFaultException"/> when the GPU context is

@@ -5,6 +5,7 @@
 //   kernel_bench [OUT.json]
 //
 // Prints one line per measurement; with OUT.json also writes them as a JSON array.
+#include "gemm.cuh"
 #include "kernels.cuh"
 #include "routereplay_cuda.h"
 
@@ -27,6 +28,7 @@ struct Row {
 };
 std::vector<Row> g_rows;
 double g_read_gbps = 0, g_gemm_tflops = 0;
+GemmScratch g_scratch;
 
 void record(const std::string& kernel, const std::string& shape, double us, double bytes, double flops) {
     const double gbps = bytes / (us * 1e-6) / 1e9, tflops = flops / (us * 1e-6) / 1e12;
@@ -98,7 +100,7 @@ void bench_linear(cudaStream_t s, const char* name, int n, int k, const std::vec
     bf16* x = random_device(s, (size_t)most * k, 1.f, 1);
     bf16* y = device<bf16>((size_t)most * n);
     for (int m : batches) {
-        const double us = time_graph(s, copies, [&](int i) { launch_linear(s, x, weights[i % copies], y, m, n, k); });
+        const double us = time_graph(s, copies, [&](int i) { launch_linear(s, x, weights[i % copies], y, m, n, k, g_scratch); });
         const std::string shape = std::string(name) + " M=" + std::to_string(m) + " " + linear_config(m, n, k);
         record("linear", shape, us, weight_bytes + (double)m * (k + n) * 2, 2.0 * m * n * k);
     }
@@ -143,16 +145,16 @@ void bench_moe(cudaStream_t s, const std::vector<int>& batches) {
         const std::string shape = "T=" + std::to_string(T) + " tile " + std::to_string(tile_m) + " (" + std::to_string(distinct) + " experts)";
         const double all = time_graph(s, layers, [&](int i) {
             launch_moe_plan(s, d_ids, T, kTopK, kExperts, tile_m, plan);
-            launch_moe_gate_up(s, x, gate_up[i % layers], act, plan, tiles, tile_m, kHidden, kInter);
-            launch_moe_down(s, act, down[i % layers], out, plan, tiles, tile_m, kHidden, kInter);
+            launch_moe_gate_up(s, x, gate_up[i % layers], act, plan, tiles, tile_m, kHidden, kInter, g_scratch);
+            launch_moe_down(s, act, down[i % layers], out, plan, tiles, tile_m, kHidden, kInter, g_scratch);
             launch_moe_combine(s, hidden, out, d_ids, d_weights, plan.assignment_row, d_slots, T, kTopK, kHidden);
         });
         record("moe block", shape, all, expert_bytes, flops);
         const double plan_us = time_graph(s, layers, [&](int) { launch_moe_plan(s, d_ids, T, kTopK, kExperts, tile_m, plan); });
         record("moe plan", shape, plan_us, 0, 0);
-        const double gate_up_us = time_graph(s, layers, [&](int i) { launch_moe_gate_up(s, x, gate_up[i % layers], act, plan, tiles, tile_m, kHidden, kInter); });
+        const double gate_up_us = time_graph(s, layers, [&](int i) { launch_moe_gate_up(s, x, gate_up[i % layers], act, plan, tiles, tile_m, kHidden, kInter, g_scratch); });
         record("moe gate_up", shape, gate_up_us, expert_bytes * 2 / 3, flops * 2 / 3);
-        const double down_us = time_graph(s, layers, [&](int i) { launch_moe_down(s, act, down[i % layers], out, plan, tiles, tile_m, kHidden, kInter); });
+        const double down_us = time_graph(s, layers, [&](int i) { launch_moe_down(s, act, down[i % layers], out, plan, tiles, tile_m, kHidden, kInter, g_scratch); });
         record("moe down", shape, down_us, expert_bytes / 3, flops / 3);
     }
     for (int l = 0; l < layers; ++l) cudaFree(gate_up[l]), cudaFree(down[l]);
@@ -266,6 +268,16 @@ int main(int argc, char** argv) {
                     g_read_gbps, g_gemm_tflops);
         cudaStream_t s;
         check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+        const size_t floats = std::max({linear_scratch_floats(5120, 2048), linear_scratch_floats(2048, 4096), moe_scratch_floats(kExperts, kHidden, kInter, 64)});
+        const int counters = std::max({linear_scratch_counters(5120), linear_scratch_counters(2048), moe_scratch_counters(kExperts, kHidden, kInter, 64)});
+        g_scratch.partials = device<float>(floats);
+        g_scratch.capacity = floats;
+        g_scratch.counters = device<int>(counters);
+        g_scratch.counter_capacity = counters;
+        check_cuda(cudaMemset(g_scratch.counters, 0, counters * sizeof(int)), "cudaMemset");
+        int sms = 0;
+        check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");
+        g_scratch.split_below_tiles = 4 * sms;
         const std::vector<int> decode = {1, 8, 64, 256};
         bench_linear(s, "qkv 5120x2048", 5120, 2048, {1, 8, 64, 256, 16384});
         bench_linear(s, "o 2048x4096", 2048, 4096, {1, 8, 64, 256, 16384});

@@ -164,6 +164,12 @@ RR_API const char* rr_profile_class_name(int32_t index);
 RR_API int rr_profile(rr_model* model, double* milliseconds, int32_t capacity);
 
 /*
+ * Poisons the CUDA context on purpose (a kernel writes through an invalid address), so fault handling can be checked
+ * on a real device: the call returns RR_DEVICE_FAULT, as does every later call. Never called by the engine.
+ */
+RR_API int rr_inject_device_fault(rr_model* model);
+
+/*
  * The device's ceilings, measured with CUDA events: a device-to-device copy of copy_bytes (GB/s counting bytes read
  * plus bytes written), a read-only pass over copy_bytes (a reduction, GB/s read), and an n x n x n bf16 cuBLAS GEMM
  * with fp32 accumulation (TFLOP/s, random inputs); each the median of 10 after 3 warm-ups.

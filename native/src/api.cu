@@ -327,6 +327,26 @@ int rr_model_create(const rr_model_config* config, rr_model** out) {
         ws.logit_hidden = static_cast<bf16*>(buffer(R * H, 2));
         ws.logits = static_cast<bf16*>(buffer(R * V, 2));
         ws.logits_f32 = static_cast<float*>(buffer(R * V, 4));
+        // Split GEMMs: room for the largest decode-sized projection and for expert GEMMs of up to 64 assignments.
+        size_t scratch = std::max({linear_scratch_floats((int)(qdim + 2 * kvdim), (int)H), linear_scratch_floats((int)H, (int)qdim),
+                                   linear_scratch_floats((int)std::max<size_t>(E, 2), (int)H)});
+        int counters = std::max({linear_scratch_counters((int)(qdim + 2 * kvdim)), linear_scratch_counters((int)H), linear_scratch_counters((int)E)});
+        if (Id > 0) {
+            scratch = std::max({scratch, linear_scratch_floats((int)Id, (int)H), linear_scratch_floats((int)H, (int)Id)});
+            counters = std::max(counters, linear_scratch_counters((int)Id));
+        }
+        if (m->num_moe_layers > 0) {
+            scratch = std::max(scratch, moe_scratch_floats((int)E, (int)H, (int)I, 64));
+            counters = std::max(counters, moe_scratch_counters((int)E, (int)H, (int)I, 64));
+        }
+        ws.gemm.partials = static_cast<float*>(buffer(scratch, 4));
+        ws.gemm.capacity = scratch;
+        ws.gemm.counters = static_cast<int*>(buffer(counters, 4));
+        ws.gemm.counter_capacity = counters;
+        check_cuda(cudaMemset(ws.gemm.counters, 0, (size_t)counters * sizeof(int)), "cudaMemset(gemm counters)");
+        int sms = 0;
+        check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, m->device), "cudaDeviceGetAttribute");
+        ws.gemm.split_below_tiles = 4 * sms;
         ws.cublas_workspace_bytes = 32u << 20;
         ws.cublas_workspace = device_alloc(m, ws.cublas_workspace_bytes, "cudaMalloc(cuBLAS workspace)");
         check_cublas(cublasSetWorkspace(m->cublas, ws.cublas_workspace, ws.cublas_workspace_bytes), "cublasSetWorkspace");

@@ -123,7 +123,7 @@ void forward(rr_model* m, const rr_step* step) {
         }
         {
             ProfileScope p(m, PROFILE_QKV_GEMM);
-            launch_linear(s, ws.normed, w.q, ws.qkv, T, qkv_dim, H);
+            launch_linear(s, ws.normed, w.q, ws.qkv, T, qkv_dim, H, ws.gemm);
         }
         {
             ProfileScope p(m, PROFILE_QK_NORM_ROPE);
@@ -138,7 +138,7 @@ void forward(rr_model* m, const rr_step* step) {
         }
         {
             ProfileScope p(m, PROFILE_O_GEMM);
-            launch_linear(s, ws.attn, w.o, ws.delta, T, H, qdim);
+            launch_linear(s, ws.attn, w.o, ws.delta, T, H, qdim, ws.gemm);
         }
         {
             ProfileScope p(m, PROFILE_NORM);
@@ -147,7 +147,7 @@ void forward(rr_model* m, const rr_step* step) {
         if (w.moe) {
             {
                 ProfileScope p(m, PROFILE_ROUTER_GEMM);
-                launch_linear(s, ws.normed, w.router, ws.router_logits, T, E, H);
+                launch_linear(s, ws.normed, w.router, ws.router_logits, T, E, H, ws.gemm);
             }
             {
                 ProfileScope p(m, PROFILE_ROUTE);
@@ -164,11 +164,11 @@ void forward(rr_model* m, const rr_step* step) {
             } else {
                 {
                     ProfileScope p(m, PROFILE_MOE_GATE_UP);
-                    launch_moe_gate_up(s, ws.normed, w.gate_up, ws.moe_act, plan, max_tiles, tile_m, H, I);
+                    launch_moe_gate_up(s, ws.normed, w.gate_up, ws.moe_act, plan, max_tiles, tile_m, H, I, ws.gemm);
                 }
                 {
                     ProfileScope p(m, PROFILE_MOE_DOWN);
-                    launch_moe_down(s, ws.moe_act, w.down, ws.moe_out, plan, max_tiles, tile_m, H, I);
+                    launch_moe_down(s, ws.moe_act, w.down, ws.moe_out, plan, max_tiles, tile_m, H, I, ws.gemm);
                 }
             }
             {
@@ -177,17 +177,17 @@ void forward(rr_model* m, const rr_step* step) {
             }
         } else {
             ProfileScope p(m, PROFILE_DENSE_MLP);
-            launch_linear(s, ws.normed, w.mlp_gate, ws.mlp_gate, T, Id, H);
-            launch_linear(s, ws.normed, w.mlp_up, ws.mlp_up, T, Id, H);
+            launch_linear(s, ws.normed, w.mlp_gate, ws.mlp_gate, T, Id, H, ws.gemm);
+            launch_linear(s, ws.normed, w.mlp_up, ws.mlp_up, T, Id, H, ws.gemm);
             launch_silu_mul(s, ws.mlp_gate, ws.mlp_up, (int64_t)T * Id);
-            launch_linear(s, ws.mlp_gate, w.mlp_down, ws.delta, T, H, Id);
+            launch_linear(s, ws.mlp_gate, w.mlp_down, ws.delta, T, H, Id, ws.gemm);
             launch_add(s, ws.hidden, ws.delta, (int64_t)T * H);
         }
     }
     if (R > 0) {
         ProfileScope p(m, PROFILE_LM_HEAD);
         launch_rmsnorm(s, ws.hidden, logit_tokens, m->final_norm, ws.logit_hidden, R, H, eps);
-        launch_linear(s, ws.logit_hidden, m->lm_head, ws.logits, R, c.vocab_size, H);
+        launch_linear(s, ws.logit_hidden, m->lm_head, ws.logits, R, c.vocab_size, H, ws.gemm);
         launch_to_f32(s, ws.logits, ws.logits_f32, (int64_t)R * c.vocab_size);
     }
     {

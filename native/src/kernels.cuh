@@ -91,8 +91,13 @@ AttentionPlan plan_attention(const int32_t* token_seq, const int32_t* positions,
                              int32_t* prefill_tiles);
 void launch_attention(cudaStream_t s, const AttentionArgs& a, const KvLayout& kv, const AttentionWork& work, const AttentionPlan& plan);
 
+struct GemmScratch;
+
 // y[M, N] = x[M, K] . w[N, K]^T, bf16 with fp32 accumulation; the same bits per element for any M (see gemm.cuh).
-void launch_linear(cudaStream_t s, const bf16* x, const bf16* w, bf16* y, int m, int n, int k);
+void launch_linear(cudaStream_t s, const bf16* x, const bf16* w, bf16* y, int m, int n, int k, const GemmScratch& scratch);
+// Scratch floats and tile counters a split of launch_linear may use for an N x K weight.
+size_t linear_scratch_floats(int n, int k);
+int linear_scratch_counters(int n);
 // The tile configuration launch_linear picks for a shape (for benchmarks and tests).
 const char* linear_config(int m, int n, int k);
 
@@ -134,11 +139,16 @@ int moe_max_tiles(int tokens, int top_k, int experts, int tile_m);
 
 // act[row] = bf16(bf16(silu(gate)) * up) with [gate | up] = x[sorted_token[row]] . gate_up[e]^T, per tile.
 void launch_moe_gate_up(cudaStream_t s, const bf16* x, const bf16* gate_up, bf16* act, const MoePlan& plan,
-                        int max_tiles, int tile_m, int hidden_size, int intermediate);
+                        int max_tiles, int tile_m, int hidden_size, int intermediate, const GemmScratch& scratch);
 
 // out[row] = act[row] . down[e]^T, per tile.
 void launch_moe_down(cudaStream_t s, const bf16* act, const bf16* down, bf16* out, const MoePlan& plan,
-                     int max_tiles, int tile_m, int hidden_size, int intermediate);
+                     int max_tiles, int tile_m, int hidden_size, int intermediate, const GemmScratch& scratch);
+
+// Scratch floats and tile counters the experts' GEMMs may use to split small steps (at most `split_assignments` token
+// and expert pairs).
+size_t moe_scratch_floats(int experts, int hidden_size, int intermediate, int split_assignments);
+int moe_scratch_counters(int experts, int hidden_size, int intermediate, int split_assignments);
 
 // hidden[t] = bf16(hidden[t] + sum), sum accumulated in bf16 over the token's experts in ascending id order.
 void launch_moe_combine(cudaStream_t s, bf16* hidden, const bf16* moe_out, const int32_t* topk_ids,

@@ -119,7 +119,7 @@ __global__ void route_kernel(RouteArgs a) {
 // ---------------------------------------------------------------------------------------------------------------
 // Plan: one block. Counts per expert, expert offsets, the tile map, and each assignment's row in expert order.
 
-constexpr int kPlanThreads = 1024;
+constexpr int kPlanThreads = 256;
 
 __global__ void moe_plan_kernel(const int32_t* __restrict__ topk_ids, int assignments, int top_k, int experts, int tile_m,
                                 MoePlan plan) {
@@ -134,18 +134,30 @@ __global__ void moe_plan_kernel(const int32_t* __restrict__ topk_ids, int assign
         if (e >= 0 && e < experts) atomicAdd(&count[e], 1);
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
+    if (threadIdx.x < 32) {
+        // Exclusive scans of rows and tiles: each lane sums a contiguous run of experts, the warp scans the lane sums.
+        const int lane = threadIdx.x, per_lane = (experts + 31) / 32, first = min(lane * per_lane, experts), last = min(first + per_lane, experts);
         int rows = 0, tiles = 0;
-        for (int e = 0; e < experts; ++e) {
-            plan.expert_offsets[e] = rows;
-            cursor[e] = rows;
-            tile_offset[e] = tiles;
-            rows += count[e];
-            tiles += (count[e] + tile_m - 1) / tile_m;
+        for (int e = first; e < last; ++e) rows += count[e], tiles += (count[e] + tile_m - 1) / tile_m;
+        int rows_before = rows, tiles_before = tiles;
+        for (int offset = 1; offset < 32; offset <<= 1) {
+            const int r = __shfl_up_sync(0xffffffffu, rows_before, offset), t = __shfl_up_sync(0xffffffffu, tiles_before, offset);
+            if (lane >= offset) rows_before += r, tiles_before += t;
         }
-        plan.expert_offsets[experts] = rows;
-        tile_offset[experts] = tiles;
-        *plan.tile_count = tiles;
+        rows_before -= rows;
+        tiles_before -= tiles;
+        for (int e = first; e < last; ++e) {
+            plan.expert_offsets[e] = rows_before;
+            cursor[e] = rows_before;
+            tile_offset[e] = tiles_before;
+            rows_before += count[e];
+            tiles_before += (count[e] + tile_m - 1) / tile_m;
+        }
+        if (lane == 31) {
+            plan.expert_offsets[experts] = rows_before;
+            tile_offset[experts] = tiles_before;
+            *plan.tile_count = tiles_before;
+        }
     }
     __syncthreads();
     for (int e = threadIdx.x; e < experts; e += blockDim.x) {
@@ -153,7 +165,7 @@ __global__ void moe_plan_kernel(const int32_t* __restrict__ topk_ids, int assign
         for (int tile = tile_offset[e], row = first; row < end; ++tile, row += tile_m) {
             plan.tile_expert[tile] = e;
             plan.tile_row0[tile] = row;
-            plan.tile_row_end[tile] = end;
+            plan.tile_row_end[tile] = min(row + tile_m, end);
         }
     }
     for (int i = threadIdx.x; i < assignments; i += blockDim.x) {

@@ -99,7 +99,11 @@ struct DownProblem {
     }
 };
 
-// Per tile height of the plan: (BM, BN, warps, BK, stages) for each projection.
+// Per tile height of the plan: (BM, BN, warps, BK, stages). Small steps (16-row tiles) split each tile's K chunks over
+// blocks of their own when the scratch holds their partials, so the few experts' weights stream from every
+// multiprocessor; otherwise deeper pipelines.
+template <int BK>
+using Split16 = GemmConfig<16, 32, 1, 2, BK, 2>;
 template <int BK>
 using Tile16 = GemmConfig<16, 32, 1, 2, BK, 6>;
 template <int BK>
@@ -107,50 +111,82 @@ using Tile64 = GemmConfig<64, 64, 2, 2, BK, 4>;
 template <int BK>
 using Tile128 = GemmConfig<128, 128, 2, 4, BK, 4>;
 
+constexpr int kSplitTileN = 32;
+
 template <template <int> class Tile, int BK>
-void gate_up_with(cudaStream_t s, const bf16* x, const bf16* w, bf16* act, const MoePlan& plan, int max_tiles, int hidden, int inter) {
+void gate_up_with(cudaStream_t s, const bf16* x, const bf16* w, bf16* act, const MoePlan& plan, int max_tiles, int hidden, int inter,
+                  bool split, const GemmScratch& scratch) {
     using Cfg = Tile<BK>;
     const dim3 grid(ceil_div(2 * inter, Cfg::BN), max_tiles);
-    launch_gemm<Cfg>(s, grid, GateUpProblem<Cfg>{x, w, act, plan, hidden, inter, w, {}}, "moe_gate_up");
+    launch_gemm<Cfg>(s, grid, hidden, split, scratch, GateUpProblem<Cfg>{x, w, act, plan, hidden, inter, w, {}}, "moe_gate_up");
 }
 
 template <template <int> class Tile, int BK>
-void down_with(cudaStream_t s, const bf16* act, const bf16* w, bf16* out, const MoePlan& plan, int max_tiles, int hidden, int inter) {
+void down_with(cudaStream_t s, const bf16* act, const bf16* w, bf16* out, const MoePlan& plan, int max_tiles, int hidden, int inter,
+               bool split, const GemmScratch& scratch) {
     using Cfg = Tile<BK>;
     const dim3 grid(ceil_div(hidden, Cfg::BN), max_tiles);
-    launch_gemm<Cfg>(s, grid, DownProblem<Cfg>{act, w, out, plan, inter, hidden, w, {}}, "moe_down");
+    launch_gemm<Cfg>(s, grid, inter, split, scratch, DownProblem<Cfg>{act, w, out, plan, inter, hidden, w, {}}, "moe_down");
 }
 
-template <template <int> class Tile>
-void gate_up_for_k(cudaStream_t s, const bf16* x, const bf16* w, bf16* act, const MoePlan& plan, int max_tiles, int hidden, int inter) {
-    if (hidden % 64 == 0) return gate_up_with<Tile, 64>(s, x, w, act, plan, max_tiles, hidden, inter);
-    gate_up_with<Tile, 32>(s, x, w, act, plan, max_tiles, hidden, inter);
+// K step: 128 (decode splits) or 64 when the chunk allows, else 32.
+template <template <int> class Tile, int Wide>
+void gate_up_for_k(cudaStream_t s, const bf16* x, const bf16* w, bf16* act, const MoePlan& plan, int max_tiles, int hidden, int inter,
+                   bool split, const GemmScratch& scratch) {
+    if (gemm_chunk(hidden) % Wide == 0) return gate_up_with<Tile, Wide>(s, x, w, act, plan, max_tiles, hidden, inter, split, scratch);
+    gate_up_with<Tile, 32>(s, x, w, act, plan, max_tiles, hidden, inter, split, scratch);
 }
 
-template <template <int> class Tile>
-void down_for_k(cudaStream_t s, const bf16* act, const bf16* w, bf16* out, const MoePlan& plan, int max_tiles, int hidden, int inter) {
-    if (inter % 64 == 0) return down_with<Tile, 64>(s, act, w, out, plan, max_tiles, hidden, inter);
-    down_with<Tile, 32>(s, act, w, out, plan, max_tiles, hidden, inter);
+template <template <int> class Tile, int Wide>
+void down_for_k(cudaStream_t s, const bf16* act, const bf16* w, bf16* out, const MoePlan& plan, int max_tiles, int hidden, int inter,
+                bool split, const GemmScratch& scratch) {
+    if (gemm_chunk(inter) % Wide == 0) return down_with<Tile, Wide>(s, act, w, out, plan, max_tiles, hidden, inter, split, scratch);
+    down_with<Tile, 32>(s, act, w, out, plan, max_tiles, hidden, inter, split, scratch);
+}
+
+bool splits(int max_tiles, int hidden, int inter, const GemmScratch& scratch) {
+    if (hidden == gemm_chunk(hidden) && inter == gemm_chunk(inter)) return false;
+    const size_t gate_up_tiles = (size_t)ceil_div(2 * inter, kSplitTileN) * max_tiles, down_tiles = (size_t)ceil_div(hidden, kSplitTileN) * max_tiles;
+    return scratch.fits(gate_up_tiles, hidden / gemm_chunk(hidden), 16 * kSplitTileN) && scratch.fits(down_tiles, inter / gemm_chunk(inter), 16 * kSplitTileN);
 }
 
 }  // namespace
 
+size_t moe_scratch_floats(int experts, int hidden_size, int intermediate, int split_assignments) {
+    const size_t tiles = (size_t)moe_max_tiles(split_assignments, 1, experts, 16);
+    const size_t gate_up = (size_t)ceil_div(2 * intermediate, kSplitTileN) * tiles * (hidden_size / gemm_chunk(hidden_size));
+    const size_t down = (size_t)ceil_div(hidden_size, kSplitTileN) * tiles * (intermediate / gemm_chunk(intermediate));
+    return std::max(gate_up, down) * 16 * kSplitTileN;
+}
+
+int moe_scratch_counters(int experts, int hidden_size, int intermediate, int split_assignments) {
+    return moe_max_tiles(split_assignments, 1, experts, 16) * std::max(ceil_div(2 * intermediate, kSplitTileN), ceil_div(hidden_size, kSplitTileN));
+}
+
 void launch_moe_gate_up(cudaStream_t s, const bf16* x, const bf16* gate_up, bf16* act, const MoePlan& plan,
-                        int max_tiles, int tile_m, int hidden_size, int intermediate) {
+                        int max_tiles, int tile_m, int hidden_size, int intermediate, const GemmScratch& scratch) {
     switch (tile_m) {
-        case 16: return gate_up_for_k<Tile16>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate);
-        case 64: return gate_up_for_k<Tile64>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate);
-        case 128: return gate_up_for_k<Tile128>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate);
+        case 16:
+            if (splits(max_tiles, hidden_size, intermediate, scratch)) {
+                return gate_up_for_k<Split16, 128>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate, true, scratch);
+            }
+            return gate_up_for_k<Tile16, 64>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate, false, scratch);
+        case 64: return gate_up_for_k<Tile64, 64>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate, false, scratch);
+        case 128: return gate_up_for_k<Tile128, 32>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate, false, scratch);
         default: fail("moe_gate_up: no kernel for tiles of " + std::to_string(tile_m) + " rows");
     }
 }
 
 void launch_moe_down(cudaStream_t s, const bf16* act, const bf16* down, bf16* out, const MoePlan& plan, int max_tiles,
-                     int tile_m, int hidden_size, int intermediate) {
+                     int tile_m, int hidden_size, int intermediate, const GemmScratch& scratch) {
     switch (tile_m) {
-        case 16: return down_for_k<Tile16>(s, act, down, out, plan, max_tiles, hidden_size, intermediate);
-        case 64: return down_for_k<Tile64>(s, act, down, out, plan, max_tiles, hidden_size, intermediate);
-        case 128: return down_for_k<Tile128>(s, act, down, out, plan, max_tiles, hidden_size, intermediate);
+        case 16:
+            if (splits(max_tiles, hidden_size, intermediate, scratch)) {
+                return down_for_k<Split16, 128>(s, act, down, out, plan, max_tiles, hidden_size, intermediate, true, scratch);
+            }
+            return down_for_k<Tile16, 64>(s, act, down, out, plan, max_tiles, hidden_size, intermediate, false, scratch);
+        case 64: return down_for_k<Tile64, 64>(s, act, down, out, plan, max_tiles, hidden_size, intermediate, false, scratch);
+        case 128: return down_for_k<Tile128, 32>(s, act, down, out, plan, max_tiles, hidden_size, intermediate, false, scratch);
         default: fail("moe_down: no kernel for tiles of " + std::to_string(tile_m) + " rows");
     }
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "common.cuh"
+#include "gemm.cuh"
 #include "routereplay_cuda.h"
 
 #include <vector>
@@ -86,6 +87,7 @@ struct Workspace {
     bf16* moe_rows = nullptr;           // [T * K, H] per-expert path: gathered inputs
     bf16* moe_gate_up = nullptr;        // [T * K, 2I] per-expert path: gate and up outputs
     int32_t* host_offsets = nullptr;    // [E + 1] page-locked: the expert offsets the per-expert path reads
+    GemmScratch gemm;  // partials and tile counters of split GEMMs
     void* cublas_workspace = nullptr;
     size_t cublas_workspace_bytes = 0;
     int max_tiles = 0;

@@ -192,8 +192,9 @@ void test_moe(int T, const char* name) {
     bf16* act = poisoned<bf16>((size_t)T * K * I);
     bf16* out = poisoned<bf16>((size_t)T * K * H);
     launch_moe_plan(0, dids, T, K, E, tile_m, plan);
-    launch_moe_gate_up(0, dx, dgu, act, plan, max_tiles, tile_m, H, I);
-    launch_moe_down(0, act, ddown, out, plan, max_tiles, tile_m, H, I);
+    GemmScratch scratch = make_scratch(moe_scratch_floats(E, H, I, 64), moe_scratch_counters(E, H, I, 64));
+    launch_moe_gate_up(0, dx, dgu, act, plan, max_tiles, tile_m, H, I, scratch);
+    launch_moe_down(0, act, ddown, out, plan, max_tiles, tile_m, H, I, scratch);
     launch_moe_combine(0, dh, out, dids, dw, plan.assignment_row, dslots, T, K, H);
     auto got = to_host(dh, (size_t)T * H);
 
@@ -239,6 +240,7 @@ void test_moe(int T, const char* name) {
     compare_bf16(name, got, want, 0.08, &scale, 2.01);
     cudaFree(dx), cudaFree(dgu), cudaFree(ddown), cudaFree(dh), cudaFree(dids), cudaFree(dslots), cudaFree(dw);
     cudaFree(act), cudaFree(out);
+    free_scratch(scratch);
 }
 
 void test_qk_norm_rope() {

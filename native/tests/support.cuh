@@ -1,6 +1,7 @@
 // Helpers shared by the kernel tests: a reproducible generator, device buffers, and comparison against host references.
 #pragma once
 
+#include "gemm.cuh"
 #include "kernels.cuh"
 
 #include <algorithm>
@@ -104,5 +105,22 @@ inline void compare_bf16(const char* name, const std::vector<bf16>& got, const s
     report(name, bad == 0 && fraction <= max_mismatch_fraction, detail);
 }
 
+
+// Split-GEMM scratch as a model allocates it for these shapes (its counters zeroed).
+inline GemmScratch make_scratch(size_t floats, int counters) {
+    GemmScratch scratch;
+    check_cuda(cudaMalloc(&scratch.partials, floats * sizeof(float)), "cudaMalloc(scratch)");
+    check_cuda(cudaMalloc(&scratch.counters, (size_t)counters * sizeof(int)), "cudaMalloc(counters)");
+    check_cuda(cudaMemset(scratch.counters, 0, (size_t)counters * sizeof(int)), "cudaMemset(counters)");
+    scratch.capacity = floats;
+    scratch.counter_capacity = counters;
+    scratch.split_below_tiles = 1 << 30;
+    return scratch;
+}
+
+inline void free_scratch(GemmScratch& scratch) {
+    cudaFree(scratch.partials);
+    cudaFree(scratch.counters);
+}
 
 }  // namespace rr_test

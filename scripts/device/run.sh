@@ -150,7 +150,7 @@ hf() {
 
 bench() {
   "$app/routereplay" bench --device cuda --load-format dummy --preset qwen3-30b-a3b --batch-sizes 1,8,64,128,256 \
-    --prompt-tokens 512 --output-tokens 256 --prefill-requests 8 --prefill-tokens 2048 --rounds 2 --profile \
+    --prompt-tokens 512 --output-tokens 256 --prefill-requests 8 --prefill-tokens 2048 --rounds 1 --profile \
     --max-num-seqs 256 --max-num-batched-tokens 16384 --max-model-len 4096 --json-out "$out/results/bench.json"
 }
 

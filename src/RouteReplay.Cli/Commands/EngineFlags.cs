@@ -1,5 +1,6 @@
 using System.CommandLine;
 using RouteReplay.Engine;
+using RouteReplay.Storage;
 
 namespace RouteReplay.Cli.Commands;
 
@@ -68,7 +69,29 @@ internal sealed class EngineFlags
         command.Options.Add(_kvStoreQueue);
     }
 
-    public EngineOptions Read(ParseResult parse) => new EngineOptions
+    /// <summary>The flags that only set up the block store <c>--kv-store</c> names.</summary>
+    private Option[] StoreSettings => [_kvStoreMaxGiB, _kvStoreTtl, _kvStoreWrite, _kvStoreTimeout, _kvStoreRetryMax, _kvStoreQueue];
+
+    /// <summary>Reads and checks the flags; a file store's folder is created and checked for writing, all before any model loads.</summary>
+    /// <exception cref="ArgumentException">A bad value or combination, naming the flag.</exception>
+    public EngineOptions Read(ParseResult parse)
+    {
+        var options = ReadValues(parse);
+        if (options.KvStore is null)
+        {
+            if (StoreSettings.FirstOrDefault(option => Flags.IsGiven(parse, option)) is { } orphan)
+            {
+                throw new ArgumentException($"{orphan.Name} needs --kv-store: it sets up the block store, and none is named", orphan.Name.TrimStart('-'));
+            }
+        }
+        else if (BlockStoreSpec.Parse(options.KvStore) is FileStoreSpec file)
+        {
+            OutputPaths.CheckFolder(file.Directory, "--kv-store");
+        }
+        return options;
+    }
+
+    private EngineOptions ReadValues(ParseResult parse) => new EngineOptions
     {
         BlockSize = parse.GetValue(_blockSize),
         NumBlocks = parse.GetValue(_numBlocks),

@@ -58,7 +58,7 @@ public sealed partial class LlmEngine : IDisposable
         _copier = new PayloadCopier(backend, _pool.Channels);
         PayloadLayout = PayloadLayout.Of(backend, _pool.Channels);
         Fingerprint = ModelFingerprint.Compute(backend.Config, weightsIdentity, PayloadLayout);
-        _store = blockStore is not null || options.KvStore is not null ? OpenStore(blockStore, options, PayloadLayout, Fingerprint) : null;
+        _store = blockStore is not null || options.KvStore is not null ? OpenStore(blockStore, options, PayloadLayout, Fingerprint, message => Log(message)) : null;
         var hostBlocks = HostTier.BlocksFor(options.SwapSpaceGiB, _copier.PayloadBytes);
         _host = hostBlocks > 0 ? new HostTier(_pool, _copier, hostBlocks) { Lower = _store } : null;
         ILowerTier? lower = (ILowerTier?)_host ?? _store;
@@ -302,7 +302,7 @@ public sealed partial class LlmEngine : IDisposable
         return true;
     }
 
-    private static BlockStoreTier OpenStore(IBlockStore? given, EngineOptions options, PayloadLayout layout, UInt128 fingerprint)
+    private static BlockStoreTier OpenStore(IBlockStore? given, EngineOptions options, PayloadLayout layout, UInt128 fingerprint, Action<string> log)
     {
         var store = given ?? BlockStores.Open(
             BlockStoreSpec.Parse(options.KvStore!),
@@ -312,7 +312,7 @@ public sealed partial class LlmEngine : IDisposable
                 TimeSpan.FromMilliseconds(options.KvStoreTimeoutMs)));
         var settings = new StoreTierSettings(options.KvStoreWrite == KvStoreWriteMode.Through, options.KvStoreQueueSize,
             TimeSpan.FromMilliseconds(options.KvStoreTimeoutMs), TimeSpan.FromMilliseconds(options.KvStoreRetryMaxMs));
-        return new BlockStoreTier(store, layout, settings) { Fingerprint = fingerprint };
+        return new BlockStoreTier(store, layout, settings, log) { Fingerprint = fingerprint };
     }
 
     private void PrepareBatch(IReadOnlyList<ScheduledChunk> chunks)

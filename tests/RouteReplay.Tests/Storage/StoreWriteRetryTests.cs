@@ -59,8 +59,16 @@ public sealed class StoreWriteRetryTests(TinyModelFixture model) : IClassFixture
 
         public string Description => "flaky " + inner.Description;
 
+        public string NodeOf(BlockKey key) => inner.NodeOf(key);
+
         public ValueTask PutAsync(BlockKey key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken) =>
             Down ? throw new IOException("the store is down") : inner.PutAsync(key, value, cancellationToken);
+
+        public ValueTask<bool> ContainsAsync(BlockKey key, CancellationToken cancellationToken) =>
+            Down ? throw new IOException("the store is down") : inner.ContainsAsync(key, cancellationToken);
+
+        public ValueTask ProbeAsync(string node, CancellationToken cancellationToken) =>
+            Down ? throw new IOException("the store is down") : inner.ProbeAsync(node, cancellationToken);
 
         public ValueTask<IMemoryOwner<byte>?> GetAsync(BlockKey key, CancellationToken cancellationToken) => inner.GetAsync(key, cancellationToken);
 

@@ -33,8 +33,9 @@ public sealed class StoreWriteRetryTests(TinyModelFixture model) : IClassFixture
             Assert.True(engine.StoreTier.Stats.FailedWrites >= 3, $"failed writes: {engine.StoreTier.Stats.FailedWrites}");
             Assert.Equal(0, engine.StoreTier.Stats.Writes);
 
+            Assert.True(engine.StoreTier.Stats.IsDown);
             store.Down = false;
-            Thread.Sleep(TimeSpan.FromMilliseconds(5 * RetryMaxMs));
+            Assert.True(SpinWait.SpinUntil(() => !engine.StoreTier.Stats.IsDown, TimeSpan.FromSeconds(30)), "the background probe found the store back");
             var evictions = engine.Pool.Evictions;
             for (var i = 0; i < 10; i++)
             {

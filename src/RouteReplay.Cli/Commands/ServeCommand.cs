@@ -54,6 +54,7 @@ internal static class ServeCommand
             options.Validate();
             RolloutServer.CheckCanListen(options);
             var server = Load(options, engineOptions, source);
+            Console.Error.WriteLine($"routereplay serve: {server.Host.Engine.Engine.PoolSizes}");
             server.RunAsync().GetAwaiter().GetResult();
             Console.Error.WriteLine("routereplay serve: stopped");
             return 0;

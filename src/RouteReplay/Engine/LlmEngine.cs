@@ -61,6 +61,7 @@ public sealed partial class LlmEngine : IDisposable
         _store = blockStore is not null || options.KvStore is not null ? OpenStore(blockStore, options, PayloadLayout, Fingerprint, message => Log(message)) : null;
         var hostBlocks = HostTier.BlocksFor(options.SwapSpaceGiB, _copier.PayloadBytes);
         _host = hostBlocks > 0 ? new HostTier(_pool, _copier, hostBlocks) { Lower = _store } : null;
+        PoolSizes = PoolSizes.Of(_pool, PayloadLayout, hostBlocks);
         ILowerTier? lower = (ILowerTier?)_host ?? _store;
         if (lower is not null)
         {
@@ -99,6 +100,9 @@ public sealed partial class LlmEngine : IDisposable
     public IModelBackend Backend => _backend;
     /// <summary>The block store tier, or null without <see cref="EngineOptions.KvStore"/>.</summary>
     public BlockStoreTier? StoreTier => _store;
+
+    /// <summary>What each tier of the KV pool holds (device KV, host channels, host tier), for the startup log.</summary>
+    public PoolSizes PoolSizes { get; }
 
     /// <summary>The layout of every block payload this engine produces (KV dtype and size, channels).</summary>
     public PayloadLayout PayloadLayout { get; }

@@ -93,7 +93,8 @@ internal sealed class StoreHealth : IDisposable
         }
     }
 
-    private string Name(string node) => node == _store.Description ? node : $"{_store.Description} node {node}";
+    private string Name(string node) =>
+        node == _store.Description || _store.Description.EndsWith("://" + node, StringComparison.Ordinal) ? _store.Description : $"{_store.Description} node {node}";
 
     /// <summary>The error's message without the node's name in front (the log line names it already).</summary>
     private static string Reason(string node, Exception error) =>

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using RouteReplay.Engine;
+using RouteReplay.Storage;
 
 namespace RouteReplay.Cli.Commands;
 
@@ -35,12 +36,12 @@ internal sealed class EngineFlags
     private readonly Option<bool> _noPrefixCaching = new("--no-prefix-caching") { Description = "Turn off prefix caching." };
     private readonly Option<double> _swapSpace = Flags.Double("--swap-space", "Host-memory tier for swapped-out and demoted blocks, in GiB (allocated as used); 0 turns it off.", Defaults.SwapSpaceGiB);
     private readonly Option<string> _preemptionMode = Flags.Choice("--preemption-mode", "auto (swap when the host tier has room, else recompute), swap or recompute.", "auto", PreemptionModes.Keys.ToDictionary(k => k));
-    private readonly Option<string?> _kvStore = new("--kv-store") { Description = "Persistent block store shared by processes and restarts: file:DIR or redis://HOST:PORT[,HOST:PORT...] (one server or a Redis Cluster)." };
+    private readonly Option<string?> _kvStore = new("--kv-store") { Description = "Persistent block store shared by processes and restarts: file:DIR or redis://HOST:PORT[,HOST:PORT...] (one server or a Redis Cluster; the port is required)." };
     private readonly Option<double> _kvStoreMaxGiB = Flags.Double("--kv-store-max-gib", "File store size cap in GiB; least recently used values are deleted past it (0: no cap).", Defaults.KvStoreMaxGiB);
     private readonly Option<int> _kvStoreTtl = Flags.Int("--kv-store-ttl-seconds", "Redis values' time to live in seconds (0: no expiry).", Defaults.KvStoreTtlSeconds);
     private readonly Option<KvStoreWriteMode> _kvStoreWrite = Flags.Choice("--kv-store-write", "through (write full blocks as soon as they are committed) or evict (only when evicted from the last memory tier).", Defaults.KvStoreWrite, KvStoreWriteModes);
     private readonly Option<int> _kvStoreTimeout = Flags.Int("--kv-store-timeout-ms", "Longest one store read or write may take; slower counts as a fault and a miss.", Defaults.KvStoreTimeoutMs);
-    private readonly Option<int> _kvStoreRetryMax = Flags.Int("--kv-store-retry-max-ms", "Longest wait between probes of a store that is down (waits double from 1 s up to it).", Defaults.KvStoreRetryMaxMs);
+    private readonly Option<int> _kvStoreRetryMax = Flags.Int("--kv-store-retry-max-ms", "Longest wait between background probes of a store node that is down (waits double from 1 s up to it).", Defaults.KvStoreRetryMaxMs);
     private readonly Option<int> _kvStoreQueue = Flags.Int("--kv-store-queue-size", "Store writes queued at most; more are dropped and counted (steps never wait for the store).", Defaults.KvStoreQueueSize);
     private readonly Option<string?> _weightsVersion = new("--weights-version") { Description = "Identify the weights in cache keys by this string instead of hashing the weight files." };
     private readonly Option<ComputeDevice> _device = Flags.Choice("--device", "Where the forward runs: cpu (fp32) or cuda (bf16 on an NVIDIA GPU).", Defaults.Device, Devices);
@@ -68,7 +69,29 @@ internal sealed class EngineFlags
         command.Options.Add(_kvStoreQueue);
     }
 
-    public EngineOptions Read(ParseResult parse) => new EngineOptions
+    /// <summary>The flags that only set up the block store <c>--kv-store</c> names.</summary>
+    private Option[] StoreSettings => [_kvStoreMaxGiB, _kvStoreTtl, _kvStoreWrite, _kvStoreTimeout, _kvStoreRetryMax, _kvStoreQueue];
+
+    /// <summary>Reads and checks the flags; a file store's folder is created and checked for writing, all before any model loads.</summary>
+    /// <exception cref="ArgumentException">A bad value or combination, naming the flag.</exception>
+    public EngineOptions Read(ParseResult parse)
+    {
+        var options = ReadValues(parse);
+        if (options.KvStore is null)
+        {
+            if (StoreSettings.FirstOrDefault(option => Flags.IsGiven(parse, option)) is { } orphan)
+            {
+                throw new ArgumentException($"{orphan.Name} needs --kv-store: it sets up the block store, and none is named", orphan.Name.TrimStart('-'));
+            }
+        }
+        else if (BlockStoreSpec.Parse(options.KvStore) is FileStoreSpec file)
+        {
+            OutputPaths.CheckFolder(file.Directory, "--kv-store");
+        }
+        return options;
+    }
+
+    private EngineOptions ReadValues(ParseResult parse) => new EngineOptions
     {
         BlockSize = parse.GetValue(_blockSize),
         NumBlocks = parse.GetValue(_numBlocks),

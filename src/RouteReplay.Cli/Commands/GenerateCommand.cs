@@ -66,6 +66,7 @@ internal static class GenerateCommand
             var explicitMaxTokens = Flags.IsGiven(parse, maxTokens) ? defaults.MaxTokens : null;
 
             using var engine = source.Load(options, Console.Error);
+            Console.Error.WriteLine($"routereplay generate: {engine.PoolSizes}");
             var tokenizer = engine.Tokenizer;
             List<(int Line, EngineRequest Request)> requests;
             if (single)

@@ -125,10 +125,27 @@ internal static class OutputFiles
         json.WriteNumber("kv_store_writes", store?.Writes ?? 0);
         json.WriteNumber("kv_store_dropped_writes", store?.DroppedWrites ?? 0);
         json.WriteNumber("kv_store_failed_writes", store?.FailedWrites ?? 0);
+        json.WriteNumber("kv_store_already_stored", store?.AlreadyStored ?? 0);
         json.WriteNumber("kv_store_bytes_written", store?.BytesWritten ?? 0);
         json.WriteNumber("kv_store_bytes_read", store?.BytesRead ?? 0);
         json.WriteNumber("kv_store_outages", store?.Outages ?? 0);
         json.WriteNumber("kv_store_load_seconds_sum", store?.LoadLatency.SumSeconds ?? 0);
         json.WriteNumber("kv_store_load_count", store?.LoadLatency.Count ?? 0);
+        json.WriteStartObject("kv_store_nodes");
+        foreach (var (name, node) in store?.Nodes.OrderBy(n => n.Key, StringComparer.Ordinal) ?? Enumerable.Empty<KeyValuePair<string, Storage.StoreNodeStats>>())
+        {
+            json.WriteStartObject(name);
+            json.WriteBoolean("up", !node.IsDown);
+            json.WriteNumber("hits", node.Hits);
+            json.WriteNumber("misses", node.Misses);
+            json.WriteNumber("errors", node.Errors);
+            json.WriteNumber("skipped_while_down", node.SkippedWhileDown);
+            json.WriteNumber("writes", node.Writes);
+            json.WriteNumber("failed_writes", node.FailedWrites);
+            json.WriteNumber("already_stored", node.AlreadyStored);
+            json.WriteNumber("outages", node.Outages);
+            json.WriteEndObject();
+        }
+        json.WriteEndObject();
     }
 }

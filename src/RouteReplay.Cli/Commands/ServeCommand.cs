@@ -54,6 +54,7 @@ internal static class ServeCommand
             options.Validate();
             RolloutServer.CheckCanListen(options);
             var server = Load(options, engineOptions, source);
+            Console.Error.WriteLine($"routereplay serve: {server.Host.Engine.Engine.PoolSizes}");
             try
             {
                 server.RunAsync().GetAwaiter().GetResult();

@@ -9,36 +9,58 @@ namespace RouteReplay.Cache;
 /// </summary>
 /// <remarks>
 /// Slot math: position <c>p</c> of a sequence lives in slot <c>blockTable[p / BlockSize] * BlockSize + p % BlockSize</c>,
-/// and slot <c>s</c>'s row is bytes <c>[s * RowBytes, (s + 1) * RowBytes)</c> of one pinned array, so a block's rows
-/// are contiguous. Every byte starts as <see cref="UnsetByte"/>, the unset sentinel; a block allocated without a
-/// prefix hit is reset to it before use, so a row that no step wrote is detected instead of leaking the block's
-/// previous owner's data. Not thread-safe; the step loop owns it.
+/// and slot <c>s</c>'s row is row <c>s % BlockSize</c> of block <c>s / BlockSize</c>. A block's rows are contiguous, in
+/// one of the channel's pinned arrays: whole blocks are laid out in chunks of at most <see cref="DefaultChunkBytes"/>,
+/// so a channel holds any pool a device gives (more than one array's 2 GiB). Every byte starts as
+/// <see cref="UnsetByte"/>, the unset sentinel; a block allocated without a prefix hit is reset to it before use, so a
+/// row that no step wrote is detected instead of leaking the block's previous owner's data. Not thread-safe; the step
+/// loop owns it.
 /// </remarks>
 public abstract class BlockChannel
 {
     /// <summary>The byte an unset row is filled with; for routing, all-0xFF elements are the uint8/uint16 sentinel.</summary>
     public const byte UnsetByte = byte.MaxValue;
 
-    private readonly byte[] _storage;
+    /// <summary>The most bytes of one of the channel's arrays (1 GiB).</summary>
+    public const long DefaultChunkBytes = 1L << 30;
 
-    /// <exception cref="ArgumentOutOfRangeException">A size is not positive or the storage would exceed one array.</exception>
-    protected BlockChannel(string name, int rowBytes, int numBlocks, int blockSize)
+    private readonly byte[][] _chunks;
+    private readonly int _blocksPerChunk;
+    private readonly int _blockBytes;
+
+    /// <param name="name">The channel's name, unique within a pool.</param>
+    /// <param name="rowBytes">Bytes of one slot's row.</param>
+    /// <param name="numBlocks">Blocks in the pool.</param>
+    /// <param name="blockSize">Slots per block.</param>
+    /// <param name="maxChunkBytes">The most bytes of one array; whole blocks are packed into arrays of at most this size.</param>
+    /// <exception cref="ArgumentOutOfRangeException">A size is not positive, or one block's rows exceed <paramref name="maxChunkBytes"/>.</exception>
+    protected BlockChannel(string name, int rowBytes, int numBlocks, int blockSize, long maxChunkBytes = DefaultChunkBytes)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rowBytes);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numBlocks);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockSize);
-        var totalBytes = (long)numBlocks * blockSize * rowBytes;
-        if (totalBytes > Array.MaxLength)
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxChunkBytes, DefaultChunkBytes);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan((long)numBlocks * blockSize, int.MaxValue, nameof(numBlocks));
+        var blockBytes = (long)blockSize * rowBytes;
+        if (blockBytes > maxChunkBytes)
         {
-            throw new ArgumentOutOfRangeException(nameof(numBlocks), numBlocks, $"channel '{name}' would need {totalBytes} bytes, more than one array holds");
+            throw new ArgumentOutOfRangeException(nameof(rowBytes), rowBytes, $"channel '{name}': one block's rows would need {blockBytes} bytes, more than one array of {maxChunkBytes} bytes holds");
         }
         Name = name;
         RowBytes = rowBytes;
         NumBlocks = numBlocks;
         BlockSize = blockSize;
-        _storage = GC.AllocateUninitializedArray<byte>((int)totalBytes, pinned: true);
-        _storage.AsSpan().Fill(UnsetByte);
+        TotalBytes = numBlocks * blockBytes;
+        _blockBytes = (int)blockBytes;
+        _blocksPerChunk = (int)Math.Min(numBlocks, maxChunkBytes / blockBytes);
+        _chunks = new byte[(numBlocks + _blocksPerChunk - 1) / _blocksPerChunk][];
+        for (var c = 0; c < _chunks.Length; c++)
+        {
+            var blocks = Math.Min(_blocksPerChunk, numBlocks - (c * _blocksPerChunk));
+            _chunks[c] = GC.AllocateUninitializedArray<byte>(blocks * _blockBytes, pinned: true);
+            _chunks[c].AsSpan().Fill(UnsetByte);
+        }
     }
 
     /// <summary>The channel's name, unique within a pool (e.g. <c>routing</c>).</summary>
@@ -52,19 +74,23 @@ public abstract class BlockChannel
     /// <summary>Slots per block (tokens per block).</summary>
     public int BlockSize { get; }
 
+    /// <summary>Bytes the channel holds: <c>NumBlocks * BlockSize * RowBytes</c>.</summary>
+    public long TotalBytes { get; }
+
     /// <summary>The row of slot <paramref name="slot"/>.</summary>
     public Span<byte> Row(int slot)
     {
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)slot, (uint)(NumBlocks * BlockSize), nameof(slot));
-        return _storage.AsSpan(slot * RowBytes, RowBytes);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)slot, (uint)NumBlocks * (uint)BlockSize, nameof(slot));
+        var block = slot / BlockSize;
+        return BlockRows(block).Slice((slot - (block * BlockSize)) * RowBytes, RowBytes);
     }
 
     /// <summary>The <see cref="BlockSize"/> rows of block <paramref name="block"/>, contiguous, in slot order.</summary>
     public Span<byte> BlockRows(int block)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)block, (uint)NumBlocks, nameof(block));
-        var blockBytes = BlockSize * RowBytes;
-        return _storage.AsSpan(block * blockBytes, blockBytes);
+        var chunk = block / _blocksPerChunk;
+        return _chunks[chunk].AsSpan((block - (chunk * _blocksPerChunk)) * _blockBytes, _blockBytes);
     }
 
     /// <summary>Fills the block's rows with the unset sentinel.</summary>

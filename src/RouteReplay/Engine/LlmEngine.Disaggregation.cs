@@ -25,7 +25,10 @@ public sealed partial class LlmEngine
     /// </summary>
     public Action? BlocksArrived { get; set; }
 
-    /// <summary>Where the engine reports what it decided about a remote prefill that failed (retried, computed here, failed).</summary>
+    /// <summary>
+    /// Where the engine reports what it decided about a remote prefill that failed (retried, computed here, failed), and
+    /// when a block store node goes down or comes back.
+    /// </summary>
     public Action<string> Log { get; set; } = message => Console.Error.WriteLine($"routereplay: {message}");
 
     /// <summary>Requests whose prompt blocks are being imported from a prefill source.</summary>

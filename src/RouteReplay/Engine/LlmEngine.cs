@@ -58,9 +58,10 @@ public sealed partial class LlmEngine : IDisposable
         _copier = new PayloadCopier(backend, _pool.Channels);
         PayloadLayout = PayloadLayout.Of(backend, _pool.Channels);
         Fingerprint = ModelFingerprint.Compute(backend.Config, weightsIdentity, PayloadLayout);
-        _store = blockStore is not null || options.KvStore is not null ? OpenStore(blockStore, options, PayloadLayout, Fingerprint) : null;
+        _store = blockStore is not null || options.KvStore is not null ? OpenStore(blockStore, options, PayloadLayout, Fingerprint, message => Log(message)) : null;
         var hostBlocks = HostTier.BlocksFor(options.SwapSpaceGiB, _copier.PayloadBytes);
         _host = hostBlocks > 0 ? new HostTier(_pool, _copier, hostBlocks) { Lower = _store } : null;
+        PoolSizes = PoolSizes.Of(_pool, PayloadLayout, hostBlocks);
         ILowerTier? lower = (ILowerTier?)_host ?? _store;
         if (lower is not null)
         {
@@ -99,6 +100,9 @@ public sealed partial class LlmEngine : IDisposable
     public IModelBackend Backend => _backend;
     /// <summary>The block store tier, or null without <see cref="EngineOptions.KvStore"/>.</summary>
     public BlockStoreTier? StoreTier => _store;
+
+    /// <summary>What each tier of the KV pool holds (device KV, host channels, host tier), for the startup log.</summary>
+    public PoolSizes PoolSizes { get; }
 
     /// <summary>The layout of every block payload this engine produces (KV dtype and size, channels).</summary>
     public PayloadLayout PayloadLayout { get; }
@@ -307,7 +311,7 @@ public sealed partial class LlmEngine : IDisposable
         return true;
     }
 
-    private static BlockStoreTier OpenStore(IBlockStore? given, EngineOptions options, PayloadLayout layout, UInt128 fingerprint)
+    private static BlockStoreTier OpenStore(IBlockStore? given, EngineOptions options, PayloadLayout layout, UInt128 fingerprint, Action<string> log)
     {
         var store = given ?? BlockStores.Open(
             BlockStoreSpec.Parse(options.KvStore!),
@@ -317,7 +321,7 @@ public sealed partial class LlmEngine : IDisposable
                 TimeSpan.FromMilliseconds(options.KvStoreTimeoutMs)));
         var settings = new StoreTierSettings(options.KvStoreWrite == KvStoreWriteMode.Through, options.KvStoreQueueSize,
             TimeSpan.FromMilliseconds(options.KvStoreTimeoutMs), TimeSpan.FromMilliseconds(options.KvStoreRetryMaxMs));
-        return new BlockStoreTier(store, layout, settings) { Fingerprint = fingerprint };
+        return new BlockStoreTier(store, layout, settings, log) { Fingerprint = fingerprint };
     }
 
     private void PrepareBatch(IReadOnlyList<ScheduledChunk> chunks)

@@ -8,7 +8,6 @@ public abstract record BlockStoreSpec
 {
     private const string FilePrefix = "file:";
     private const string RedisPrefix = "redis://";
-    private const int DefaultRedisPort = 6379;
 
     /// <summary>Parses a <c>--kv-store</c> value; throws an <see cref="ArgumentException"/> naming the flag when it is malformed.</summary>
     public static BlockStoreSpec Parse(string text)
@@ -35,25 +34,44 @@ public abstract record BlockStoreSpec
         throw Error(text, "must be file:DIR or redis://HOST:PORT[,HOST:PORT...]");
     }
 
+    /// <summary><c>HOST:PORT</c> or <c>[IPv6]:PORT</c>; the port is required.</summary>
     private static DnsEndPoint ParseEndpoint(string text, string part)
     {
         if (part.Length == 0)
         {
             throw Error(text, "has an empty HOST:PORT");
         }
-        var colon = part.LastIndexOf(':');
-        var host = colon < 0 ? part : part[..colon];
-        var port = DefaultRedisPort;
-        if (colon >= 0 && (!int.TryParse(part[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out port) || port is < 1 or > 65535))
+        string host;
+        string? port;
+        if (part.StartsWith('['))
         {
-            throw Error(text, $"'{part}' needs a port in 1..65535");
+            var close = part.IndexOf(']', StringComparison.Ordinal);
+            host = close < 0 ? "" : part[1..close];
+            port = close >= 0 && part.AsSpan(close + 1).StartsWith(":") ? part[(close + 2)..] : null;
         }
-        host = host.Trim('[', ']');
+        else
+        {
+            var colon = part.LastIndexOf(':');
+            host = colon < 0 ? part : part[..colon];
+            port = colon < 0 ? null : part[(colon + 1)..];
+            if (host.Contains(':', StringComparison.Ordinal))
+            {
+                throw Error(text, $"'{part}': write an IPv6 address in brackets, e.g. redis://[::1]:6379");
+            }
+        }
         if (host.Length == 0)
         {
             throw Error(text, $"'{part}' has no host");
         }
-        return new DnsEndPoint(host, port);
+        if (port is null)
+        {
+            throw Error(text, $"'{part}' has no port: write redis://HOST:PORT (Redis listens on 6379 by default)");
+        }
+        if (!int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out var number) || number is < 1 or > 65535)
+        {
+            throw Error(text, $"'{part}' needs a port in 1..65535");
+        }
+        return new DnsEndPoint(host, number);
     }
 
     private static ArgumentException Error(string text, string message) => new($"--kv-store '{text}' {message}", "kv-store");

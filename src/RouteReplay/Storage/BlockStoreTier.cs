@@ -17,13 +17,18 @@ public sealed record StoreTierSettings(bool WriteThrough, int QueueCapacity, Tim
 /// The last tier of the chain device pool, host tier, block store. Writes and reads run off the step thread: the
 /// step thread only copies a payload out of its block (through the <see cref="PayloadCopier"/>) and queues it, or
 /// starts a lookup and later, between steps, copies verified payloads into device blocks. Nothing here ever makes a
-/// step wait for I/O: a full queue drops writes, and a store that is down makes lookups misses.
+/// step wait for I/O: a full queue drops writes, and a store node that is down makes lookups of its keys misses.
 /// </summary>
 /// <remarks>
+/// <para>Faults are tracked per store node (<see cref="IBlockStore.NodeOf"/>, see <see cref="StoreHealth"/>): a node
+/// that is down is skipped without a request waiting for it, while the other nodes keep serving.</para>
+/// <para>A block is written at most once: not when this process loaded it or saw it in the store, nor when the store
+/// already holds it (<see cref="IBlockStore.ContainsAsync"/>, asked before each write), unless its stored value failed
+/// verification.</para>
 /// Threads: <see cref="OnEvicted"/>, <see cref="OfferCommitted"/>, <see cref="BeginLoad"/>, <see cref="AdmitCompletedLoads"/>,
 /// <see cref="Reset"/> and <see cref="Fingerprint"/> belong to the step thread; the I/O runs on the thread pool.
 /// </remarks>
-public sealed class BlockStoreTier : ILowerTier, IDisposable
+public sealed partial class BlockStoreTier : ILowerTier, IDisposable
 {
     private const int WriterCount = 4;
     private const int ReadWindow = 8;
@@ -40,6 +45,7 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
     private readonly SemaphoreSlim _loadSignal = new(0);
     private readonly HashSet<BlockKey> _known = [];
     private readonly ConcurrentQueue<BlockKey> _unwritten = new();
+    private readonly ConcurrentDictionary<BlockKey, byte> _overwrite = new();
     private readonly Queue<BlockKey> _knownOrder = new();
     private readonly List<int> _admitted = [];
     private int _queued;
@@ -54,7 +60,7 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
         _store = store;
         _codec = new PayloadCodec(layout);
         _settings = settings;
-        _health = new StoreHealth(store.Description, Stats, log ?? (message => Console.Error.WriteLine($"routereplay: {message}")), settings.LongestRetryWait);
+        _health = new StoreHealth(store, Stats, log ?? (message => Console.Error.WriteLine($"routereplay: {message}")), settings.LongestRetryWait, settings.Timeout);
         _writers = Enumerable.Range(0, WriterCount).Select(_ => Task.Run(WriteLoop)).ToArray();
     }
 
@@ -137,11 +143,15 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
     /// <summary>
     /// Copies the run's verified payloads into at most <see cref="BlockPool.FreeBlockCount"/> newly allocated blocks
     /// (so none evicts another), commits them, then releases them last block first, so the run's first blocks are
-    /// evicted last, as for any released sequence.
+    /// evicted last, as for any released sequence. Every verified block is remembered as stored, admitted or not.
     /// </summary>
     private void AdmitVerifiedBlocks(StoreLoad load, BlockPool pool, PayloadCopier copier)
     {
         _admitted.Clear();
+        for (var b = 0; b < load.Loaded; b++)
+        {
+            Remember(load.Keys[b]);
+        }
         for (var b = 0; b < load.Loaded; b++)
         {
             var key = load.Keys[b];
@@ -158,7 +168,6 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
             copier.HostToDevice(load.Values[b]!.Memory.Span[_codec.PayloadRange(Layout.BlockSize)], block);
             pool.Commit(block, key, load.Parents[b], load.BlockTokens(b));
             _admitted.Add(block);
-            Remember(key);
         }
         pool.ReleaseSequence(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_admitted));
     }
@@ -234,9 +243,9 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
     }
 
     /// <summary>
-    /// Adds <paramref name="key"/> to the keys this process stored or loaded recently; false when it was there. A key
-    /// whose write failed or was skipped while the store was down is forgotten again, so the block is offered anew when
-    /// it is evicted.
+    /// Adds <paramref name="key"/> to the keys this process stored, loaded or found in the store recently; false when it
+    /// was there. A key whose write failed or was skipped while its node was down is forgotten again, so the block is
+    /// offered anew when it is evicted.
     /// </summary>
     private bool Remember(BlockKey key)
     {
@@ -252,148 +261,6 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
         return true;
     }
 
-    private async Task WriteLoop()
-    {
-        await foreach (var job in _writes.Reader.ReadAllAsync().ConfigureAwait(false))
-        {
-            try
-            {
-                if (job.Epoch != Epoch)
-                {
-                    continue;
-                }
-                if (!_health.ShouldTry())
-                {
-                    Stats.CountFailedWrite();
-                    _unwritten.Enqueue(job.Header.Key!.Value);
-                    continue;
-                }
-                var tokens = job.Tokens.AsSpan(0, job.TokenCount);
-                _codec.Seal(job.Header, tokens, job.Value.Memory.Span);
-                using var timeout = new CancellationTokenSource(_settings.Timeout);
-                await _store.PutAsync(job.Header.Key!.Value, job.Value.Memory, timeout.Token).ConfigureAwait(false);
-                _health.ReportSuccess();
-                Stats.CountWrite(job.Value.Length);
-            }
-            catch (Exception e)
-            {
-                Stats.CountFailedWrite();
-                _unwritten.Enqueue(job.Header.Key!.Value);
-                _health.ReportFailure(e is OperationCanceledException ? new TimeoutException($"a write took longer than {_settings.Timeout.TotalMilliseconds:F0} ms") : e);
-            }
-            finally
-            {
-                job.Value.Dispose();
-                ArrayPool<int>.Shared.Return(job.Tokens);
-                Stats.QueuedWrites = Interlocked.Decrement(ref _queued);
-            }
-        }
-    }
-
-    private async Task RunLoadAsync(StoreLoad load)
-    {
-        try
-        {
-            if (!_health.ShouldTry())
-            {
-                Stats.CountSkipped();
-                return;
-            }
-            for (var start = 0; start < load.BlockCount; start += ReadWindow)
-            {
-                if (!await ReadWindowAsync(load, start, Math.Min(ReadWindow, load.BlockCount - start)).ConfigureAwait(false))
-                {
-                    return;
-                }
-            }
-        }
-        catch (Exception e)
-        {
-            Stats.CountError();
-            _health.ReportFailure(e);
-        }
-        finally
-        {
-            Stats.LoadLatency.Record(Stopwatch.GetElapsedTime(load.StartedAt));
-            _completed.Enqueue(load);
-            _loadSignal.Release();
-            LoadCompleted?.Invoke();
-        }
-    }
-
-    /// <summary>Reads blocks <c>[start, start + count)</c> at once and verifies them in order; false when the run ended.</summary>
-    private async Task<bool> ReadWindowAsync(StoreLoad load, int start, int count)
-    {
-        using var timeout = new CancellationTokenSource(_settings.Timeout);
-        var reads = new Task<IMemoryOwner<byte>?>[count];
-        for (var i = 0; i < count; i++)
-        {
-            reads[i] = _store.GetAsync(load.Keys[start + i], timeout.Token).AsTask();
-        }
-        try
-        {
-            await Task.WhenAll(reads).ConfigureAwait(false);
-        }
-        catch
-        {
-            // Each read's outcome is looked at below.
-        }
-        var running = true;
-        for (var i = 0; i < count; i++)
-        {
-            var read = reads[i];
-            if (!running)
-            {
-                if (read.IsCompletedSuccessfully)
-                {
-                    read.Result?.Dispose();
-                }
-                continue;
-            }
-            running = Accept(load, start + i, read);
-        }
-        return running;
-    }
-
-    private bool Accept(StoreLoad load, int block, Task<IMemoryOwner<byte>?> read)
-    {
-        if (!read.IsCompletedSuccessfully)
-        {
-            Stats.CountError();
-            _health.ReportFailure(read.IsCanceled
-                ? new TimeoutException($"a read took longer than {_settings.Timeout.TotalMilliseconds:F0} ms")
-                : read.Exception!.InnerException ?? read.Exception);
-            return false;
-        }
-        _health.ReportSuccess();
-        if (read.Result is not { } value)
-        {
-            Stats.CountMiss();
-            return false;
-        }
-        var status = _codec.Verify(value.Memory.Span, load.Fingerprint, load.Keys[block], load.Parents[block], load.BlockTokens(block), out _);
-        if (status != PayloadCodecStatus.Ok)
-        {
-            if (IsCorruption(status))
-            {
-                Stats.CountCorrupt(value.Memory.Length);
-            }
-            else
-            {
-                Stats.CountRejected(value.Memory.Length);
-            }
-            value.Dispose();
-            return false;
-        }
-        Stats.CountHit(value.Memory.Length);
-        load.Values[block] = value;
-        load.Loaded = block + 1;
-        return true;
-    }
-
-    private static bool IsCorruption(PayloadCodecStatus status) => status is PayloadCodecStatus.Truncated or PayloadCodecStatus.LengthMismatch
-        or PayloadCodecStatus.BadMagic or PayloadCodecStatus.UnsupportedFormatVersion or PayloadCodecStatus.ChecksumMismatch or PayloadCodecStatus.MalformedHeader;
-
     /// <summary>Lets queued writes finish (at most 30 s), then closes the store.</summary>
     public void Dispose()
     {
@@ -405,8 +272,7 @@ public sealed class BlockStoreTier : ILowerTier, IDisposable
         DrainWrites(DrainOnDispose);
         _writes.Writer.TryComplete();
         Task.WaitAll(_writers, DrainOnDispose);
+        _health.Dispose();
         _store.DisposeAsync().AsTask().Wait(DrainOnDispose);
     }
-
-    private sealed record WriteJob(long Epoch, PayloadHeader Header, int[] Tokens, int TokenCount, PooledValue Value);
 }

@@ -41,6 +41,10 @@ public sealed class FileBlockStore : IBlockStore
         ArgumentException.ThrowIfNullOrEmpty(directory);
         ArgumentOutOfRangeException.ThrowIfNegative(maxBytes);
         _root = Path.GetFullPath(directory);
+        if (File.Exists(_root))
+        {
+            throw new ArgumentException($"the block store folder '{directory}' is a file", nameof(directory));
+        }
         _maxBytes = maxBytes;
         Directory.CreateDirectory(_root);
         Description = $"file:{_root}";
@@ -83,6 +87,30 @@ public sealed class FileBlockStore : IBlockStore
         {
             _ = Task.Run(Rescan, CancellationToken.None);
         }
+    }
+
+    /// <summary>A folder is one node.</summary>
+    public string NodeOf(BlockKey key) => Description;
+
+    /// <summary>True when the key's file exists; refreshes its age for the size cap, as a hit does.</summary>
+    public ValueTask<bool> ContainsAsync(BlockKey key, CancellationToken cancellationToken)
+    {
+        var path = PathOf(key);
+        if (!File.Exists(path))
+        {
+            return ValueTask.FromResult(false);
+        }
+        Touch(path);
+        return ValueTask.FromResult(true);
+    }
+
+    /// <summary>Creates (when missing) the folder and a file in it, which is deleted again: the folder can be written.</summary>
+    public ValueTask ProbeAsync(string node, CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(_root);
+        var probe = Path.Combine(_root, $".probe.{Environment.ProcessId}.{Interlocked.Increment(ref _temporaryCounter)}.tmp");
+        File.OpenHandle(probe, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.DeleteOnClose).Dispose();
+        return ValueTask.CompletedTask;
     }
 
     public async ValueTask<IMemoryOwner<byte>?> GetAsync(BlockKey key, CancellationToken cancellationToken)

@@ -20,7 +20,7 @@ public sealed class CliErrorTests : IDisposable
         var (exit, stdout, stderr) = GenerateCliTests.RunCli(_work, args);
         Assert.True(exit != 0, $"'{string.Join(' ', args)}' succeeded: {stdout}{stderr}");
         var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Where(l => !l.StartsWith("routereplay serve: ", StringComparison.Ordinal) && !l.StartsWith("Making the built-in", StringComparison.Ordinal))
+            .Where(l => !l.StartsWith("routereplay serve: ", StringComparison.Ordinal) && !l.StartsWith("routereplay generate: ", StringComparison.Ordinal) && !l.StartsWith("Making the built-in", StringComparison.Ordinal))
             .ToArray();
         var line = Assert.Single(lines);
         Assert.StartsWith("error: ", line);
@@ -98,6 +98,33 @@ public sealed class CliErrorTests : IDisposable
         Assert.Contains("--routing-dir", Fail("generate", "--routing-dir", Work("routing")).Line);
         Assert.Contains("--prompt", Fail("generate", "--prompts-file", prompts, "--prompt", "both").Line);
         Assert.False(ModelWasMade);
+    }
+
+    [Fact]
+    public void Block_store_flags_that_cannot_work_name_the_flag_before_the_model_loads()
+    {
+        var file = Work("kv-is-a-file");
+        File.WriteAllText(file, "not a folder");
+        var line = Fail("generate", "--kv-store", $"file:{file}").Line;
+        Assert.Contains("--kv-store", line);
+        Assert.Contains("is a file", line);
+
+        line = Fail("serve", "--kv-store", "redis://127.0.0.1", "--port", "0").Line;
+        Assert.Contains("--kv-store", line);
+        Assert.Contains("has no port", line);
+
+        (string Flag, string Value)[] settings =
+        [
+            ("--kv-store-write", "evict"), ("--kv-store-max-gib", "1"), ("--kv-store-ttl-seconds", "60"),
+            ("--kv-store-timeout-ms", "100"), ("--kv-store-retry-max-ms", "100"), ("--kv-store-queue-size", "4"),
+        ];
+        foreach (var (flag, value) in settings)
+        {
+            var (exit, orphan) = Fail("generate", flag, value);
+            Assert.Equal(2, exit);
+            Assert.Contains($"{flag} needs --kv-store", orphan);
+        }
+        Assert.False(ModelWasMade, "the model was made before the store flags were checked");
     }
 
     [Fact]

@@ -33,7 +33,7 @@ public sealed class StoreCliTests(GarnetServerFixture server, GarnetClusterFixtu
         var (exit, _, stderr) = GenerateCliTests.RunCli(_work,
         [
             "generate", "--prompts-file", prompts, "--routing-dir", Path.Combine(folder, "routing"), "--output-jsonl", Path.Combine(folder, "out.jsonl"),
-            "--stats-json", Path.Combine(folder, "stats.json"), "--max-num-seqs", "2", "--max-num-batched-tokens", "64", "--kv-store-timeout-ms", "3000", .. extra,
+            "--stats-json", Path.Combine(folder, "stats.json"), "--max-num-seqs", "2", "--max-num-batched-tokens", "64", .. extra,
         ]);
         Assert.True(exit == 0, stderr);
         var outputs = File.ReadAllLines(Path.Combine(folder, "out.jsonl")).Select(l =>
@@ -50,12 +50,14 @@ public sealed class StoreCliTests(GarnetServerFixture server, GarnetClusterFixtu
     {
         var prompts = PromptsFile();
         var reference = Generate("reference", prompts, "--no-prefix-caching");
-        var first = Generate("first", prompts, "--kv-store", store);
-        var second = Generate("second", prompts, "--kv-store", store);
+        var first = Generate("first", prompts, "--kv-store", store, "--kv-store-timeout-ms", "3000");
+        var second = Generate("second", prompts, "--kv-store", store, "--kv-store-timeout-ms", "3000");
 
         Assert.True(first.Stats.GetProperty("kv_store_writes").GetInt64() >= 4);
         Assert.True(second.Stats.GetProperty("kv_store_hits").GetInt64() >= 4, second.Stats.ToString());
         Assert.True(second.Stats.GetProperty("computed_tokens").GetInt64() < first.Stats.GetProperty("computed_tokens").GetInt64());
+        Assert.Equal(0, second.Stats.GetProperty("kv_store_writes").GetInt64());
+        Assert.True(second.Stats.GetProperty("kv_store_already_stored").GetInt64() > 0, "the blocks the second process computed were already stored");
         foreach (var run in new[] { first, second })
         {
             Assert.Equal(reference.Outputs, run.Outputs);

@@ -48,6 +48,9 @@ public sealed class StoreEndpointTests(TinyModelFixture model) : IClassFixture<T
         Assert.True(await Metric("routereplay_kv_store_writes_total{result=\"written\"}") >= stored);
         Assert.True(await Metric("routereplay_kv_store_bytes_total{direction=\"written\"}") > 0);
         Assert.Equal(1, await Metric("routereplay_kv_store_up"));
+        var node = $"node=\"file:{Path.GetFullPath(_folder)}\"";
+        Assert.Equal(1, await Metric($"routereplay_kv_store_node_up{{{node}}}"));
+        Assert.True(await Metric($"routereplay_kv_store_node_writes_total{{{node},result=\"written\"}}") >= stored);
 
         Assert.Equal(200, (await _server.PostAsync("/flush_cache", "{}")).Status);
         Assert.Equal(stored, StoredValues());
@@ -55,6 +58,7 @@ public sealed class StoreEndpointTests(TinyModelFixture model) : IClassFixture<T
         Assert.Equal(200, again.Status);
         Assert.True(again.Body.GetProperty("meta_info").GetProperty("cached_tokens").GetInt32() >= 32, "after a plain flush the prompt comes back from the store");
         Assert.True(await Metric("routereplay_kv_store_blocks_total{result=\"hit\"}") >= 2);
+        Assert.True(await Metric($"routereplay_kv_store_node_blocks_total{{{node},result=\"hit\"}}") >= 2);
         Assert.True(await Metric("routereplay_kv_store_bytes_total{direction=\"read\"}") > 0);
 
         Assert.Equal(200, (await _server.PostAsync("/flush_cache?include_store=true", "{}")).Status);

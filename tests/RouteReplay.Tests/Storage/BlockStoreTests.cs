@@ -218,6 +218,10 @@ public sealed class UnreachableRedisStoreTests
     [InlineData("redis://", "empty HOST:PORT")]
     [InlineData("redis://host:0", "port in 1..65535")]
     [InlineData("redis://host:x", "port in 1..65535")]
+    [InlineData("redis://host", "'host' has no port: write redis://HOST:PORT")]
+    [InlineData("redis://a:7000,b", "'b' has no port")]
+    [InlineData("redis://[::1]", "has no port")]
+    [InlineData("redis://::1:6379", "IPv6 address in brackets")]
     [InlineData("file:", "needs a folder")]
     [InlineData("s3://bucket", "must be file:DIR or redis://")]
     public void A_malformed_store_spec_names_the_flag(string spec, string message)
@@ -231,7 +235,7 @@ public sealed class UnreachableRedisStoreTests
     public void Store_specs_parse_folders_and_endpoint_lists()
     {
         Assert.Equal(new FileStoreSpec("/data/kv"), BlockStoreSpec.Parse("file:/data/kv"));
-        var redis = Assert.IsType<RedisStoreSpec>(BlockStoreSpec.Parse("redis://10.0.0.1:7000, node-b:7001,node-c"));
-        Assert.Equal(["10.0.0.1:7000", "node-b:7001", "node-c:6379"], redis.Endpoints.Select(e => $"{e.Host}:{e.Port}"));
+        var redis = Assert.IsType<RedisStoreSpec>(BlockStoreSpec.Parse("redis://10.0.0.1:7000, node-b:7001,[::1]:6379"));
+        Assert.Equal(["10.0.0.1:7000", "node-b:7001", "::1:6379"], redis.Endpoints.Select(e => $"{e.Host}:{e.Port}"));
     }
 }

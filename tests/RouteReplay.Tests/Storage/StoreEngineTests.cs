@@ -44,6 +44,31 @@ public sealed class StoreEngineTests(StoreWorkloadFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public void A_warm_engine_writes_back_nothing_the_store_already_holds()
+    {
+        var workload = fixture.Workload(true);
+        using (var cold = EngineRunner.Create(Model, Options()))
+        {
+            StoreWorkloadFixture.Run(cold, workload);
+            Assert.True(cold.StoreTier!.DrainWrites(TimeSpan.FromSeconds(30)));
+            Assert.True(cold.StoreTier.Stats.Writes > 10);
+            Assert.Equal(0, cold.StoreTier.Stats.DroppedWrites + cold.StoreTier.Stats.FailedWrites);
+        }
+        var stored = StoredFiles().ToDictionary(f => f, File.GetLastWriteTimeUtc);
+
+        using var warm = EngineRunner.Create(Model, Options());
+        var results = StoreWorkloadFixture.Run(warm, workload);
+        Assert.True(warm.StoreTier!.DrainWrites(TimeSpan.FromSeconds(30)));
+
+        SharedPrefixWorkload.AssertIdentical(workload, fixture.Reference(true), results);
+        var stats = warm.StoreTier.Stats;
+        Assert.True(stats.Hits >= 10, $"store hits: {stats.Hits}");
+        Assert.Equal(0, stats.Writes);
+        Assert.True(stats.AlreadyStored > 0, "the blocks the warm engine computed were found already stored");
+        Assert.Equal(stored.Keys.Order(), StoredFiles().Order());
+    }
+
+    [Fact]
     public void Values_corrupted_on_disk_are_detected_counted_and_recomputed()
     {
         fixture.CopyStoreTo(true, _folder);

@@ -33,8 +33,9 @@ public sealed class StoreWriteRetryTests(TinyModelFixture model) : IClassFixture
             Assert.True(engine.StoreTier.Stats.FailedWrites >= 3, $"failed writes: {engine.StoreTier.Stats.FailedWrites}");
             Assert.Equal(0, engine.StoreTier.Stats.Writes);
 
+            Assert.True(engine.StoreTier.Stats.IsDown);
             store.Down = false;
-            Thread.Sleep(TimeSpan.FromMilliseconds(5 * RetryMaxMs));
+            Assert.True(SpinWait.SpinUntil(() => !engine.StoreTier.Stats.IsDown, TimeSpan.FromSeconds(30)), "the background probe found the store back");
             var evictions = engine.Pool.Evictions;
             for (var i = 0; i < 10; i++)
             {
@@ -59,8 +60,16 @@ public sealed class StoreWriteRetryTests(TinyModelFixture model) : IClassFixture
 
         public string Description => "flaky " + inner.Description;
 
+        public string NodeOf(BlockKey key) => inner.NodeOf(key);
+
         public ValueTask PutAsync(BlockKey key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken) =>
             Down ? throw new IOException("the store is down") : inner.PutAsync(key, value, cancellationToken);
+
+        public ValueTask<bool> ContainsAsync(BlockKey key, CancellationToken cancellationToken) =>
+            Down ? throw new IOException("the store is down") : inner.ContainsAsync(key, cancellationToken);
+
+        public ValueTask ProbeAsync(string node, CancellationToken cancellationToken) =>
+            Down ? throw new IOException("the store is down") : inner.ProbeAsync(node, cancellationToken);
 
         public ValueTask<IMemoryOwner<byte>?> GetAsync(BlockKey key, CancellationToken cancellationToken) => inner.GetAsync(key, cancellationToken);
 

@@ -73,7 +73,7 @@ public sealed class GarnetServerFixture : IDisposable
 /// </summary>
 public sealed class GarnetClusterFixture : IDisposable
 {
-    private readonly List<GarnetServer> _servers = [];
+    private readonly List<GarnetServer?> _servers = [];
     private readonly List<string> _folders = [];
 
     public GarnetClusterFixture()
@@ -110,6 +110,13 @@ public sealed class GarnetClusterFixture : IDisposable
 
     public ConnectionMultiplexer Connect() => GarnetServerFixture.ConnectPatiently(string.Join(',', Ports.Select(p => $"127.0.0.1:{p}")));
 
+    /// <summary>Stops node <paramref name="node"/> as a crash would: its connections drop and its port stops answering.</summary>
+    public void Kill(int node)
+    {
+        _servers[node]?.Dispose();
+        _servers[node] = null;
+    }
+
     /// <summary>Polls each node, on a fresh connection each time (the nodes' view changes as they meet), for up to 60 s.</summary>
     private void WaitUntilFormed()
     {
@@ -143,7 +150,7 @@ public sealed class GarnetClusterFixture : IDisposable
     {
         foreach (var server in _servers)
         {
-            server.Dispose();
+            server?.Dispose();
         }
         foreach (var folder in _folders)
         {

@@ -41,6 +41,12 @@ public sealed class GatedStore : IBlockStore
 
     public void OpenWrites() => _writes.TrySetResult();
 
+    public string NodeOf(BlockKey key) => _inner.NodeOf(key);
+
+    public ValueTask<bool> ContainsAsync(BlockKey key, CancellationToken cancellationToken) => _inner.ContainsAsync(key, cancellationToken);
+
+    public ValueTask ProbeAsync(string node, CancellationToken cancellationToken) => _inner.ProbeAsync(node, cancellationToken);
+
     public async ValueTask PutAsync(BlockKey key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _waitingWrites);

@@ -16,7 +16,13 @@ public sealed class ReadOnlyStore(IBlockStore inner) : IBlockStore
 
     public string Description => "read-only " + inner.Description;
 
+    public string NodeOf(BlockKey key) => inner.NodeOf(key);
+
     public ValueTask PutAsync(BlockKey key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+    public ValueTask<bool> ContainsAsync(BlockKey key, CancellationToken cancellationToken) => inner.ContainsAsync(key, cancellationToken);
+
+    public ValueTask ProbeAsync(string node, CancellationToken cancellationToken) => inner.ProbeAsync(node, cancellationToken);
 
     public ValueTask<IMemoryOwner<byte>?> GetAsync(BlockKey key, CancellationToken cancellationToken) => inner.GetAsync(key, cancellationToken);
 

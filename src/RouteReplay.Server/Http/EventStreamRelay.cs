@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using RouteReplay.Engine;
 using RouteReplay.Routing;
+using RouteReplay.Server.Disaggregation;
 using RouteReplay.Server.Metrics;
 
 namespace RouteReplay.Server.Http;
@@ -20,6 +21,10 @@ internal static class EventStreamRelay
         {
             if (item is RequestFinished finished)
             {
+                if (running.Prefill is { } prefill)
+                {
+                    PromptSourceHeaders.Write(context.Response, prefill);
+                }
                 return finished.Result;
             }
         }
@@ -57,6 +62,7 @@ internal static class EventStreamRelay
         http.ContentType = "text/event-stream";
         http.Headers.CacheControl = "no-cache";
         http.Headers["X-Accel-Buffering"] = "no";
+        await PromptSourceHeaders.WaitAndWriteAsync(http, running, cancel).ConfigureAwait(false);
         await http.StartAsync(cancel).ConfigureAwait(false);
         await http.BodyWriter.FlushAsync(cancel).ConfigureAwait(false);
         var sse = new SseWriter(http.BodyWriter);

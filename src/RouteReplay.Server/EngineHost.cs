@@ -5,6 +5,7 @@ using RouteReplay.Engine;
 using RouteReplay.Model.Checkpoints;
 using RouteReplay.Model.Tokenization;
 using RouteReplay.Routing;
+using RouteReplay.Server.Disaggregation;
 using RouteReplay.Server.Http;
 using RouteReplay.Server.Metrics;
 
@@ -22,7 +23,7 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
     /// The header a router sends a decode server: the transfer addresses (<c>host:port</c>, comma-separated) of the
     /// prefill servers to compute the prompt on, the chosen one first, the others for retries.
     /// </summary>
-    public const string PrefillHeader = "X-RouteReplay-Prefill";
+    public const string PrefillHeader = FleetHeaders.Prefill;
 
     private PeerDescription _description;
     private readonly ILogger _logger;
@@ -47,7 +48,14 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
         AdmissionLimit = EngineOptions.MaxNumSeqs + options.MaxWaitingRequests;
         _description = PeerDescription.Of(llm);
         llm.Log = message => _logger.LogWarning("{Message}", message);
+        PrefillTrust = new PrefillTrust(options.Disaggregation, new RateLimitedLog(message => _logger.LogWarning("{Message}", message), RateLimitedLog.DefaultInterval));
     }
+
+    /// <summary>Decode role: which prefill servers a request may name.</summary>
+    public PrefillTrust PrefillTrust { get; }
+
+    /// <summary>Decode role: the requests a router relayed here, by the router's ids.</summary>
+    public RelayedRequests Relayed { get; } = new();
 
     /// <summary>The server's part in a prefill/decode split.</summary>
     public ServerRole Role => Options.Disaggregation.Role;
@@ -62,31 +70,32 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
     public PeerDescription Description => Volatile.Read(ref _description);
 
     /// <summary>
-    /// On a decode server, <paramref name="request"/> with a remote prefill on the prefill servers the router named in
-    /// <see cref="PrefillHeader"/>; unchanged without the header or on another role.
+    /// On a decode server, <paramref name="request"/> with a remote prefill on the prefill servers named in
+    /// <see cref="PrefillHeader"/> that it trusts (<see cref="PrefillTrust"/>); unchanged without the header, when it
+    /// trusts none of them, or on another role. Also remembers the request under its router's relay id, and starts the
+    /// response's <see cref="FleetHeaders.Prompt"/> headers.
     /// </summary>
-    /// <exception cref="ApiException">400 when the header is not a list of <c>host:port</c>.</exception>
+    /// <exception cref="ApiException">400 when a trusted header is not a list of <c>host:port</c>.</exception>
     public EngineRequest WithRemotePrefill(EngineRequest request, HttpRequest http)
     {
-        if (Role != ServerRole.Decode || !http.Headers.TryGetValue(PrefillHeader, out var values))
+        if (Role != ServerRole.Decode)
         {
             return request;
         }
-        var sources = new List<IPrefillSource>();
-        foreach (var item in values.SelectMany(v => (v ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
+        Relayed.Track(http, request.RequestId);
+        if (!http.Headers.ContainsKey(PrefillHeader))
         {
-            TransferEndpoint endpoint;
-            try
-            {
-                endpoint = TransferEndpoint.Parse(item);
-            }
-            catch (FormatException e)
-            {
-                throw ApiException.BadRequest($"header {PrefillHeader} must list prefill transfer addresses as host:port, comma-separated: {e.Message}", PrefillHeader);
-            }
-            sources.Add(new TransferClient(endpoint, () => Description, Options.Disaggregation, Transfers));
+            PromptSourceHeaders.WriteLocal(http.HttpContext.Response, null);
+            return request;
         }
-        return sources.Count == 0 ? request : request with { RemotePrefill = new RemotePrefill(sources, Options.Disaggregation.Fallback) };
+        var (trusted, ignored) = PrefillTrust.Check(http);
+        if (trusted.Count == 0)
+        {
+            PromptSourceHeaders.WriteLocal(http.HttpContext.Response, ignored);
+            return request;
+        }
+        var sources = trusted.Select(endpoint => (IPrefillSource)new TransferClient(endpoint, () => Description, Options.Disaggregation, Transfers)).ToArray();
+        return request with { RemotePrefill = new RemotePrefill(sources, Options.Disaggregation.Fallback) };
     }
 
     async Task<IDisposable> IPrefillHost.StartAsync(EngineRequest request, CancellationToken cancellationToken) =>
@@ -166,7 +175,7 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
                 // Accepted after the shutdown's abort of everything: it ends as the others did.
                 stream.Abort();
             }
-            return new RunningRequest(stream, pass, admission);
+            return new RunningRequest(stream, pass, admission, request.RemotePrefill?.Report);
         }
         catch (ArgumentException e)
         {
@@ -277,9 +286,12 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
     }
 
     /// <summary>A request accepted by the engine, with its admission and gate pass; disposing releases all three.</summary>
-    public sealed class RunningRequest(AsyncEngine.RequestStream stream, WeightGate.Pass pass, Admission admission) : IDisposable
+    public sealed class RunningRequest(AsyncEngine.RequestStream stream, WeightGate.Pass pass, Admission admission, PrefillReport? prefill = null) : IDisposable
     {
         public AsyncEngine.RequestStream Stream { get; } = stream;
+
+        /// <summary>What became of the request's remote prefill; null without one.</summary>
+        public PrefillReport? Prefill { get; } = prefill;
 
         public void Dispose()
         {

@@ -177,11 +177,15 @@ public sealed class RolloutServer : IAsyncDisposable
         var logger = _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RouteReplay.Server");
         if (Host.TransferPort is { } port)
         {
-            logger.LogInformation("Prefill role: transfers on tcp://{Host}:{Port}", Host.Options.Host, port);
+            logger.LogInformation("Prefill role: transfers on tcp://{Host}:{Port}{Trust}", Host.Options.Host, port, Host.Options.Disaggregation.ClusterKey is null ? ", served to any peer (no --cluster-key)" : ", served to peers with the cluster key");
         }
         else if (Host.Role == ServerRole.Decode)
         {
             logger.LogInformation("Decode role: prompts are prefilled on the servers a router names (fallback {Fallback})", Host.Options.Disaggregation.Fallback.ToString().ToLowerInvariant());
+            if (Host.PrefillTrust.Mode == "none")
+            {
+                logger.LogWarning("Decode role without --cluster-key or --prefill-peers: this server trusts no prefill server, so it computes every prompt itself");
+            }
         }
         logger.LogInformation(
             "Serving '{Model}' on {Address} (OpenAI API under /v1, SGLang /generate); Ctrl-C or SIGTERM to stop",

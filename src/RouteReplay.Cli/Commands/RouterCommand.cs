@@ -16,11 +16,13 @@ internal static class RouterCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' from clients (as serve does) and send it to every server." };
         var maxBody = Flags.Long("--max-request-body-bytes", "Largest request body; larger ones are answered 413.", defaults.MaxRequestBodyBytes);
         var startup = Flags.Double("--startup-timeout-seconds", "How long to wait at startup for every server to answer.", defaults.StartupTimeout.TotalSeconds);
-        var grace = Flags.Double("--shutdown-grace-seconds", "On SIGTERM/Ctrl-C, how long requests in flight may finish before their connections close.", defaults.ShutdownGracePeriod.TotalSeconds);
+        var grace = Flags.Double("--shutdown-grace-seconds", "On SIGTERM/Ctrl-C, how long requests in flight may finish before they are aborted (with finish reason abort, as serve does).", defaults.ShutdownGracePeriod.TotalSeconds);
+        var clusterKey = new ClusterKeyFlags();
         var command = new Command("router", "Route the serve API across prefill and decode servers: each request's prompt is computed on a prefill server, its blocks (routing included) move to a decode server, which decodes and answers.")
         {
             prefill, decode, host, port, apiKey, maxBody, startup, grace,
         };
+        clusterKey.AddTo(command);
         command.SetAction(parse =>
         {
             var options = new RouterOptions
@@ -30,6 +32,7 @@ internal static class RouterCommand
                 Host = parse.GetValue(host)!,
                 Port = parse.GetValue(port),
                 ApiKey = parse.GetValue(apiKey),
+                ClusterKey = clusterKey.Read(parse),
                 MaxRequestBodyBytes = parse.GetValue(maxBody),
                 StartupTimeout = Seconds(parse.GetValue(startup), "startup-timeout-seconds", 0.001),
                 ShutdownGracePeriod = Seconds(parse.GetValue(grace), "shutdown-grace-seconds", 0),

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
+using RouteReplay.Server.Disaggregation;
 using RouteReplay.Server.Http;
 
 namespace RouteReplay.Server.Control;
@@ -81,7 +82,7 @@ public sealed class ControlEndpoints(EngineHost host)
         {
             throw ApiException.BadRequest("give 'rid' (the request to abort) or 'abort_all': true", "rid");
         }
-        var aborted = await host.Engine.InvokeAsync(e => abortAll ? e.AbortAll() : (e.Abort(rid!) ? 1 : 0)).ConfigureAwait(false);
+        var aborted = await host.Engine.InvokeAsync(e => abortAll ? e.AbortAll() : (host.Relayed.Abort(e, rid!) ? 1 : 0)).ConfigureAwait(false);
         await WriteAsync(context, writer =>
         {
             writer.WriteBoolean("success", true);
@@ -113,6 +114,7 @@ public sealed class ControlEndpoints(EngineHost host)
         {
             writer.WriteNumber("transfer_port", port);
         }
+        FleetInfo.Write(writer, host);
     });
 
     public async Task HealthAsync(HttpContext context)

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using RouteReplay.Backends;
 using RouteReplay.Engine;
 using RouteReplay.Routing;
+using RouteReplay.Server.Disaggregation;
 using RouteReplay.Server.Metrics;
 
 namespace RouteReplay.Server.Http;
@@ -21,6 +22,10 @@ internal static class EventStreamRelay
         {
             if (item is RequestFinished finished)
             {
+                if (running.Prefill is { } prefill)
+                {
+                    PromptSourceHeaders.Write(context.Response, prefill);
+                }
                 return finished.Result;
             }
         }
@@ -73,6 +78,7 @@ internal static class EventStreamRelay
         http.ContentType = "text/event-stream";
         http.Headers.CacheControl = "no-cache";
         http.Headers["X-Accel-Buffering"] = "no";
+        await PromptSourceHeaders.WaitAndWriteAsync(http, running, cancel).ConfigureAwait(false);
         await http.StartAsync(cancel).ConfigureAwait(false);
         await http.BodyWriter.FlushAsync(cancel).ConfigureAwait(false);
         var sse = new SseWriter(http.BodyWriter);

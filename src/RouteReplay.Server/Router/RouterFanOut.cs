@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 using RouteReplay.Server.Http;
 
 namespace RouteReplay.Server.Router;
@@ -7,26 +8,34 @@ namespace RouteReplay.Server.Router;
 /// <summary>
 /// The control endpoints (<c>/update_weights_from_disk</c>, <c>/flush_cache</c>, <c>/abort_request</c>), sent to every
 /// prefill and decode server at once. The answer is the servers' answers merged (numbers such as
-/// <c>num_aborted_requests</c> added up, the rest from the first) with each server's status under <c>servers</c>;
-/// when any server fails, the answer is that server's status with every failing server named.
+/// <c>num_aborted_requests</c> and <c>store_values_deleted</c> added up: each server counts only what it did itself, so
+/// servers sharing a store count each deleted value once between them) with each server's status under
+/// <c>servers</c>. When a server fails, the answer says so without the servers' addresses (they are in the router's
+/// log): a request the servers refused (4xx) gets their error, naming the field; any other failure a 502 naming each
+/// failing server as <c>decode server 2</c>.
 /// </summary>
-internal sealed class RouterFanOut(RouterServer router, HttpClient http)
+internal sealed class RouterFanOut(RouterServer router, HttpClient http, ILogger logger)
 {
-    private sealed record Answer(Upstream Server, int Status, JsonElement? Body, string? Error);
+    private sealed record Answer(Upstream Server, int Status, JsonElement? Body, UpstreamError? Error);
 
     public async Task HandleAsync(HttpContext context)
     {
         var body = await RouterProxy.ReadBodyAsync(context, router.Options.MaxRequestBodyBytes).ConfigureAwait(false);
         Upstream[] servers = [.. router.Prefill, .. router.Decode];
-        var answers = await Task.WhenAll(servers.Select(s => SendAsync(context, s, body))).ConfigureAwait(false);
+        var updating = context.Request.Path == "/update_weights_from_disk" ? router.Probes.UpdatingWeights() : null;
+        Answer[] answers;
+        using (updating)
+        {
+            answers = await Task.WhenAll(servers.Select(s => SendAsync(context, s, body))).ConfigureAwait(false);
+            if (updating is not null)
+            {
+                LearnWeightVersions(answers);
+            }
+        }
         var failed = answers.Where(a => a.Status is < 200 or > 299).ToArray();
         if (failed.Length > 0)
         {
-            throw new ApiException(
-                failed[0].Status == 0 ? 502 : failed[0].Status,
-                $"{context.Request.Path} failed on {failed.Length} of {answers.Length} servers: {string.Join("; ", failed.Select(f => $"{f.Server.Name} ({f.Server.RoleName}): {f.Error}"))}",
-                null,
-                "fanout_failed");
+            throw Failure(context, failed, answers.Length);
         }
         context.Response.ContentType = "application/json";
         using (var writer = new Utf8JsonWriter(context.Response.BodyWriter, JsonOutput.Options))
@@ -36,29 +45,56 @@ internal sealed class RouterFanOut(RouterServer router, HttpClient http)
         await context.Response.BodyWriter.FlushAsync(context.RequestAborted).ConfigureAwait(false);
     }
 
+    private ApiException Failure(HttpContext context, Answer[] failed, int total)
+    {
+        var path = context.Request.Path;
+        var detail = string.Join("; ", failed.Select(f => $"{f.Server.RoleName} server {f.Server.Name}: {(f.Status == 0 ? "" : $"{f.Status} ")}{f.Error!.Message}"));
+        logger.LogWarning("{Path} failed on {Failed} of {Total} servers: {Detail}", path, failed.Length, total, detail);
+        RelayNotes.Of(context).Error = detail;
+        if (failed.All(f => f.Status is >= 400 and < 500))
+        {
+            var first = failed[0];
+            var where = failed.Length == total ? "" : $" (on {failed.Length} of {total} servers: {string.Join(", ", failed.Select(f => f.Server.Label))}; the others succeeded)";
+            return new ApiException(first.Status, first.Error!.Message + where, first.Error.Param, first.Error.Code);
+        }
+        var servers = string.Join("; ", failed.Select(f => $"{f.Server.Label}: {(f.Status == 0 ? "unreachable" : $"answered {f.Status}")}"));
+        return new ApiException(failed.Select(f => f.Status).FirstOrDefault(s => s >= 500) is var status and > 0 ? status : 502, $"{path} failed on {failed.Length} of {total} servers ({servers}); the router's log has the details", null, "fanout_failed");
+    }
+
+    private static void LearnWeightVersions(Answer[] answers)
+    {
+        foreach (var answer in answers)
+        {
+            if (answer.Body is { ValueKind: JsonValueKind.Object } body && body.TryGetProperty("weight_version", out var version) && version.ValueKind == JsonValueKind.String)
+            {
+                answer.Server.WeightVersion = version.GetString();
+            }
+        }
+    }
+
     private async Task<Answer> SendAsync(HttpContext context, Upstream server, byte[] body)
     {
         try
         {
-            using var request = RouterProxy.BuildRequest(context, server, body, prefillHeader: null);
+            using var request = RouterProxy.BuildRequest(context, server, body, []);
             using var response = await http.SendAsync(request, context.RequestAborted).ConfigureAwait(false);
             var text = await response.Content.ReadAsStringAsync(context.RequestAborted).ConfigureAwait(false);
             var status = (int)response.StatusCode;
             if (status is < 200 or > 299)
             {
-                return new Answer(server, status, null, RouterProxy.ErrorMessage(text));
+                return new Answer(server, status, null, UpstreamErrors.Parse(text));
             }
             using var document = JsonDocument.Parse(text);
             return new Answer(server, status, document.RootElement.Clone(), null);
         }
         catch (HttpRequestException e)
         {
-            server.CountFailure();
-            return new Answer(server, 0, null, $"unreachable: {e.Message}");
+            server.CountFailure(e.Message);
+            return new Answer(server, 0, null, new UpstreamError($"unreachable: {e.Message}", null, null));
         }
         catch (JsonException e)
         {
-            return new Answer(server, 502, null, $"answered with something other than JSON: {e.Message}");
+            return new Answer(server, 502, null, new UpstreamError($"answered with something other than JSON: {e.Message}", null, null));
         }
     }
 

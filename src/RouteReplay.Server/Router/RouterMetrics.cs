@@ -26,7 +26,7 @@ internal sealed class RouterMetrics
     public async Task WriteAsync(HttpContext context, IReadOnlyList<Upstream> prefill, IReadOnlyList<Upstream> decode)
     {
         var text = new StringBuilder(2048);
-        Family(text, "routereplay_router_responses_total", "counter", "Router responses by path and status code.");
+        Family(text, "routereplay_router_responses_total", "counter", "Router responses by path and status code (a stream that failed after it started counts as 500 or 502, not 200).");
         foreach (var ((path, status), count) in _responses.OrderBy(p => p.Key))
         {
             Sample(text, "routereplay_router_responses_total", $"path=\"{path}\",code=\"{status}\"", count);
@@ -43,7 +43,7 @@ internal sealed class RouterMetrics
         {
             Sample(text, "routereplay_router_server_up", Labels(server), server.IsUp ? 1 : 0);
         }
-        Family(text, "routereplay_router_upstream_failures_total", "counter", "Requests that could not reach a server, or that it failed mid-answer.");
+        Family(text, "routereplay_router_upstream_failures_total", "counter", "Requests that could not reach a server or that it failed mid-answer, and (prefill) transfers from it that failed.");
         foreach (var server in servers)
         {
             Sample(text, "routereplay_router_upstream_failures_total", Labels(server), server.Failures);

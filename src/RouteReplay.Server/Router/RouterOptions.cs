@@ -20,12 +20,21 @@ public sealed record RouterOptions
     /// <summary>Required of clients when set (as <c>Authorization: Bearer KEY</c>), and sent to every server.</summary>
     public string? ApiKey { get; init; }
 
+    /// <summary>
+    /// The secret shared with the servers (<c>--cluster-key</c>): the router signs with it the prefill addresses it
+    /// names to a decode server, which uses them only then. Null: none (decode servers then need <c>--prefill-peers</c>).
+    /// </summary>
+    public RouteReplay.Disaggregation.ClusterKey? ClusterKey { get; init; }
+
     public long MaxRequestBodyBytes { get; init; } = 16 << 20;
 
     /// <summary>How long the router waits at startup for every server to answer.</summary>
     public TimeSpan StartupTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>On SIGTERM or Ctrl-C, how long requests in flight may finish before their connections are closed.</summary>
+    /// <summary>
+    /// On SIGTERM or Ctrl-C, how long requests in flight may finish; then the router has their decode servers abort
+    /// them, so each ends as with <c>serve</c> (finish reason abort, its final chunk and routing, <c>[DONE]</c>).
+    /// </summary>
     public TimeSpan ShutdownGracePeriod { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>How often every server's <c>/health</c> is probed (a server that fails is tried last).</summary>

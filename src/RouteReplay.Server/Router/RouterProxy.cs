@@ -2,22 +2,25 @@ using System.Buffers;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
+using RouteReplay.Server.Disaggregation;
 using RouteReplay.Server.Http;
 
 namespace RouteReplay.Server.Router;
 
 /// <summary>
 /// Relays a request to a decode server and its answer back, byte for byte and as it comes (so streams stay streams).
-/// A generation request carries <see cref="EngineHost.PrefillHeader"/>: the prefill servers by load, the least loaded
-/// first. A decode server that cannot be connected to is skipped for the next one; one that fails after answering
+/// A generation request carries <see cref="FleetHeaders.Prefill"/>: the prefill servers by load, the least loaded
+/// first, signed with the cluster key when there is one; and a relay id, by which the router can have the decode server
+/// abort it. A decode server that cannot be connected to is skipped for the next one; one that fails after answering
 /// ends a stream with an error event (a whole answer with a closed connection).
 /// </summary>
-internal sealed class RouterProxy(RouterServer router, HttpClient http, ILogger logger)
+internal sealed class RouterProxy(RouterServer router, HttpClient http, PromptSourceRelay promptSources, ILogger logger)
 {
     private static readonly HashSet<string> NotForwarded = new(StringComparer.OrdinalIgnoreCase)
     {
         "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "TE", "Trailer",
-        "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", EngineHost.PrefillHeader,
+        "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", FleetHeaders.Prefill, FleetHeaders.PrefillSignature,
+        FleetHeaders.RelayId,
     };
 
     private int _turn;
@@ -30,45 +33,56 @@ internal sealed class RouterProxy(RouterServer router, HttpClient http, ILogger 
     {
         var body = await ReadBodyAsync(context, router.Options.MaxRequestBodyBytes).ConfigureAwait(false);
         var turn = Interlocked.Increment(ref _turn);
-        string? prefillHeader = null;
+        var headers = new List<(string, string)>();
+        (Upstream, string)[] named = [];
         Upstream.Load? prefillLoad = null;
+        string? relayId = null;
         if (withPrefill)
         {
             var prefill = Upstream.ByLoad(router.Prefill, turn);
             prefillLoad = prefill[0].Enter();
-            prefillHeader = string.Join(",", prefill.Select(p => p.Transfer!.ToString()));
+            named = [.. prefill.Select(p => (p, p.Transfer!.ToString()))];
+            var list = string.Join(",", named.Select(n => n.Item2));
+            headers.Add((FleetHeaders.Prefill, list));
+            if (router.Options.ClusterKey is { } key)
+            {
+                headers.Add((FleetHeaders.PrefillSignature, key.SignPrefillList(list)));
+            }
+            relayId = RelayRegistry.NewId();
+            headers.Add((FleetHeaders.RelayId, relayId));
         }
         try
         {
             foreach (var decode in Upstream.ByLoad(router.Decode, turn))
             {
                 using var load = decode.Enter();
+                using var relayed = relayId is null ? null : router.Relays.Enter(relayId, decode);
                 HttpResponseMessage response;
                 try
                 {
-                    using var request = BuildRequest(context, decode, body, prefillHeader);
+                    using var request = BuildRequest(context, decode, body, headers);
                     response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, context.RequestAborted).ConfigureAwait(false);
                 }
                 catch (HttpRequestException e) when (e.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError && !context.RequestAborted.IsCancellationRequested)
                 {
-                    decode.CountFailure();
+                    decode.CountFailure(e.Message);
                     router.Metrics.CountRetry();
                     logger.LogWarning("decode server {Server} cannot be reached ({Reason}); trying the next", decode.Name, e.Message);
                     continue;
                 }
                 catch (HttpRequestException e) when (!context.RequestAborted.IsCancellationRequested)
                 {
-                    decode.CountFailure();
-                    throw new ApiException(502, $"the decode server {decode.Name} failed: {e.Message}", null, "upstream_failed");
+                    decode.CountFailure(e.Message);
+                    throw Failed(context, new ApiException(502, $"the decode server {decode.Name} failed: {e.Message}", null, "upstream_failed"));
                 }
                 using (response)
                 {
-                    decode.IsUp = true;
-                    await CopyResponseAsync(context, response, decode).ConfigureAwait(false);
+                    decode.MarkUp();
+                    await CopyResponseAsync(context, response, decode, named).ConfigureAwait(false);
                 }
                 return;
             }
-            throw new ApiException(502, $"no decode server could be reached ({string.Join(", ", router.Decode.Select(d => d.Name))})", null, "no_decode_server");
+            throw Failed(context, new ApiException(502, $"no decode server could be reached ({string.Join(", ", router.Decode.Select(d => d.Name))})", null, "no_decode_server"));
         }
         finally
         {
@@ -76,7 +90,13 @@ internal sealed class RouterProxy(RouterServer router, HttpClient http, ILogger 
         }
     }
 
-    private async Task CopyResponseAsync(HttpContext context, HttpResponseMessage response, Upstream decode)
+    private static ApiException Failed(HttpContext context, ApiException error)
+    {
+        RelayNotes.Of(context).Error = error.Message;
+        return error;
+    }
+
+    private async Task CopyResponseAsync(HttpContext context, HttpResponseMessage response, Upstream decode, (Upstream, string)[] named)
     {
         var http = context.Response;
         var cancel = context.RequestAborted;
@@ -88,7 +108,10 @@ internal sealed class RouterProxy(RouterServer router, HttpClient http, ILogger 
                 http.Headers[name] = values.ToArray();
             }
         }
+        promptSources.Apply(http, decode, named);
         var stream = response.Content.Headers.ContentType?.MediaType == "text/event-stream";
+        var errors = stream ? new SseErrorDetector() : null;
+        var failure = http.StatusCode >= 500 ? new ArrayBufferWriter<byte>() : null;
         var buffer = ArrayPool<byte>.Shared.Rent(16 << 10);
         try
         {
@@ -96,14 +119,31 @@ internal sealed class RouterProxy(RouterServer router, HttpClient http, ILogger 
             int read;
             while ((read = await body.ReadAsync(buffer, cancel).ConfigureAwait(false)) > 0)
             {
+                errors?.Feed(buffer.AsSpan(0, read));
+                if (failure is not null && failure.WrittenCount < 4096)
+                {
+                    failure.Write(buffer.AsSpan(0, Math.Min(read, 4096 - failure.WrittenCount)));
+                }
                 await http.Body.WriteAsync(buffer.AsMemory(0, read), cancel).ConfigureAwait(false);
                 await http.Body.FlushAsync(cancel).ConfigureAwait(false);
+            }
+            if (errors is { Seen: true })
+            {
+                var notes = RelayNotes.Of(context);
+                notes.StreamFailureStatus = 500;
+                notes.Error = $"decode server {decode.Name} ended the stream with an error event";
+            }
+            if (failure is not null)
+            {
+                RelayNotes.Of(context).Error = $"decode server {decode.Name}: {UpstreamErrors.Parse(System.Text.Encoding.UTF8.GetString(failure.WrittenSpan)).Message}";
             }
         }
         catch (Exception e) when (e is IOException or HttpRequestException && !cancel.IsCancellationRequested)
         {
-            decode.CountFailure();
-            logger.LogWarning("decode server {Server} failed in the middle of an answer: {Reason}", decode.Name, e.Message);
+            decode.CountFailure($"it failed in the middle of an answer: {e.Message}");
+            var notes = RelayNotes.Of(context);
+            notes.Error = $"decode server {decode.Name} failed in the middle of the answer: {e.Message}";
+            notes.StreamFailureStatus = 502;
             if (!stream)
             {
                 context.Abort();
@@ -128,8 +168,8 @@ internal sealed class RouterProxy(RouterServer router, HttpClient http, ILogger 
         return [.. "data: "u8, .. json.WrittenSpan, .. "\n\ndata: [DONE]\n\n"u8];
     }
 
-    /// <summary>The client's request for <paramref name="server"/>: method, path, query, body and headers (hop-by-hop ones left out).</summary>
-    public static HttpRequestMessage BuildRequest(HttpContext context, Upstream server, byte[] body, string? prefillHeader)
+    /// <summary>The client's request for <paramref name="server"/>: method, path, query, body and headers (hop-by-hop ones left out), with the router's own headers.</summary>
+    public static HttpRequestMessage BuildRequest(HttpContext context, Upstream server, byte[] body, IEnumerable<(string Name, string Value)> extra)
     {
         var incoming = context.Request;
         var request = new HttpRequestMessage(new HttpMethod(incoming.Method), server.Url(incoming.Path.Value + incoming.QueryString.Value));
@@ -148,9 +188,9 @@ internal sealed class RouterProxy(RouterServer router, HttpClient http, ILogger 
                 request.Content?.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
             }
         }
-        if (prefillHeader is not null)
+        foreach (var (name, value) in extra)
         {
-            request.Headers.TryAddWithoutValidation(EngineHost.PrefillHeader, prefillHeader);
+            request.Headers.TryAddWithoutValidation(name, value);
         }
         return request;
     }
@@ -172,19 +212,5 @@ internal sealed class RouterProxy(RouterServer router, HttpClient http, ILogger 
             throw new ApiException(413, $"the request body is larger than the limit of {maxBytes} bytes", null, "request_too_large");
         }
         return buffer.ToArray();
-    }
-
-    /// <summary>The message of an OpenAI-style error body, else the body's start.</summary>
-    public static string ErrorMessage(string body)
-    {
-        try
-        {
-            using var document = JsonDocument.Parse(body);
-            return document.RootElement.GetProperty("error").GetProperty("message").GetString() ?? body;
-        }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
-        {
-            return body.Length > 300 ? body[..300] : body;
-        }
     }
 }

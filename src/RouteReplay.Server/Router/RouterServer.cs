@@ -1,7 +1,5 @@
 using System.Net;
-using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
@@ -23,20 +21,37 @@ namespace RouteReplay.Server.Router;
 /// </summary>
 public sealed class RouterServer : IAsyncDisposable
 {
+    /// <summary>The routes and the methods each takes; another method on one of them is answered 405 with <c>Allow</c>.</summary>
+    private static readonly Dictionary<string, string[]> Routes = new(StringComparer.Ordinal)
+    {
+        ["/v1/completions"] = ["POST"],
+        ["/v1/chat/completions"] = ["POST"],
+        ["/generate"] = ["POST"],
+        ["/v1/models"] = ["GET"],
+        ["/get_model_info"] = ["GET"],
+        ["/update_weights_from_disk"] = ["POST"],
+        ["/flush_cache"] = ["GET", "POST"],
+        ["/abort_request"] = ["POST"],
+        ["/health"] = ["GET", "HEAD"],
+        ["/metrics"] = ["GET"],
+    };
+
     private readonly WebApplication _app;
     private readonly HttpClient _http;
+    private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private Task? _probes;
     private bool _stopped;
 
-    private RouterServer(WebApplication app, HttpClient http, RouterOptions options, Upstream[] prefill, Upstream[] decode, RouterMetrics metrics)
+    private RouterServer(WebApplication app, HttpClient http, RouterOptions options, Upstream[] prefill, Upstream[] decode, ILogger logger)
     {
         _app = app;
         _http = http;
+        _logger = logger;
         Options = options;
         Prefill = prefill;
         Decode = decode;
-        Metrics = metrics;
+        Probes = new RouterProbes(options, [.. prefill, .. decode], http, logger);
     }
 
     public RouterOptions Options { get; }
@@ -45,16 +60,20 @@ public sealed class RouterServer : IAsyncDisposable
 
     internal Upstream[] Decode { get; }
 
-    internal RouterMetrics Metrics { get; }
+    internal RouterMetrics Metrics { get; } = new();
+
+    internal RouterProbes Probes { get; }
+
+    internal RelayRegistry Relays { get; } = new();
 
     /// <summary>The address the router listens on (the real port when 0 was asked).</summary>
     public Uri BaseAddress => new(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
 
     /// <summary>
-    /// Waits (up to <see cref="RouterOptions.StartupTimeout"/>) for every server to answer, checks each one's role, learns
-    /// the prefill servers' transfer ports, and builds the router.
+    /// Waits (up to <see cref="RouterOptions.StartupTimeout"/>) for every server to answer, checks each one's role,
+    /// model, weights version and cluster key, learns the prefill servers' transfer ports, and builds the router.
     /// </summary>
-    /// <exception cref="RouterStartException">A server is unreachable, refuses the key, or has another role or model.</exception>
+    /// <exception cref="RouterStartException">A server is unreachable, refuses the key, or has another role, model, weights version or cluster key.</exception>
     public static async Task<RouterServer> CreateAsync(RouterOptions options, Action<ILoggingBuilder>? configureLogging = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
@@ -68,88 +87,86 @@ public sealed class RouterServer : IAsyncDisposable
         {
             Timeout = Timeout.InfiniteTimeSpan,
         };
+        WebApplication? app = null;
         try
         {
-            var prefill = options.PrefillServers.Select(u => new Upstream(ServerRole.Prefill, u)).ToArray();
-            var decode = options.DecodeServers.Select(u => new Upstream(ServerRole.Decode, u)).ToArray();
-            await new Discovery(http, options).RunAsync([.. prefill, .. decode], cancellationToken).ConfigureAwait(false);
-            var metrics = new RouterMetrics();
-            var app = Build(options, configureLogging);
-            var router = new RouterServer(app, http, options, prefill, decode, metrics);
+            app = ServerApps.Build("routereplay-router", options.Host, options.Port, options.MaxRequestBodyBytes, options.ShutdownGracePeriod + RolloutServer.AbortedRequestsDrainTime, configureLogging);
+            var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RouteReplay.Router");
+            var prefill = options.PrefillServers.Select((u, i) => new Upstream(ServerRole.Prefill, u, i + 1, logger)).ToArray();
+            var decode = options.DecodeServers.Select((u, i) => new Upstream(ServerRole.Decode, u, i + 1, logger)).ToArray();
+            Upstream[] all = [.. prefill, .. decode];
+            FleetCheck.Apply(options, all, await new RouterDiscovery(http, options).RunAsync(all, cancellationToken).ConfigureAwait(false));
+            var router = new RouterServer(app, http, options, prefill, decode, logger);
             router.Map();
             return router;
         }
         catch
         {
+            if (app is not null)
+            {
+                await app.DisposeAsync().ConfigureAwait(false);
+            }
             http.Dispose();
             throw;
         }
     }
 
-    private static WebApplication Build(RouterOptions options, Action<ILoggingBuilder>? configureLogging) =>
-        ServerApps.Build("routereplay-router", options.Host, options.Port, options.MaxRequestBodyBytes, options.ShutdownGracePeriod, configureLogging);
-
     private void Map()
     {
-        var logger = _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RouteReplay.Router");
         var apiKey = Options.ApiKey is { } key ? new ApiKeyCheck(key) : null;
-        var proxy = new RouterProxy(this, _http, logger);
-        var fanOut = new RouterFanOut(this, _http);
-        _app.Use(new RequestGuard(apiKey, logger, context => Metrics.CountResponse(context.Request.Path.Value ?? "", context.Response.StatusCode)).InvokeAsync);
-        _app.MapPost("/v1/completions", (RequestDelegate)proxy.GenerateAsync);
-        _app.MapPost("/v1/chat/completions", (RequestDelegate)proxy.GenerateAsync);
-        _app.MapPost("/generate", (RequestDelegate)proxy.GenerateAsync);
-        _app.MapGet("/v1/models", (RequestDelegate)proxy.ForwardAsync);
-        _app.MapGet("/get_model_info", (RequestDelegate)proxy.ForwardAsync);
-        _app.MapPost("/update_weights_from_disk", (RequestDelegate)fanOut.HandleAsync);
-        _app.MapMethods("/flush_cache", ["GET", "POST"], (RequestDelegate)fanOut.HandleAsync);
-        _app.MapPost("/abort_request", (RequestDelegate)fanOut.HandleAsync);
-        _app.MapGet("/health", (RequestDelegate)HealthAsync);
-        _app.MapGet("/metrics", (RequestDelegate)(context => Metrics.WriteAsync(context, Prefill, Decode)));
-        _app.MapFallback((RequestDelegate)(_ => throw new ApiException(404, "no such route on the router", null, "not_found")));
+        var proxy = new RouterProxy(this, _http, new PromptSourceRelay(Probes, _logger, _stopping.Token), _logger);
+        var fanOut = new RouterFanOut(this, _http, _logger);
+        new RouterShutdown(Options, Relays, _http, _logger).Register(_app.Lifetime);
+        _app.Use(new RequestGuard(apiKey, _logger, Counted).InvokeAsync);
+        var handlers = new Dictionary<string, RequestDelegate>
+        {
+            ["/v1/completions"] = proxy.GenerateAsync,
+            ["/v1/chat/completions"] = proxy.GenerateAsync,
+            ["/generate"] = proxy.GenerateAsync,
+            ["/v1/models"] = proxy.ForwardAsync,
+            ["/get_model_info"] = proxy.ForwardAsync,
+            ["/update_weights_from_disk"] = fanOut.HandleAsync,
+            ["/flush_cache"] = fanOut.HandleAsync,
+            ["/abort_request"] = fanOut.HandleAsync,
+            ["/health"] = HealthAsync,
+            ["/metrics"] = context => Metrics.WriteAsync(context, Prefill, Decode),
+        };
+        foreach (var (path, methods) in Routes)
+        {
+            _app.MapMethods(path, methods, handlers[path]);
+        }
+        _app.MapFallback((RequestDelegate)(context =>
+        {
+            if (Routes.TryGetValue(context.Request.Path.Value ?? "", out var allowed))
+            {
+                context.Response.Headers.Allow = string.Join(", ", allowed);
+                throw new ApiException(405, $"{context.Request.Method} is not allowed on {context.Request.Path}", null, "method_not_allowed");
+            }
+            throw new ApiException(404, $"no route {context.Request.Method} {context.Request.Path}", null, "not_found");
+        }));
+    }
+
+    /// <summary>Counts an answer in <c>/metrics</c>, and logs every 5xx with the server it came from and why.</summary>
+    private void Counted(HttpContext context)
+    {
+        var status = RelayNotes.CountedStatus(context);
+        Metrics.CountResponse(context.Request.Path.Value ?? "", status);
+        if (status >= 500)
+        {
+            _logger.LogWarning("{Method} {Path} answered {Status}: {Reason}", context.Request.Method, context.Request.Path, status, RelayNotes.Of(context).Error ?? "see the line before");
+        }
     }
 
     /// <summary>200 while some decode server answers its health check (a prefill server's loss is absorbed by retries and fallbacks).</summary>
     private async Task HealthAsync(HttpContext context)
     {
-        var probes = await Task.WhenAll(Decode.Select(server => ProbeAsync(server, context.RequestAborted))).ConfigureAwait(false);
+        var probes = await Task.WhenAll(Decode.Select(server => Probes.ProbeAsync(server, context.RequestAborted))).ConfigureAwait(false);
         if (!probes.Any(up => up))
         {
-            throw new ApiException(503, $"no decode server answers its health check ({string.Join(", ", Decode.Select(d => d.Name))})", null, "no_decode_server");
+            throw new ApiException(503, $"no decode server answers its health check ({string.Join(", ", Decode.Select(d => d.Label))})", null, "no_decode_server");
         }
         context.Response.ContentType = "text/plain";
         await context.Response.WriteAsync("OK\n", context.RequestAborted).ConfigureAwait(false);
-    }
-
-    private async Task<bool> ProbeAsync(Upstream server, CancellationToken cancellationToken)
-    {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(TimeSpan.FromSeconds(2));
-        try
-        {
-            using var response = await _http.GetAsync(server.Url("/health"), timeout.Token).ConfigureAwait(false);
-            server.IsUp = response.IsSuccessStatusCode;
-        }
-        catch (Exception e) when (e is HttpRequestException or OperationCanceledException)
-        {
-            server.IsUp = false;
-        }
-        return server.IsUp;
-    }
-
-    private async Task ProbeLoopAsync()
-    {
-        using var timer = new PeriodicTimer(Options.HealthInterval);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
-            {
-                await Task.WhenAll(Prefill.Concat(Decode).Select(s => ProbeAsync(s, _stopping.Token))).ConfigureAwait(false);
-            }
-        }
-        catch (OperationCanceledException)
-        {
-        }
     }
 
     /// <exception cref="ServerListenException">The address cannot be listened on.</exception>
@@ -163,23 +180,26 @@ public sealed class RouterServer : IAsyncDisposable
         {
             throw ServerListenException.For(new ServerOptions { ModelPath = ".", Host = Options.Host, Port = Options.Port }, e);
         }
-        _probes = Task.Run(ProbeLoopAsync);
+        _probes = Task.Run(() => Probes.RunAsync(_stopping.Token));
     }
 
-    /// <summary>Routes until SIGTERM or Ctrl-C, then lets requests in flight finish within the grace period.</summary>
+    /// <summary>Routes until SIGTERM or Ctrl-C, then lets requests in flight finish within the grace period and aborts the rest.</summary>
     public async Task RunAsync(CancellationToken cancellationToken = default)
     {
         await StartAsync(cancellationToken).ConfigureAwait(false);
-        var logger = _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RouteReplay.Router");
         foreach (var server in Prefill)
         {
-            logger.LogInformation("Prefill server {Url} (transfers on {Transfer})", server.Name, server.Transfer);
+            _logger.LogInformation("Prefill server {Url} (transfers on {Transfer})", server.Name, server.Transfer);
         }
         foreach (var server in Decode)
         {
-            logger.LogInformation("Decode server {Url}", server.Name);
+            _logger.LogInformation("Decode server {Url}", server.Name);
         }
-        logger.LogInformation("Routing on {Address} (OpenAI API under /v1, SGLang /generate); Ctrl-C or SIGTERM to stop", BaseAddress);
+        if (Options.ClusterKey is null)
+        {
+            _logger.LogInformation("No --cluster-key: decode servers use the prefill servers named here only if their --prefill-peers list them");
+        }
+        _logger.LogInformation("Routing on {Address} (OpenAI API under /v1, SGLang /generate); Ctrl-C or SIGTERM to stop", BaseAddress);
         await _app.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
         _stopped = true;
         await StopProbesAsync().ConfigureAwait(false);
@@ -205,97 +225,6 @@ public sealed class RouterServer : IAsyncDisposable
         await _app.DisposeAsync().ConfigureAwait(false);
         _http.Dispose();
         _stopping.Dispose();
-    }
-
-    /// <summary>Asks every server for its model info until it answers, and checks roles and models.</summary>
-    private sealed class Discovery(HttpClient http, RouterOptions options)
-    {
-        public async Task RunAsync(Upstream[] servers, CancellationToken cancellationToken)
-        {
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            deadline.CancelAfter(options.StartupTimeout);
-            var infos = await Task.WhenAll(servers.Select(s => InfoAsync(s, deadline.Token, cancellationToken))).ConfigureAwait(false);
-            for (var i = 0; i < servers.Length; i++)
-            {
-                var (server, info) = (servers[i], infos[i]);
-                var role = info.TryGetProperty("disaggregation_role", out var r) ? r.GetString() : null;
-                if (role != server.RoleName)
-                {
-                    throw new RouterStartException($"--{server.RoleName} {server.Name} is a server with role '{role ?? "unknown (not a RouteReplay server of this version?)"}'; start it with 'routereplay serve --role {server.RoleName}'");
-                }
-                if (server.Role == ServerRole.Prefill)
-                {
-                    if (!info.TryGetProperty("transfer_port", out var port) || !port.TryGetInt32(out var number))
-                    {
-                        throw new RouterStartException($"--prefill {server.Name} announces no transfer_port");
-                    }
-                    server.Transfer = new TransferEndpoint(server.BaseUri.IdnHost, number);
-                }
-            }
-            var models = infos.Select((info, i) => (Server: servers[i], Model: info.TryGetProperty("served_model_name", out var m) ? m.GetString() : null)).ToArray();
-            if (models.Select(m => m.Model).Distinct().Count() > 1)
-            {
-                throw new RouterStartException($"the servers serve different models: {string.Join(", ", models.Select(m => $"{m.Server.Name} '{m.Model}'"))}");
-            }
-        }
-
-        private async Task<JsonElement> InfoAsync(Upstream server, CancellationToken deadline, CancellationToken cancellationToken)
-        {
-            string? lastError = null;
-            while (true)
-            {
-                try
-                {
-                    using var request = new HttpRequestMessage(HttpMethod.Get, server.Url("/get_model_info"));
-                    if (options.ApiKey is { } key)
-                    {
-                        request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
-                    }
-                    using var response = await http.SendAsync(request, deadline).ConfigureAwait(false);
-                    var text = await response.Content.ReadAsStringAsync(deadline).ConfigureAwait(false);
-                    if (!response.IsSuccessStatusCode)
-                    {
-                        throw new RouterStartException($"--{server.RoleName} {server.Name} answered /get_model_info with {(int)response.StatusCode}: {Message(text)}");
-                    }
-                    using var document = JsonDocument.Parse(text);
-                    return document.RootElement.Clone();
-                }
-                catch (HttpRequestException e)
-                {
-                    lastError = e.Message;
-                }
-                catch (JsonException e)
-                {
-                    throw new RouterStartException($"--{server.RoleName} {server.Name} is not a RouteReplay server (its /get_model_info is not JSON: {e.Message})");
-                }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-                {
-                    break;
-                }
-                try
-                {
-                    await Task.Delay(250, deadline).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-                {
-                    break;
-                }
-            }
-            throw new RouterStartException($"--{server.RoleName} {server.Name} did not answer within {options.StartupTimeout.TotalSeconds:0.#} s (--startup-timeout-seconds){(lastError is null ? "" : $": {lastError}")}");
-        }
-
-        private static string Message(string body)
-        {
-            try
-            {
-                using var document = JsonDocument.Parse(body);
-                return document.RootElement.GetProperty("error").GetProperty("message").GetString() ?? body;
-            }
-            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
-            {
-                return body.Length > 200 ? body[..200] : body;
-            }
-        }
     }
 }
 

@@ -1,13 +1,19 @@
+using Microsoft.Extensions.Logging;
 using RouteReplay.Disaggregation;
 
 namespace RouteReplay.Server.Router;
 
-/// <summary>One server behind the router: its role, address, transfer address (prefill), load and health.</summary>
-internal sealed class Upstream(ServerRole role, Uri baseUri)
+/// <summary>
+/// One server behind the router: its role, address, transfer address (prefill), weights version, load and health.
+/// Every change of health is logged.
+/// </summary>
+internal sealed class Upstream(ServerRole role, Uri baseUri, int number, ILogger logger)
 {
     private int _outstanding;
     private long _failures;
     private int _up = 1;
+    private TransferEndpoint? _transfer;
+    private string? _weightVersion;
 
     public ServerRole Role { get; } = role;
 
@@ -17,21 +23,31 @@ internal sealed class Upstream(ServerRole role, Uri baseUri)
 
     public string RoleName => Role.ToString().ToLowerInvariant();
 
-    /// <summary>A prefill server's transfer address (its URL's host and the port it announced).</summary>
-    public TransferEndpoint? Transfer { get; set; }
+    /// <summary>How answers to clients name the server, without its address: <c>decode server 2</c> (the second <c>--decode</c>).</summary>
+    public string Label => $"{RoleName} server {number}";
+
+    /// <summary>A prefill server's transfer address (its URL's host and the port it announced last).</summary>
+    public TransferEndpoint? Transfer
+    {
+        get => Volatile.Read(ref _transfer);
+        set => Volatile.Write(ref _transfer, value);
+    }
+
+    /// <summary>The weights version the server announced last.</summary>
+    public string? WeightVersion
+    {
+        get => Volatile.Read(ref _weightVersion);
+        set => Volatile.Write(ref _weightVersion, value);
+    }
 
     /// <summary>Requests routed to this server and not finished.</summary>
     public int Outstanding => Volatile.Read(ref _outstanding);
 
-    /// <summary>Requests that could not reach the server.</summary>
+    /// <summary>Requests that could not reach the server, and (prefill) transfers from it that failed.</summary>
     public long Failures => Interlocked.Read(ref _failures);
 
     /// <summary>False after a failed health probe or connection, until one succeeds.</summary>
-    public bool IsUp
-    {
-        get => Volatile.Read(ref _up) != 0;
-        set => Volatile.Write(ref _up, value ? 1 : 0);
-    }
+    public bool IsUp => Volatile.Read(ref _up) != 0;
 
     /// <summary>Counts a request in flight; dispose to end it.</summary>
     public Load Enter()
@@ -40,10 +56,30 @@ internal sealed class Upstream(ServerRole role, Uri baseUri)
         return new Load(this);
     }
 
-    public void CountFailure()
+    /// <summary>A request that could not reach the server: counted, and the server is down until it answers again.</summary>
+    public void CountFailure(string reason)
     {
         Interlocked.Increment(ref _failures);
-        IsUp = false;
+        MarkDown(reason);
+    }
+
+    /// <summary>A transfer from this prefill server that failed (its health is for the probes to say).</summary>
+    public void CountTransferFailure() => Interlocked.Increment(ref _failures);
+
+    public void MarkUp()
+    {
+        if (Interlocked.Exchange(ref _up, 1) == 0)
+        {
+            logger.LogInformation("{Role} server {Server} is back up", RoleName, Name);
+        }
+    }
+
+    public void MarkDown(string reason)
+    {
+        if (Interlocked.Exchange(ref _up, 0) == 1)
+        {
+            logger.LogWarning("{Role} server {Server} is down: {Reason}", RoleName, Name, reason);
+        }
     }
 
     public Uri Url(string pathAndQuery) => new(BaseUri, pathAndQuery);

@@ -18,7 +18,7 @@ public enum ServerRole
 /// <summary>
 /// A server's prefill/decode settings. CLI flags map to these one to one in kebab-case (<c>--role</c>,
 /// <c>--transfer-port</c>, <c>--pd-fallback</c>, <c>--pd-connect-timeout-ms</c>, <c>--pd-transfer-timeout-ms</c>,
-/// <c>--pd-hold-timeout-ms</c>).
+/// <c>--pd-hold-timeout-ms</c>, <c>--cluster-key</c>, <c>--prefill-peers</c>).
 /// </summary>
 public sealed record DisaggregationOptions
 {
@@ -41,6 +41,16 @@ public sealed record DisaggregationOptions
 
     /// <summary>Prefill role: longest the blocks of a finished prefill are held for the decode server's acknowledgement.</summary>
     public int HoldTimeoutMs { get; init; } = 10_000;
+
+    /// <summary>
+    /// The secret shared with the router and the other servers. Decode role: the prefill addresses a request names are
+    /// used only when the router signed them with it, and transfer requests are signed with it. Prefill role: a transfer
+    /// request not signed with it is refused. Null: none.
+    /// </summary>
+    public ClusterKey? ClusterKey { get; init; }
+
+    /// <summary>Decode role: prefill transfer addresses a request may name without the router's signature.</summary>
+    public IReadOnlyList<TransferEndpoint> PrefillPeers { get; init; } = [];
 
     /// <summary>Throws an <see cref="ArgumentException"/> naming the flag of the first invalid value.</summary>
     public DisaggregationOptions Validate()

@@ -13,8 +13,8 @@ public sealed class TransferRefusedException(string message) : IOException(messa
 
 /// <summary>
 /// A decode server's source of one prefill server: for each import it opens a TCP connection to the prefill server's
-/// transfer port, sends the handshake and the request at once (the prefill server reads the request only once it has
-/// accepted the handshake, saving a round trip), and feeds every frame into the <see cref="BlockImport"/> (which
+/// transfer port, sends the handshake (signed with the cluster key, when there is one) and the request at once, saving
+/// a round trip, and feeds every frame into the <see cref="BlockImport"/> (which
 /// verifies each payload), acknowledging at the end. A connection that fails, closes, or stays silent past
 /// <see cref="DisaggregationOptions.TransferTimeoutMs"/> fails the import; the engine then retries, computes locally or
 /// fails the request. Runs on the thread pool; never on the step thread.
@@ -44,8 +44,10 @@ public sealed class TransferClient(TransferEndpoint endpoint, Func<PeerDescripti
             var local = describe();
             var frames = new FrameReader(pipes.Reader, new PayloadCodec(local.Layout).EncodedLength(local.Layout.BlockSize) + 8192);
             var heartbeat = TimeSpan.FromMilliseconds(options.TransferTimeoutMs / 4.0);
-            FrameWriter.Write(writer, TransferFrame.Hello, new BodyWriter().UInt16(FrameReader.ProtocolVersion).WrittenSpan, local.Encode());
-            FrameWriter.Write(writer, TransferFrame.Request, PrefillRequest.For(import, heartbeat).Encode());
+            var description = local.Encode();
+            var request = PrefillRequest.For(import, heartbeat).Encode();
+            FrameWriter.Write(writer, TransferFrame.Hello, TransferHello.Encode(options.ClusterKey?.TransferTag(description, request) ?? [], description));
+            FrameWriter.Write(writer, TransferFrame.Request, request);
             await writer.FlushAsync(import.Cancellation).ConfigureAwait(false);
             var reply = await NextAsync(frames, options.ConnectTimeoutMs, "the handshake", import.Cancellation).ConfigureAwait(false);
             if (reply.Type == TransferFrame.Refused)

@@ -9,7 +9,7 @@ namespace RouteReplay.Disaggregation;
 /// The transfer protocol between a decode server (the client) and a prefill server, over one TCP connection per
 /// request. Every frame is <c>u32 length</c> (little-endian, of what follows), <c>u8 type</c>, then the body:
 /// <code>
-/// decode -> prefill   Hello(description)
+/// decode -> prefill   Hello(version, cluster-key tag, description)
 ///                     Request(prompt, sampling, held blocks' row digests, heartbeat interval), sent with the hello
 ///                                                 prefill -> decode   Accepted | Refused(reason)
 ///                                                 prefill -> decode   Agreed(kept held blocks)
@@ -20,7 +20,9 @@ namespace RouteReplay.Disaggregation;
 /// decode -> prefill   Ack                         (the prefill server then releases the blocks it held)
 /// </code>
 /// Encoded values are <see cref="Cache.PayloadCodec"/>'s, so every block is checksummed and self-describing, and is
-/// verified against the block the decode server expects before it is used.
+/// verified against the block the decode server expects before it is used. The prefill server answers only once it
+/// has read both the hello and the request: with a <see cref="ClusterKey"/> it refuses a request whose tag (over the
+/// description and the request) is not its key's.
 /// </summary>
 public enum TransferFrame : byte
 {
@@ -44,7 +46,7 @@ internal readonly record struct Frame(TransferFrame Type, ReadOnlySequence<byte>
 internal sealed class FrameReader(PipeReader reader, int maxFrameBytes)
 {
     /// <summary>The protocol's version, checked in the handshake.</summary>
-    public const ushort ProtocolVersion = 1;
+    public const ushort ProtocolVersion = 2;
 
     private SequencePosition? _consumed;
 

@@ -22,8 +22,9 @@ public interface IPrefillHost
 }
 
 /// <summary>
-/// The prefill role's listener: one TCP connection per transfer. It refuses a decode server whose block layout or
-/// model differs, then computes the request on the engine with a <see cref="BlockExport"/> and sends every item as the
+/// The prefill role's listener: one TCP connection per transfer. It reads the hello and the request, refuses a decode
+/// server whose block layout or model differs (or, with a <see cref="DisaggregationOptions.ClusterKey"/>, whose request
+/// is not signed with it), then computes the request on the engine with a <see cref="BlockExport"/> and sends every item as the
 /// steps produce it (heartbeats while nothing else goes out), and finally waits for the acknowledgement. The blocks
 /// the export holds are released when the decode server acknowledges, closes the connection, or stays silent past
 /// <see cref="DisaggregationOptions.HoldTimeoutMs"/>; a decode server that goes away mid-prefill aborts the request.
@@ -35,7 +36,7 @@ public sealed class TransferServer : IAsyncDisposable
 
     private readonly IPrefillHost _host;
     private readonly DisaggregationOptions _options;
-    private readonly Action<string> _log;
+    private readonly RateLimitedLog _log;
     private readonly TcpListener _listener;
     private readonly CancellationTokenSource _stopping = new();
     private readonly CancellationTokenSource _accepting = new();
@@ -43,14 +44,15 @@ public sealed class TransferServer : IAsyncDisposable
     private readonly Lock _lock = new();
     private Task? _acceptLoop;
 
-    public TransferServer(IPrefillHost host, IPAddress address, DisaggregationOptions options, TransferStats stats, Action<string> log)
+    /// <param name="log">Where warnings go; those a peer causes are rate-limited (one line of a kind per <paramref name="logInterval"/>).</param>
+    public TransferServer(IPrefillHost host, IPAddress address, DisaggregationOptions options, TransferStats stats, Action<string> log, TimeSpan? logInterval = null, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(host);
         ArgumentNullException.ThrowIfNull(address);
         _host = host;
         _options = options.Validate();
         Stats = stats;
-        _log = log;
+        _log = new RateLimitedLog(log, logInterval ?? RateLimitedLog.DefaultInterval, time);
         _listener = new TcpListener(address, options.TransferPort);
     }
 
@@ -85,7 +87,7 @@ public sealed class TransferServer : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                _log($"accepting a transfer connection failed: {e.Message}");
+                _log.Write("accept", $"accepting a transfer connection failed: {e.Message}");
                 continue;
             }
             socket.NoDelay = true;
@@ -122,23 +124,27 @@ public sealed class TransferServer : IAsyncDisposable
             var writer = pipes.Writer;
             var frames = new FrameReader(pipes.Reader, MaxRequestFrameBytes);
             var local = _host.Description;
-            var hello = await NextAsync(frames, connection.Token).ConfigureAwait(false) ?? throw new IOException("the decode server closed the connection before the handshake");
-            if (Handshake(hello, local) is { } refusal)
+            var first = await NextAsync(frames, connection.Token).ConfigureAwait(false) ?? throw new IOException("the decode server closed the connection before the handshake");
+            if (first.Type != TransferFrame.Hello)
             {
-                outcome = TransferOutcome.Refused;
-                _log($"refused a transfer from {peer}: {refusal}");
-                FrameWriter.WriteText(writer, TransferFrame.Refused, refusal);
-                await FlushAsync(writer, connection.Token).ConfigureAwait(false);
-                await DrainRequestAsync(frames, connection.Token).ConfigureAwait(false);
-                return;
+                throw new InvalidDataException($"a {first.Type} frame arrived where the handshake was expected");
             }
-            FrameWriter.Write(writer, TransferFrame.Accepted);
-            await FlushAsync(writer, connection.Token).ConfigureAwait(false);
+            var hello = TransferHello.Decode(first.Body);
             var frame = await NextAsync(frames, connection.Token).ConfigureAwait(false) ?? throw new IOException("the decode server closed the connection before its request");
             if (frame.Type != TransferFrame.Request)
             {
                 throw new InvalidDataException($"a {frame.Type} frame arrived where a request was expected");
             }
+            if (Handshake(hello, frame.Body, local) is { } refusal)
+            {
+                outcome = TransferOutcome.Refused;
+                _log.Write(refusal.Kind, $"refused a transfer from {peer}: {refusal.Reason}");
+                FrameWriter.WriteText(writer, TransferFrame.Refused, refusal.Reason);
+                await FlushAsync(writer, connection.Token).ConfigureAwait(false);
+                return;
+            }
+            FrameWriter.Write(writer, TransferFrame.Accepted);
+            await FlushAsync(writer, connection.Token).ConfigureAwait(false);
             var request = PrefillRequest.Decode(frame.Body);
             export = new BlockExport(request.HeldRowDigests.Length, request.HeldRowDigests);
             acknowledgement = frames.ReadAsync(CancellationToken.None).AsTask();
@@ -167,13 +173,13 @@ public sealed class TransferServer : IAsyncDisposable
             outcome = ack?.Type == TransferFrame.Ack ? TransferOutcome.Ok : TransferOutcome.Failed;
             if (outcome != TransferOutcome.Ok)
             {
-                _log($"the decode server at {peer} closed the transfer without acknowledging it; its held blocks are released");
+                _log.Write("unacknowledged", $"the decode server at {peer} closed the transfer without acknowledging it; its held blocks are released");
             }
         }
         catch (TimeoutException e)
         {
             outcome = TransferOutcome.HoldTimeout;
-            _log($"the decode server at {peer} {e.Message} for {_options.HoldTimeoutMs} ms (--pd-hold-timeout-ms); the transfer is dropped and its held blocks released");
+            _log.Write("hold-timeout", $"the decode server at {peer} {e.Message} for {_options.HoldTimeoutMs} ms (--pd-hold-timeout-ms); the transfer is dropped and its held blocks released");
         }
         catch (Exception) when (_stopping.IsCancellationRequested)
         {
@@ -181,7 +187,7 @@ public sealed class TransferServer : IAsyncDisposable
         }
         catch (Exception e)
         {
-            _log($"a transfer to {peer} failed: {e.Message}");
+            _log.Write("failed", $"a transfer to {peer} failed: {e.Message}");
         }
         finally
         {
@@ -196,36 +202,20 @@ public sealed class TransferServer : IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// Reads the request that came with a refused hello, so the connection closes with nothing unread (which would
-    /// reset it, and could lose the refusal before the decode server reads it).
-    /// </summary>
-    private async Task DrainRequestAsync(FrameReader frames, CancellationToken cancellation)
+    /// <summary>Null when the hello and its request are acceptable, else the kind of refusal (for the log) and its reason.</summary>
+    private (string Kind, string Reason)? Handshake(TransferHello hello, ReadOnlySequence<byte> request, PeerDescription local)
     {
-        try
+        if (hello.Version != FrameReader.ProtocolVersion)
         {
-            await NextAsync(frames, cancellation).ConfigureAwait(false);
+            return ("version", $"the transfer protocol versions differ: {FrameReader.ProtocolVersion} on the prefill server, {hello.Version} on the decode server");
         }
-        catch (Exception e) when (e is IOException or InvalidDataException or TimeoutException or OperationCanceledException)
+        if (_options.ClusterKey is { } key && !key.IsTransferTag(hello.Tag, hello.Description, request.ToArray()))
         {
-            // Nothing more to read; the connection closes either way.
+            return ("unauthenticated", hello.Tag.Length == 0
+                ? "the decode server sent no cluster key tag, and this prefill server serves only peers with its --cluster-key"
+                : "the decode server's cluster key tag does not match: the two servers were given different --cluster-key values");
         }
-    }
-
-    /// <summary>Null when the hello is acceptable, else the reason to refuse it.</summary>
-    private static string? Handshake(Frame hello, PeerDescription local)
-    {
-        if (hello.Type != TransferFrame.Hello)
-        {
-            return $"a {hello.Type} frame arrived where the handshake was expected";
-        }
-        var reader = new BodyReader(hello.Body, "hello");
-        var version = reader.UInt16();
-        if (version != FrameReader.ProtocolVersion)
-        {
-            return $"the transfer protocol versions differ: {FrameReader.ProtocolVersion} on the prefill server, {version} on the decode server";
-        }
-        return PeerDescription.Difference(local, PeerDescription.Decode(reader.Rest().ToArray()));
+        return PeerDescription.Difference(local, PeerDescription.Decode(hello.Description)) is { } difference ? ("mismatch", difference) : null;
     }
 
     /// <summary>

@@ -103,6 +103,7 @@ public sealed partial class LlmEngine
         {
             state.PrefillSettled = true;
             Stats.PrefillFallbacksLocal++;
+            request.RemotePrefill.Report.ComputedLocally(reason);
             Log($"request '{request.RequestId}': {reason}, which an import needs at once; its prompt is computed here");
         }
     }
@@ -191,6 +192,7 @@ public sealed partial class LlmEngine
         _scheduler.CompleteImport(import);
         state.PrefillSettled = true;
         Stats.RemotePrefills++;
+        state.Request.RemotePrefill!.Report.Transferred(import.Source.Name);
         for (var c = 0; c < state.Choices.Length; c++)
         {
             var sequence = state.Choices[c];
@@ -211,6 +213,7 @@ public sealed partial class LlmEngine
         Stats.RemotePrefillFailures++;
         var remote = state.Request.RemotePrefill!;
         var id = state.Request.RequestId;
+        remote.Report.SourceFailed(import.Source.Name);
         if (state.PrefillAttempt + 1 < remote.Sources.Count)
         {
             state.PrefillAttempt++;
@@ -222,6 +225,7 @@ public sealed partial class LlmEngine
         {
             state.PrefillSettled = true;
             Stats.PrefillFallbacksLocal++;
+            remote.Report.ComputedLocally($"every prefill server failed, the last {import.Source.Name}: {error.Message}");
             Log($"request '{id}': prefill on {import.Source.Name} failed ({error.Message}); computing its prompt here");
             _scheduler.Requeue(state);
         }

@@ -33,4 +33,7 @@ public interface IPrefillSource
 public sealed record RemotePrefill(IReadOnlyList<IPrefillSource> Sources, PrefillFallback Fallback)
 {
     public IReadOnlyList<IPrefillSource> Sources { get; } = Sources.Count > 0 ? Sources : throw new ArgumentException("a remote prefill needs at least one source", nameof(Sources));
+
+    /// <summary>What the engine made of it: transferred from which source, or computed here and why.</summary>
+    public PrefillReport Report { get; } = new();
 }

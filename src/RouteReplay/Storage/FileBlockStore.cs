@@ -167,7 +167,7 @@ public sealed class FileBlockStore : IBlockStore
         foreach (var path in Directory.EnumerateFiles(_root, "*" + Extension, SearchOption.AllDirectories))
         {
             cancellationToken.ThrowIfCancellationRequested();
-            if (TryDelete(path))
+            if (TryRemove(path))
             {
                 deleted++;
             }
@@ -270,6 +270,26 @@ public sealed class FileBlockStore : IBlockStore
         {
             // Replaced or evicted meanwhile: the value was read whole all the same.
         }
+    }
+
+    /// <summary>
+    /// Deletes a value and says whether this call removed it: another process clearing the same folder at once may
+    /// have taken it first (a plain delete of a missing file succeeds, so each value would count once per process).
+    /// The value is renamed to a temporary name of this process first, which only one process can do.
+    /// </summary>
+    private bool TryRemove(string path)
+    {
+        var taken = Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileNameWithoutExtension(path)}.{Environment.ProcessId}.{Interlocked.Increment(ref _temporaryCounter)}.tmp");
+        try
+        {
+            File.Move(path, taken);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+        TryDelete(taken);
+        return true;
     }
 
     private static bool TryDelete(string path)

@@ -35,6 +35,12 @@ public sealed class PdCliErrorTests : IDisposable
         { "--decode is required at least once", ["router", "--prefill", "http://127.0.0.1:1"] },
         { "--prefill 'ftp://x' is not an http:// URL", ["router", "--prefill", "ftp://x", "--decode", "http://127.0.0.1:1"] },
         { "--decode must be a server's base URL like http://127.0.0.1:8001, got 'http://127.0.0.1:1/v1'", ["router", "--prefill", "http://127.0.0.1:2", "--decode", "http://127.0.0.1:1/v1"] },
+        { "--cluster-key and --cluster-key-file apply to --role prefill or decode only", ["serve", "--cluster-key", "0123456789abcdef0123"] },
+        { "--prefill-peers applies to --role decode only", ["serve", "--role", "prefill", "--prefill-peers", "127.0.0.1:9000"] },
+        { "--prefill-peers must list prefill transfer addresses as host:port, comma-separated: 'nowhere' is not host:port", ["serve", "--role", "decode", "--prefill-peers", "nowhere"] },
+        { "--cluster-key holds a key of 5 characters; a cluster key needs at least 16", ["serve", "--role", "decode", "--cluster-key", "short"] },
+        { "give --cluster-key or --cluster-key-file, not both", ["serve", "--role", "prefill", "--cluster-key", "0123456789abcdef0123", "--cluster-key-file", "key.txt"] },
+        { "--cluster-key-file '/no/such/key' cannot be read: ", ["router", "--prefill", "http://127.0.0.1:2", "--decode", "http://127.0.0.1:1", "--cluster-key-file", "/no/such/key"] },
     };
 
     [Theory]

@@ -16,7 +16,7 @@ public sealed class PdFaultFixture : IAsyncLifetime
 
     public Task<CliProcess> StartWithWeightsAsync(string weightsVersion, params string[] extra) => CliProcess.StartAsync(
         Cache,
-        ["serve", "--model", Model.Directory, "--served-model-name", "tiny", "--port", "0", "--num-blocks", "512", "--max-num-seqs", "8", "--weights-version", weightsVersion, .. extra]);
+        ["serve", "--model", Model.Directory, "--served-model-name", "tiny", "--port", "0", "--num-blocks", "512", "--max-num-seqs", "8", "--weights-version", weightsVersion, .. extra, .. extra.Contains("--role") ? TestClusterKey.Flags : []]);
 
     /// <summary>Starts several servers at once (each one's flags, weights version first); disposing the group stops them all.</summary>
     public async Task<ProcessGroup> StartAllAsync(params (string Weights, string[] Flags)[] servers)

@@ -48,7 +48,7 @@ public sealed class PdFleetFixture : IAsyncLifetime
     }
 
     public string[] Serve(params string[] extra) =>
-        ["serve", "--model", Model.Directory, "--served-model-name", "tiny", "--port", "0", "--num-blocks", "256", "--max-num-seqs", "16", "--weights-version", "test", .. extra];
+        ["serve", "--model", Model.Directory, "--served-model-name", "tiny", "--port", "0", "--num-blocks", "256", "--max-num-seqs", "16", "--weights-version", "test", .. extra, .. extra.Contains("--role") ? TestClusterKey.Flags : []];
 
     public async Task InitializeAsync()
     {
@@ -65,8 +65,8 @@ public sealed class PdFleetFixture : IAsyncLifetime
         Prefill = started[1..3];
         Decode = started[3..5];
         var routers = await Task.WhenAll(
-            CliProcess.StartAsync(Cache, "router", "--port", "0", "--prefill", Prefill[0].Url.ToString(), "--decode", Decode[0].Url.ToString()),
-            CliProcess.StartAsync(Cache, "router", "--port", "0", "--prefill", Prefill[0].Url.ToString(), "--prefill", Prefill[1].Url.ToString(), "--decode", Decode[0].Url.ToString(), "--decode", Decode[1].Url.ToString()));
+            CliProcess.StartAsync(Cache, ["router", "--port", "0", "--prefill", Prefill[0].Url.ToString(), "--decode", Decode[0].Url.ToString(), .. TestClusterKey.Flags]),
+            CliProcess.StartAsync(Cache, ["router", "--port", "0", "--prefill", Prefill[0].Url.ToString(), "--prefill", Prefill[1].Url.ToString(), "--decode", Decode[0].Url.ToString(), "--decode", Decode[1].Url.ToString(), .. TestClusterKey.Flags]));
         (OneByOne, TwoByTwo) = (routers[0], routers[1]);
     }
 
@@ -211,7 +211,7 @@ public sealed class PdFleetTests(PdFleetFixture fleet) : IClassFixture<PdFleetFi
         Assert.Equal(0, (await fleet.Prefill[1].MetricsAsync())["routereplay_blocks{tier=\"device\",state=\"cached\"}"]);
         Assert.True(before.ContainsKey("routereplay_pd_held_blocks"));
 
-        var (exit, _, stderr) = GenerateCliTests.RunCli(fleet.Cache, "router", "--port", "0", "--prefill", fleet.Decode[0].Url.ToString(), "--decode", fleet.Decode[1].Url.ToString(), "--startup-timeout-seconds", "5");
+        var (exit, _, stderr) = GenerateCliTests.RunCli(fleet.Cache, ["router", "--port", "0", "--prefill", fleet.Decode[0].Url.ToString(), "--decode", fleet.Decode[1].Url.ToString(), "--startup-timeout-seconds", "5", .. TestClusterKey.Flags]);
         Assert.Equal(1, exit);
         Assert.Contains($"--prefill {fleet.Decode[0].Url.ToString().TrimEnd('/')} is a server with role 'decode'; start it with 'routereplay serve --role prefill'", stderr);
     }

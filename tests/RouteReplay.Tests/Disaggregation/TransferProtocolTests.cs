@@ -22,18 +22,34 @@ public sealed class TransferProtocolTests(PdEngineFixture fixture) : IClassFixtu
     {
         private readonly AsyncEngine _engine;
         private readonly TransferServer _server;
+        private readonly List<string> _log = [];
 
-        public Prefill(LlmEngine engine)
+        public Prefill(LlmEngine engine, DisaggregationOptions? options = null)
         {
             Description = PeerDescription.Of(engine);
             _engine = new AsyncEngine(engine);
-            _server = new TransferServer(this, IPAddress.Loopback, Options, Stats, Log.Add);
+            _server = new TransferServer(this, IPAddress.Loopback, options ?? Options, Stats, line =>
+            {
+                lock (_log)
+                {
+                    _log.Add(line);
+                }
+            });
             _server.Start();
         }
 
         public TransferStats Stats { get; } = new();
 
-        public List<string> Log { get; } = [];
+        public List<string> Log
+        {
+            get
+            {
+                lock (_log)
+                {
+                    return [.. _log];
+                }
+            }
+        }
 
         public PeerDescription Description { get; }
 
@@ -65,12 +81,12 @@ public sealed class TransferProtocolTests(PdEngineFixture fixture) : IClassFixtu
         }
     }
 
-    private static async Task<RequestResult> DecodeAsync(LlmEngine decode, Prefill prefill, EngineRequest request)
+    private static async Task<RequestResult> DecodeAsync(LlmEngine decode, Prefill prefill, EngineRequest request, DisaggregationOptions? options = null)
     {
         var stats = new TransferStats();
         var description = PeerDescription.Of(decode);
         await using var engine = new AsyncEngine(decode);
-        var source = new TransferClient(prefill.Endpoint, () => description, Options, stats);
+        var source = new TransferClient(prefill.Endpoint, () => description, options ?? Options, stats);
         return await engine.GenerateAsync(request with { RemotePrefill = new RemotePrefill([source], PrefillFallback.Error) });
     }
 
@@ -118,6 +134,35 @@ public sealed class TransferProtocolTests(PdEngineFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task A_prefill_server_with_a_cluster_key_serves_only_transfers_signed_with_it_and_logs_what_peers_cause_at_a_bounded_rate()
+    {
+        var keyed = Options with { ClusterKey = new ClusterKey("the-fleets-shared-secret") };
+        await using var prefill = new Prefill(EngineRunner.Create(fixture.Model, new EngineOptions { NumBlocks = 128 }), keyed);
+        LlmEngine Decode() => EngineRunner.Create(fixture.Model, new EngineOptions { NumBlocks = 128 });
+
+        var unsigned = await DecodeAsync(Decode(), prefill, Chat("unsigned"));
+        var wrong = await DecodeAsync(Decode(), prefill, Chat("wrong-key"), Options with { ClusterKey = new ClusterKey("another-fleets-secret") });
+        for (var i = 0; i < 20; i++)
+        {
+            using var garbage = new TcpClient();
+            await garbage.ConnectAsync(IPAddress.Loopback, prefill.Endpoint.Port);
+            await garbage.GetStream().WriteAsync("GET / HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray());
+            Assert.Equal(0, await garbage.GetStream().ReadAsync(new byte[64]).AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+        }
+        var signed = await DecodeAsync(Decode(), prefill, Chat("signed"), keyed);
+
+        Assert.Contains($"the prefill server at {prefill.Endpoint} refused the transfer: the decode server sent no cluster key tag, and this prefill server serves only peers with its --cluster-key", unsigned.Error!.Message);
+        Assert.Contains($"the prefill server at {prefill.Endpoint} refused the transfer: the decode server's cluster key tag does not match: the two servers were given different --cluster-key values", wrong.Error!.Message);
+        Assert.Null(signed.Error);
+        Assert.Equal(fixture.FirstTurns(greedy: false).Reference["shared-1"].Choices[0].Routing!.Data, signed.Choices[0].Routing!.Data);
+        await prefill.WaitIdleAsync();
+        Assert.Equal(2, prefill.Stats.Outcome(TransferOutcome.Refused));
+        Assert.Equal(20, prefill.Stats.Outcome(TransferOutcome.Failed));
+        Assert.Single(prefill.Log, line => line.StartsWith("refused a transfer from", StringComparison.Ordinal));
+        Assert.Single(prefill.Log, line => line.Contains("frame of", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Behind_real_servers_on_batch_variant_backends_a_decode_server_returns_the_prompt_rows_its_prefill_server_computed()
     {
         FirstComputedRows? prefillRows = null;
@@ -129,7 +174,7 @@ public sealed class TransferProtocolTests(PdEngineFixture fixture) : IClassFixtu
             engine => prefillRows = FirstComputedRows.Attach(engine));
         await using var decode = await TestServer.StartAsync(
             fixture.Model.Directory,
-            o => o with { Disaggregation = new DisaggregationOptions { Role = ServerRole.Decode, Fallback = PrefillFallback.Error } },
+            o => o with { Disaggregation = new DisaggregationOptions { Role = ServerRole.Decode, Fallback = PrefillFallback.Error, ClusterKey = TestClusterKey.Key } },
             wrapBackend: backend => new BatchVariantBackend(backend));
         var address = $"127.0.0.1:{prefill.Server.Host.TransferPort}";
         var workload = fixture.FirstTurns(greedy: false).Workload;

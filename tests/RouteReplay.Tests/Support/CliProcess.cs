@@ -169,6 +169,38 @@ public sealed partial class CliProcess : IAsyncDisposable
 
     public void Resume() => Assert.Equal(0, Signal(_process.Id, SigCont));
 
+    /// <summary>SIGTERM: the process shuts down as on Ctrl-C (see <see cref="WaitForExitAsync"/>).</summary>
+    public void Terminate() => Assert.Equal(0, Signal(_process.Id, SigTerm));
+
+    /// <summary>Waits for the process to exit (failing after <paramref name="timeout"/>) and returns its exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var deadline = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(deadline.Token);
+        return _process.ExitCode;
+    }
+
+    /// <summary>Waits until the output holds a line containing <paramref name="text"/> (polling; fails after <paramref name="timeout"/>) and returns that line.</summary>
+    public async Task<string> WaitForOutputAsync(string text, TimeSpan timeout)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            if (_output.FirstOrDefault(line => line.Contains(text, StringComparison.Ordinal)) is { } line)
+            {
+                return line;
+            }
+            if (deadline.Elapsed > timeout)
+            {
+                throw new Xunit.Sdk.XunitException($"{Url}: no line with '{text}' within {timeout.TotalSeconds} s; output:\n{Output}");
+            }
+            await Task.Delay(20);
+        }
+    }
+
+    /// <summary>The lines of the output that contain <paramref name="text"/>.</summary>
+    public string[] Lines(string text) => [.. _output.Where(line => line.Contains(text, StringComparison.Ordinal))];
+
     /// <summary>SIGKILL: the process dies at once; the kernel closes its sockets.</summary>
     public void Kill()
     {

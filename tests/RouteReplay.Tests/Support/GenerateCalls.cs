@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using RouteReplay.Engine;
+using RouteReplay.Server.Disaggregation;
 
 namespace RouteReplay.Tests.Support;
 
@@ -51,15 +52,26 @@ public static class GenerateCalls
         })];
     }
 
+    /// <summary>Posts the request; <paramref name="prefill"/> names prefill servers as a router does, signed with the tests' cluster key.</summary>
     public static async Task<(int Status, string Text)> PostAsync(HttpClient client, EngineRequest request, string? prefill = null)
     {
-        using var message = new HttpRequestMessage(HttpMethod.Post, "/generate") { Content = new StringContent(Body(request), Encoding.UTF8, "application/json") };
+        using var response = await SendAsync(client, request, prefill, TestClusterKey.Key);
+        return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>Posts the request, naming <paramref name="prefill"/> signed with <paramref name="key"/> (unsigned when null); the caller reads and disposes the answer.</summary>
+    public static Task<HttpResponseMessage> SendAsync(HttpClient client, EngineRequest request, string? prefill, RouteReplay.Disaggregation.ClusterKey? key)
+    {
+        var message = new HttpRequestMessage(HttpMethod.Post, "/generate") { Content = new StringContent(Body(request), Encoding.UTF8, "application/json") };
         if (prefill is not null)
         {
-            message.Headers.Add(RouteReplay.Server.EngineHost.PrefillHeader, prefill);
+            message.Headers.Add(FleetHeaders.Prefill, prefill);
+            if (key is not null)
+            {
+                message.Headers.Add(FleetHeaders.PrefillSignature, key.SignPrefillList(prefill));
+            }
         }
-        using var response = await client.SendAsync(message);
-        return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
+        return client.SendAsync(message);
     }
 
     /// <summary>Runs every request at once and returns each one's choices by request id.</summary>

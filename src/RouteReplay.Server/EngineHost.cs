@@ -90,7 +90,7 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
     }
 
     async Task<IDisposable> IPrefillHost.StartAsync(EngineRequest request, CancellationToken cancellationToken) =>
-        await StartAsync(request, cancellationToken).ConfigureAwait(false);
+        await StartAsync(request, countsOutcome: false, cancellationToken).ConfigureAwait(false);
 
     Task IPrefillHost.ReleaseAsync(BlockExport export) => Engine.InvokeAsync(e =>
     {
@@ -150,10 +150,15 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
 
     /// <summary>
     /// Admits and starts <paramref name="request"/>: waits while a weight update runs, then queues it in the engine.
-    /// Dispose the result when done (it aborts the request when it has not finished).
+    /// Dispose the result when done (it aborts the request when it has not finished). How the request ended is counted
+    /// once in <see cref="Metrics"/>: by <see cref="RunningRequest.CountOutcome"/>, else when the result is disposed.
     /// </summary>
+    /// <param name="cancellationToken">Cancelled when the client goes away.</param>
     /// <exception cref="ApiException">503 when full; 400 when the engine rejects the request.</exception>
-    public async Task<RunningRequest> StartAsync(EngineRequest request, CancellationToken cancellationToken)
+    public Task<RunningRequest> StartAsync(EngineRequest request, CancellationToken cancellationToken) =>
+        StartAsync(request, countsOutcome: true, cancellationToken);
+
+    private async Task<RunningRequest> StartAsync(EngineRequest request, bool countsOutcome, CancellationToken cancellationToken)
     {
         var admission = Admit(request.N);
         WeightGate.Pass? pass = null;
@@ -166,7 +171,7 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
                 // Accepted after the shutdown's abort of everything: it ends as the others did.
                 stream.Abort();
             }
-            return new RunningRequest(stream, pass, admission);
+            return new RunningRequest(stream, pass, admission, countsOutcome ? Metrics : null, cancellationToken);
         }
         catch (ArgumentException e)
         {
@@ -179,6 +184,10 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
         {
             pass?.Dispose();
             admission.Dispose();
+            if (countsOutcome)
+            {
+                Metrics.Count(cancellationToken.IsCancellationRequested ? RequestOutcome.Disconnected : RequestOutcome.Error);
+            }
             throw;
         }
     }
@@ -276,13 +285,29 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
         }
     }
 
-    /// <summary>A request accepted by the engine, with its admission and gate pass; disposing releases all three.</summary>
-    public sealed class RunningRequest(AsyncEngine.RequestStream stream, WeightGate.Pass pass, Admission admission) : IDisposable
+    /// <summary>
+    /// A request accepted by the engine, with its admission and gate pass; disposing releases all three. With
+    /// <paramref name="metrics"/>, its outcome is counted there once: the first <see cref="CountOutcome"/>, else on
+    /// disposal as disconnected (when <paramref name="clientGone"/> is cancelled) or as an error.
+    /// </summary>
+    public sealed class RunningRequest(AsyncEngine.RequestStream stream, WeightGate.Pass pass, Admission admission, ServerMetrics? metrics, CancellationToken clientGone) : IDisposable
     {
+        private int _counted;
+
         public AsyncEngine.RequestStream Stream { get; } = stream;
+
+        /// <summary>Counts how the request ended; later calls count nothing.</summary>
+        public void CountOutcome(RequestOutcome outcome)
+        {
+            if (metrics is not null && Interlocked.Exchange(ref _counted, 1) == 0)
+            {
+                metrics.Count(outcome);
+            }
+        }
 
         public void Dispose()
         {
+            CountOutcome(clientGone.IsCancellationRequested ? RequestOutcome.Disconnected : RequestOutcome.Error);
             Stream.Dispose();
             pass.Dispose();
             admission.Dispose();

@@ -47,7 +47,7 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
             return;
         }
         var result = await EventStreamRelay.ResultAsync(context, running).ConfigureAwait(false);
-        var outcome = EventStreamRelay.CheckResult(host, logger, result);
+        var outcome = EventStreamRelay.CheckResult(running, logger, result);
         context.Response.ContentType = "application/json";
         using (var writer = new Utf8JsonWriter(context.Response.BodyWriter, JsonOutput.Options))
         {
@@ -65,7 +65,7 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
                 writer.WriteEndArray();
             }
         }
-        host.Metrics.Count(outcome);
+        running.CountOutcome(outcome);
         await context.Response.BodyWriter.FlushAsync(context.RequestAborted).ConfigureAwait(false);
     }
 
@@ -159,7 +159,7 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
             texts[i] = new System.Text.StringBuilder();
             logprobs[i] = parsed.ReturnLogprob ? [] : null;
         }
-        return EventStreamRelay.RelayAsync(context, host, logger, running, _ => { }, OnDelta, OnFinish);
+        return EventStreamRelay.RelayAsync(context, logger, running, _ => { }, OnDelta, OnFinish);
 
         void OnDelta(SseWriter sse, StreamDelta delta)
         {

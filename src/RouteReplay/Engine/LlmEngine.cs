@@ -514,7 +514,8 @@ public sealed partial class LlmEngine : IDisposable
         _requests.Remove(state.Request.RequestId);
         var first = state.Choices[0];
         var usage = new Usage(first.PromptLength, state.Choices.Sum(c => c.OutputCount), first.CachedTokens);
-        Stats.PromptTokens += first.PromptLength;
+        Stats.PromptTokens += usage.PromptTokens;
+        Stats.CachedPromptTokens += usage.CachedPromptTokens;
         var choices = state.Results.Select((r, i) => r ?? new ChoiceResult(i, [], "", FinishReason.Abort, null, null)).ToArray();
         sink.OnFinished(new RequestResult(state.Request.RequestId, state.Request.PromptTokenIds, choices, usage, state.Error)
         {

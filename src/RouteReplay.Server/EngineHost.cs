@@ -36,7 +36,7 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
         Engine = engine;
         Options = options;
         _logger = logger;
-        _modelPath = Path.GetFullPath(options.ModelPath);
+        _modelPath = options.ModelPath;
         _weightVersion = weightVersion;
         var llm = engine.Engine;
         Tokenizer = llm.Tokenizer;
@@ -200,19 +200,19 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
     /// <returns>How many requests were aborted.</returns>
     public async Task<int> UpdateWeightsAsync(string modelPath, string? weightVersion, bool abortAll, CancellationToken cancellationToken)
     {
-        var full = Path.GetFullPath(modelPath);
-        if (!Directory.Exists(full))
+        CheckModelPath(modelPath);
+        if (!Directory.Exists(modelPath))
         {
             throw ApiException.BadRequest($"model_path '{modelPath}' is not a folder", "model_path");
         }
         WeightUpdate update;
         try
         {
-            update = await Task.Run(() => Engine.Engine.PrepareWeightUpdate(full, weightVersion), cancellationToken).ConfigureAwait(false);
+            update = await Task.Run(() => Engine.Engine.PrepareWeightUpdate(modelPath, weightVersion), cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is CheckpointException or ArgumentException or InvalidDataException or IOException or NotSupportedException)
+        catch (Exception e) when (e is CheckpointException or ArgumentException or InvalidDataException or IOException or NotSupportedException or UnauthorizedAccessException)
         {
-            throw ApiException.BadRequest($"cannot load weights from '{modelPath}': {UserErrors.Message(e)}", "model_path");
+            throw ApiException.BadRequest($"cannot load weights from '{modelPath}': {AsGiven(UserErrors.Message(e), modelPath)}", "model_path");
         }
         var aborted = 0;
         using (await Gate.BeginUpdateAsync(
@@ -225,10 +225,10 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
                 Volatile.Write(ref _description, PeerDescription.Of(e));
                 return true;
             }).ConfigureAwait(false);
-            Volatile.Write(ref _modelPath, full);
+            Volatile.Write(ref _modelPath, modelPath);
             Volatile.Write(ref _weightVersion, weightVersion ?? update.WeightsIdentity);
         }
-        _logger.LogInformation("Weights updated from {Path} (version {Version}); prefix cache cleared, {Aborted} requests aborted", full, WeightVersion, aborted);
+        _logger.LogInformation("Weights updated from {Path} (version {Version}); prefix cache cleared, {Aborted} requests aborted", Path.GetFullPath(modelPath), WeightVersion, aborted);
         return aborted;
     }
 
@@ -259,6 +259,32 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
         {
             // The engine has stopped already: nothing is running.
         }
+    }
+
+    private static void CheckModelPath(string modelPath)
+    {
+        if (modelPath.Length == 0)
+        {
+            throw ApiException.BadRequest("'model_path' must not be empty: give a checkpoint folder", "model_path");
+        }
+        if (modelPath.Contains('\0', StringComparison.Ordinal))
+        {
+            throw ApiException.BadRequest("'model_path' must not contain a NUL character", "model_path");
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="message"/> with the absolute form of a relative <paramref name="modelPath"/> written as the client
+    /// gave it, so errors never show the server's working directory.
+    /// </summary>
+    private static string AsGiven(string message, string modelPath)
+    {
+        if (Path.IsPathFullyQualified(modelPath))
+        {
+            return message;
+        }
+        var absolute = Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelPath));
+        return Path.GetPathRoot(absolute) == absolute ? message : message.Replace(absolute, Path.TrimEndingDirectorySeparator(modelPath), StringComparison.Ordinal);
     }
 
     /// <summary>The request field a client wrote for an engine parameter name (SGLang's ids are <c>rid</c>s).</summary>

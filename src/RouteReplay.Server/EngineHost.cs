@@ -133,6 +133,24 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
     /// <summary>True once the shutdown grace period has ended: every request is aborted, those still starting too.</summary>
     public bool IsAbortingForShutdown => Volatile.Read(ref _abortingForShutdown) != 0;
 
+    /// <summary>
+    /// <paramref name="n"/>, when a request of that many choices can ever be admitted: no more than
+    /// <see cref="AdmissionLimit"/>. A larger one would get 503 forever, so it is the client's error.
+    /// </summary>
+    /// <param name="field">The field the client wrote <paramref name="n"/> in.</param>
+    /// <exception cref="ApiException">400 naming <paramref name="field"/> and the limit.</exception>
+    public int AdmissibleChoices(int n, string field)
+    {
+        if (n > AdmissionLimit)
+        {
+            throw ApiException.BadRequest(
+                $"'{field}' is {n}, more choices than this server ever admits at once: {AdmissionLimit} " +
+                $"(--max-num-seqs {EngineOptions.MaxNumSeqs} running plus --max-waiting-requests {Options.MaxWaitingRequests} waiting)",
+                field);
+        }
+        return n;
+    }
+
     /// <summary>Admits a request of <paramref name="choices"/> choices, or throws 503 when the waiting queue is full.</summary>
     public Admission Admit(int choices)
     {

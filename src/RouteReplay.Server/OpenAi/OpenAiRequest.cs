@@ -75,7 +75,7 @@ public static class OpenAiRequestParser
             RequestId = requestId,
             PromptTokenIds = prompt,
             Sampling = sampling,
-            N = fields.Int32("n", 1, 128) ?? 1,
+            N = host.AdmissibleChoices(fields.Int32("n", 1, 128) ?? 1, "n"),
             ReturnRouting = fields.Bool("return_routed_experts") ?? false,
             RoutingStart = fields.Int32("routed_experts_start", 0, int.MaxValue) ?? 0,
             Logprobs = logprobs,

@@ -112,7 +112,7 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
             RequestId = rid,
             PromptTokenIds = prompt,
             Sampling = parameters,
-            N = sampling.Int32("n", 1, 128) ?? 1,
+            N = host.AdmissibleChoices(sampling.Int32("n", 1, 128) ?? 1, "sampling_params.n"),
             ReturnRouting = fields.Bool("return_routed_experts") ?? false,
             RoutingStart = fields.Int32("routed_experts_start_len", 0, int.MaxValue) ?? 0,
             Logprobs = returnLogprob ? fields.Int32("top_logprobs_num", 0, 20) ?? 0 : null,

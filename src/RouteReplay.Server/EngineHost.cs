@@ -90,7 +90,7 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
     }
 
     async Task<IDisposable> IPrefillHost.StartAsync(EngineRequest request, CancellationToken cancellationToken) =>
-        await StartAsync(request, countsOutcome: false, cancellationToken).ConfigureAwait(false);
+        await StartAsync(request, FieldNames.Engine, countsOutcome: false, cancellationToken).ConfigureAwait(false);
 
     Task IPrefillHost.ReleaseAsync(BlockExport export) => Engine.InvokeAsync(e =>
     {
@@ -171,12 +171,13 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
     /// Dispose the result when done (it aborts the request when it has not finished). How the request ended is counted
     /// once in <see cref="Metrics"/>: by <see cref="RunningRequest.CountOutcome"/>, else when the result is disposed.
     /// </summary>
+    /// <param name="names">The fields as the client wrote them, for the engine's refusals.</param>
     /// <param name="cancellationToken">Cancelled when the client goes away.</param>
-    /// <exception cref="ApiException">503 when full; 400 when the engine rejects the request.</exception>
-    public Task<RunningRequest> StartAsync(EngineRequest request, CancellationToken cancellationToken) =>
-        StartAsync(request, countsOutcome: true, cancellationToken);
+    /// <exception cref="ApiException">503 when full; 400 naming the client's field when the engine rejects the request.</exception>
+    public Task<RunningRequest> StartAsync(EngineRequest request, FieldNames names, CancellationToken cancellationToken) =>
+        StartAsync(request, names, countsOutcome: true, cancellationToken);
 
-    private async Task<RunningRequest> StartAsync(EngineRequest request, bool countsOutcome, CancellationToken cancellationToken)
+    private async Task<RunningRequest> StartAsync(EngineRequest request, FieldNames names, bool countsOutcome, CancellationToken cancellationToken)
     {
         var admission = Admit(request.N);
         WeightGate.Pass? pass = null;
@@ -196,7 +197,7 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
             pass?.Dispose();
             admission.Dispose();
             Metrics.Count(RequestOutcome.Rejected);
-            throw ApiException.BadRequest(UserErrors.Message(e), ParamName(e));
+            throw names.BadRequest(e);
         }
         catch
         {
@@ -304,14 +305,6 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
         var absolute = Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelPath));
         return Path.GetPathRoot(absolute) == absolute ? message : message.Replace(absolute, Path.TrimEndingDirectorySeparator(modelPath), StringComparison.Ordinal);
     }
-
-    /// <summary>The request field a client wrote for an engine parameter name (SGLang's ids are <c>rid</c>s).</summary>
-    private static string? ParamName(ArgumentException e) => e.ParamName switch
-    {
-        "request" or "prompt_token_ids" => "prompt",
-        "request_id" => "rid",
-        var name => name,
-    };
 
     public ValueTask DisposeAsync() => Engine.DisposeAsync();
 

@@ -46,7 +46,7 @@ public sealed class OpenAiEndpoints(EngineHost host, ILogger logger)
         {
             logger.LogDebug("{Path}: ignoring unknown fields {Fields}", context.Request.Path, string.Join(", ", request.IgnoredFields));
         }
-        using var running = await host.StartAsync(host.WithRemotePrefill(request.Engine, context.Request), context.RequestAborted).ConfigureAwait(false);
+        using var running = await host.StartAsync(host.WithRemotePrefill(request.Engine, context.Request), request.Names, context.RequestAborted).ConfigureAwait(false);
         var response = new OpenAiResponse(host, request, id, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
         if (request.Stream)
         {

@@ -28,6 +28,7 @@ public sealed partial class LlmEngine : IDisposable
     private readonly Sampler _sampler;
     private BlockKey _rootKey;
     private readonly Dictionary<string, (RequestState State, IRequestSink Sink)> _requests = [];
+    private readonly RunningIds _ids = new();
     private readonly int[] _blockTokens;
     private readonly PayloadCodec _codec;
 
@@ -136,8 +137,8 @@ public sealed partial class LlmEngine : IDisposable
     /// <summary>
     /// Queues a request and returns its handle. Throws an <see cref="ArgumentException"/> naming the field when it is
     /// invalid (an explicit <see cref="SamplingParams.MaxTokens"/> that does not fit the model length among others), when
-    /// a live request has its id, or when it could never fit the KV pool, instead of leaving it waiting forever. Without
-    /// a max tokens, a choice may generate what the model length and the pool leave.
+    /// one of its ids is a live request's (see <see cref="RunningIds"/>), or when it could never fit the KV pool, instead
+    /// of leaving it waiting forever. Without a max tokens, a choice may generate what the model length and the pool leave.
     /// </summary>
     public RequestHandle AddRequest(EngineRequest request, IRequestSink sink)
     {
@@ -150,6 +151,7 @@ public sealed partial class LlmEngine : IDisposable
         {
             throw new ArgumentException($"a request with id '{request.RequestId}' is already running; ids must be unique among running requests", "request_id");
         }
+        _ids.CheckFree(request);
         var prompt = request.PromptTokenIds;
         foreach (var token in prompt)
         {
@@ -175,6 +177,7 @@ public sealed partial class LlmEngine : IDisposable
         state.Choices = Enumerable.Range(0, request.N).Select(i => new Sequence(state, i, maxTokens, _tokenizer, _rootKey)).ToArray();
         AttachDisaggregation(state);
         _requests.Add(request.RequestId, (state, sink));
+        _ids.Add(request);
         foreach (var sequence in state.Choices)
         {
             _scheduler.Enqueue(sequence);
@@ -512,6 +515,7 @@ public sealed partial class LlmEngine : IDisposable
     {
         EndDisaggregation(state);
         _requests.Remove(state.Request.RequestId);
+        _ids.Remove(state.Request);
         var first = state.Choices[0];
         var usage = new Usage(first.PromptLength, state.Choices.Sum(c => c.OutputCount), first.CachedTokens);
         Stats.PromptTokens += usage.PromptTokens;

@@ -37,7 +37,7 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
         Engine = engine;
         Options = options;
         _logger = logger;
-        _modelPath = Path.GetFullPath(options.ModelPath);
+        _modelPath = options.ModelPath;
         _weightVersion = weightVersion;
         var llm = engine.Engine;
         Tokenizer = llm.Tokenizer;
@@ -99,7 +99,7 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
     }
 
     async Task<IDisposable> IPrefillHost.StartAsync(EngineRequest request, CancellationToken cancellationToken) =>
-        await StartAsync(request, cancellationToken).ConfigureAwait(false);
+        await StartAsync(request, FieldNames.Engine, countsOutcome: false, cancellationToken).ConfigureAwait(false);
 
     Task IPrefillHost.ReleaseAsync(BlockExport export) => Engine.InvokeAsync(e =>
     {
@@ -142,6 +142,24 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
     /// <summary>True once the shutdown grace period has ended: every request is aborted, those still starting too.</summary>
     public bool IsAbortingForShutdown => Volatile.Read(ref _abortingForShutdown) != 0;
 
+    /// <summary>
+    /// <paramref name="n"/>, when a request of that many choices can ever be admitted: no more than
+    /// <see cref="AdmissionLimit"/>. A larger one would get 503 forever, so it is the client's error.
+    /// </summary>
+    /// <param name="field">The field the client wrote <paramref name="n"/> in.</param>
+    /// <exception cref="ApiException">400 naming <paramref name="field"/> and the limit.</exception>
+    public int AdmissibleChoices(int n, string field)
+    {
+        if (n > AdmissionLimit)
+        {
+            throw ApiException.BadRequest(
+                $"'{field}' is {n}, more choices than this server ever admits at once: {AdmissionLimit} " +
+                $"(--max-num-seqs {EngineOptions.MaxNumSeqs} running plus --max-waiting-requests {Options.MaxWaitingRequests} waiting)",
+                field);
+        }
+        return n;
+    }
+
     /// <summary>Admits a request of <paramref name="choices"/> choices, or throws 503 when the waiting queue is full.</summary>
     public Admission Admit(int choices)
     {
@@ -159,10 +177,16 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
 
     /// <summary>
     /// Admits and starts <paramref name="request"/>: waits while a weight update runs, then queues it in the engine.
-    /// Dispose the result when done (it aborts the request when it has not finished).
+    /// Dispose the result when done (it aborts the request when it has not finished). How the request ended is counted
+    /// once in <see cref="Metrics"/>: by <see cref="RunningRequest.CountOutcome"/>, else when the result is disposed.
     /// </summary>
-    /// <exception cref="ApiException">503 when full; 400 when the engine rejects the request.</exception>
-    public async Task<RunningRequest> StartAsync(EngineRequest request, CancellationToken cancellationToken)
+    /// <param name="names">The fields as the client wrote them, for the engine's refusals.</param>
+    /// <param name="cancellationToken">Cancelled when the client goes away.</param>
+    /// <exception cref="ApiException">503 when full; 400 naming the client's field when the engine rejects the request.</exception>
+    public Task<RunningRequest> StartAsync(EngineRequest request, FieldNames names, CancellationToken cancellationToken) =>
+        StartAsync(request, names, countsOutcome: true, cancellationToken);
+
+    private async Task<RunningRequest> StartAsync(EngineRequest request, FieldNames names, bool countsOutcome, CancellationToken cancellationToken)
     {
         var admission = Admit(request.N);
         WeightGate.Pass? pass = null;
@@ -175,19 +199,23 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
                 // Accepted after the shutdown's abort of everything: it ends as the others did.
                 stream.Abort();
             }
-            return new RunningRequest(stream, pass, admission, request.RemotePrefill?.Report);
+            return new RunningRequest(stream, pass, admission, countsOutcome ? Metrics : null, cancellationToken, request.RemotePrefill?.Report);
         }
         catch (ArgumentException e)
         {
             pass?.Dispose();
             admission.Dispose();
             Metrics.Count(RequestOutcome.Rejected);
-            throw ApiException.BadRequest(UserErrors.Message(e), ParamName(e));
+            throw names.BadRequest(e);
         }
         catch
         {
             pass?.Dispose();
             admission.Dispose();
+            if (countsOutcome)
+            {
+                Metrics.Count(cancellationToken.IsCancellationRequested ? RequestOutcome.Disconnected : RequestOutcome.Error);
+            }
             throw;
         }
     }
@@ -200,19 +228,19 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
     /// <returns>How many requests were aborted.</returns>
     public async Task<int> UpdateWeightsAsync(string modelPath, string? weightVersion, bool abortAll, CancellationToken cancellationToken)
     {
-        var full = Path.GetFullPath(modelPath);
-        if (!Directory.Exists(full))
+        CheckModelPath(modelPath);
+        if (!Directory.Exists(modelPath))
         {
             throw ApiException.BadRequest($"model_path '{modelPath}' is not a folder", "model_path");
         }
         WeightUpdate update;
         try
         {
-            update = await Task.Run(() => Engine.Engine.PrepareWeightUpdate(full, weightVersion), cancellationToken).ConfigureAwait(false);
+            update = await Task.Run(() => Engine.Engine.PrepareWeightUpdate(modelPath, weightVersion), cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is CheckpointException or ArgumentException or InvalidDataException or IOException or NotSupportedException)
+        catch (Exception e) when (e is CheckpointException or ArgumentException or InvalidDataException or IOException or NotSupportedException or UnauthorizedAccessException)
         {
-            throw ApiException.BadRequest($"cannot load weights from '{modelPath}': {UserErrors.Message(e)}", "model_path");
+            throw ApiException.BadRequest($"cannot load weights from '{modelPath}': {AsGiven(UserErrors.Message(e), modelPath)}", "model_path");
         }
         var aborted = 0;
         using (await Gate.BeginUpdateAsync(
@@ -225,10 +253,10 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
                 Volatile.Write(ref _description, PeerDescription.Of(e));
                 return true;
             }).ConfigureAwait(false);
-            Volatile.Write(ref _modelPath, full);
+            Volatile.Write(ref _modelPath, modelPath);
             Volatile.Write(ref _weightVersion, weightVersion ?? update.WeightsIdentity);
         }
-        _logger.LogInformation("Weights updated from {Path} (version {Version}); prefix cache cleared, {Aborted} requests aborted", full, WeightVersion, aborted);
+        _logger.LogInformation("Weights updated from {Path} (version {Version}); prefix cache cleared, {Aborted} requests aborted", Path.GetFullPath(modelPath), WeightVersion, aborted);
         return aborted;
     }
 
@@ -261,13 +289,31 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
         }
     }
 
-    /// <summary>The request field a client wrote for an engine parameter name (SGLang's ids are <c>rid</c>s).</summary>
-    private static string? ParamName(ArgumentException e) => e.ParamName switch
+    private static void CheckModelPath(string modelPath)
     {
-        "request" or "prompt_token_ids" => "prompt",
-        "request_id" => "rid",
-        var name => name,
-    };
+        if (modelPath.Length == 0)
+        {
+            throw ApiException.BadRequest("'model_path' must not be empty: give a checkpoint folder", "model_path");
+        }
+        if (modelPath.Contains('\0', StringComparison.Ordinal))
+        {
+            throw ApiException.BadRequest("'model_path' must not contain a NUL character", "model_path");
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="message"/> with the absolute form of a relative <paramref name="modelPath"/> written as the client
+    /// gave it, so errors never show the server's working directory.
+    /// </summary>
+    private static string AsGiven(string message, string modelPath)
+    {
+        if (Path.IsPathFullyQualified(modelPath))
+        {
+            return message;
+        }
+        var absolute = Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelPath));
+        return Path.GetPathRoot(absolute) == absolute ? message : message.Replace(absolute, Path.TrimEndingDirectorySeparator(modelPath), StringComparison.Ordinal);
+    }
 
     public ValueTask DisposeAsync() => Engine.DisposeAsync();
 
@@ -285,16 +331,32 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
         }
     }
 
-    /// <summary>A request accepted by the engine, with its admission and gate pass; disposing releases all three.</summary>
-    public sealed class RunningRequest(AsyncEngine.RequestStream stream, WeightGate.Pass pass, Admission admission, PrefillReport? prefill = null) : IDisposable
+    /// <summary>
+    /// A request accepted by the engine, with its admission and gate pass; disposing releases all three. With
+    /// <paramref name="metrics"/>, its outcome is counted there once: the first <see cref="CountOutcome"/>, else on
+    /// disposal as disconnected (when <paramref name="clientGone"/> is cancelled) or as an error.
+    /// </summary>
+    public sealed class RunningRequest(AsyncEngine.RequestStream stream, WeightGate.Pass pass, Admission admission, ServerMetrics? metrics, CancellationToken clientGone, PrefillReport? prefill = null) : IDisposable
     {
+        private int _counted;
+
         public AsyncEngine.RequestStream Stream { get; } = stream;
 
         /// <summary>What became of the request's remote prefill; null without one.</summary>
         public PrefillReport? Prefill { get; } = prefill;
 
+        /// <summary>Counts how the request ended; later calls count nothing.</summary>
+        public void CountOutcome(RequestOutcome outcome)
+        {
+            if (metrics is not null && Interlocked.Exchange(ref _counted, 1) == 0)
+            {
+                metrics.Count(outcome);
+            }
+        }
+
         public void Dispose()
         {
+            CountOutcome(clientGone.IsCancellationRequested ? RequestOutcome.Disconnected : RequestOutcome.Error);
             Stream.Dispose();
             pass.Dispose();
             admission.Dispose();

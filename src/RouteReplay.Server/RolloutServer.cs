@@ -130,10 +130,10 @@ public sealed class RolloutServer : IAsyncDisposable
         app.MapMethods("/flush_cache", ["GET", "POST"], (RequestDelegate)control.FlushCacheAsync);
         app.MapPost("/abort_request", (RequestDelegate)control.AbortRequestAsync);
         app.MapGet("/get_model_info", (RequestDelegate)control.GetModelInfoAsync);
-        app.MapGet("/health", (RequestDelegate)control.HealthAsync);
+        app.MapMethods("/health", ["GET", "HEAD"], (RequestDelegate)control.HealthAsync);
         app.MapGet("/metrics", (RequestDelegate)metrics.HandleAsync);
         HashSet<string> routes = ["/v1/models", "/v1/completions", "/v1/chat/completions", "/generate", "/update_weights_from_disk", "/flush_cache", "/abort_request", "/get_model_info", "/health", "/metrics"];
-        app.MapFallback((RequestDelegate)(context => throw (routes.Contains(context.Request.Path.Value ?? "")
+        app.MapFallback((RequestDelegate)(context => throw (routes.Contains(context.Request.Path.Value?.TrimEnd('/') ?? "")
             ? new ApiException(405, $"{context.Request.Method} is not allowed on {context.Request.Path}", null, "method_not_allowed")
             : new ApiException(404, $"no route {context.Request.Method} {context.Request.Path}", null, "not_found"))));
     }

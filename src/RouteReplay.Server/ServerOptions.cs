@@ -6,7 +6,7 @@ namespace RouteReplay.Server;
 /// </summary>
 public sealed record ServerOptions
 {
-    /// <summary>Checkpoint folder; reported by <c>/get_model_info</c> and the default model name.</summary>
+    /// <summary>Checkpoint folder, as the user wrote it (relative to the working directory or not); reported as is by <c>/get_model_info</c>; its folder's name is the default model name.</summary>
     public required string ModelPath { get; init; }
 
     /// <summary>Address to bind: loopback unless told otherwise (<c>0.0.0.0</c> or <c>::</c> for every interface).</summary>
@@ -36,7 +36,7 @@ public sealed record ServerOptions
     /// <summary>The server's part in a prefill/decode split (<c>--role</c> and the transfer flags).</summary>
     public RouteReplay.Disaggregation.DisaggregationOptions Disaggregation { get; init; } = new();
 
-    public string ResolvedModelName => ServedModelName ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(ModelPath));
+    public string ResolvedModelName => ServedModelName ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(ModelPath)));
 
     /// <summary>Throws an <see cref="ArgumentException"/> naming the flag of the first invalid value.</summary>
     public ServerOptions Validate()

@@ -26,7 +26,7 @@ internal sealed class ModelFlag
         }
         if (Directory.Exists(value))
         {
-            return new ModelChoice(Path.GetFullPath(value), null);
+            return new ModelChoice(value, null);
         }
         if (ModelPresets.Names.Contains(value))
         {
@@ -37,9 +37,12 @@ internal sealed class ModelFlag
     }
 }
 
-/// <summary>The model a command runs: a checkpoint folder, or a preset to make first.</summary>
+/// <summary>The model a command runs: a checkpoint folder (as the user wrote it, relative or not), or a preset to make first.</summary>
 internal sealed record ModelChoice(string? Folder, string? Preset)
 {
+    /// <summary>The preset's name, or the folder's (of its full path, so <c>.</c> is named too).</summary>
+    public string Name => Preset ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(Folder!)));
+
     /// <summary>The checkpoint folder, making the preset into the cache when it is one and absent.</summary>
     public string Materialize(TextWriter log) => Folder ?? DefaultModel.EnsurePreset(Preset!, log);
 }

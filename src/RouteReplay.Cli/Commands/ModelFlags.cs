@@ -19,7 +19,7 @@ internal enum LoadFormat
 internal sealed record ModelSource(ModelChoice Choice, LoadFormat Format, ModelConfig? DummyConfig, string? DummyName, ulong WeightsSeed)
 {
     /// <summary>The name clients see: the folder's, the preset's, or the dummy architecture's.</summary>
-    public string Name => DummyName ?? Choice.Preset ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Choice.Folder!));
+    public string Name => DummyName ?? Choice.Name;
 
     /// <summary>The identity of the weights in block keys: the user's version or the dummy seed; null hashes the files.</summary>
     public string? WeightsIdentity(EngineOptions options) =>
@@ -92,6 +92,6 @@ internal sealed class ModelFlags
         }
         var choice = Model.Read(parse);
         var config = choice.Folder is { } folder ? ModelConfig.Load(Path.Combine(folder, Checkpoint.ConfigFileName)) : ModelPresets.Get(choice.Preset!).Config;
-        return new ModelSource(choice, format, config, choice.Preset ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(choice.Folder!)), seed);
+        return new ModelSource(choice, format, config, choice.Name, seed);
     }
 }

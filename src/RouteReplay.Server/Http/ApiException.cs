@@ -12,5 +12,8 @@ public sealed class ApiException(int statusCode, string message, string? param =
     /// <summary>Seconds to put in <c>Retry-After</c> (503 only).</summary>
     public int? RetryAfterSeconds { get; init; }
 
+    /// <summary>The request was not read to its end (its framing is broken), so its connection cannot carry another.</summary>
+    public bool ClosesConnection { get; init; }
+
     public static ApiException BadRequest(string message, string? param = null) => new(400, message, param, "invalid_value");
 }

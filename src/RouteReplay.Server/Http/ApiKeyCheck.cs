@@ -9,8 +9,8 @@ public sealed class ApiKeyCheck(string apiKey)
 {
     private readonly byte[] _expected = SHA256.HashData(Encoding.UTF8.GetBytes(apiKey));
 
-    /// <summary>Paths anyone may call: liveness and metrics.</summary>
-    public static bool IsOpen(PathString path) => path == "/health" || path == "/metrics";
+    /// <summary>Paths anyone may call: liveness and metrics (with a trailing slash or not, as routing matches them).</summary>
+    public static bool IsOpen(PathString path) => path.Value?.TrimEnd('/') is "/health" or "/metrics";
 
     public bool IsAuthorized(HttpRequest request)
     {

@@ -18,9 +18,9 @@ public static class ErrorResponses
     };
 
     public static Task WriteAsync(HttpContext context, ApiException error) =>
-        WriteAsync(context, error.StatusCode, error.Message, error.Param, error.Code, error.RetryAfterSeconds);
+        WriteAsync(context, error.StatusCode, error.Message, error.Param, error.Code, error.RetryAfterSeconds, error.ClosesConnection);
 
-    public static async Task WriteAsync(HttpContext context, int status, string message, string? param = null, string? code = null, int? retryAfterSeconds = null)
+    public static async Task WriteAsync(HttpContext context, int status, string message, string? param = null, string? code = null, int? retryAfterSeconds = null, bool closeConnection = false)
     {
         var response = context.Response;
         if (response.HasStarted)
@@ -33,7 +33,7 @@ public static class ErrorResponses
         {
             response.Headers.RetryAfter = retry.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
-        if (status == 413)
+        if (status == 413 || closeConnection)
         {
             // The body was not read to its end, so the connection cannot carry another request.
             response.Headers.Connection = "close";

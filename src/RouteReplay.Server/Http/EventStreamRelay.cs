@@ -32,12 +32,15 @@ internal static class EventStreamRelay
         throw new OperationCanceledException("the request's stream ended without a result", context.RequestAborted);
     }
 
-    /// <summary>Throws a 500 when the request failed (a routing integrity failure among others); its routing is never returned.</summary>
-    public static RequestOutcome CheckResult(EngineHost host, ILogger logger, RequestResult result)
+    /// <summary>
+    /// Throws a 500, counted as an error, when the request failed (a routing integrity failure among others); its routing
+    /// is never returned. Otherwise returns the outcome to count once the answer is written.
+    /// </summary>
+    public static RequestOutcome CheckResult(EngineHost.RunningRequest running, ILogger logger, RequestResult result)
     {
         if (result.Error is { } error)
         {
-            host.Metrics.Count(RequestOutcome.Error);
+            running.CountOutcome(RequestOutcome.Error);
             LogFailure(logger, result.RequestId, error);
             throw new ApiException(500, $"the request failed: {error.Message}", null, ErrorCode(error));
         }
@@ -66,7 +69,6 @@ internal static class EventStreamRelay
 
     public static async Task RelayAsync(
         HttpContext context,
-        EngineHost host,
         ILogger logger,
         EngineHost.RunningRequest running,
         Action<SseWriter> onStart,
@@ -101,6 +103,7 @@ internal static class EventStreamRelay
             }
             if (result is null && (await http.BodyWriter.FlushAsync(cancel).ConfigureAwait(false)).IsCompleted)
             {
+                running.CountOutcome(RequestOutcome.Disconnected);
                 return;
             }
         }
@@ -110,13 +113,13 @@ internal static class EventStreamRelay
         }
         if (result.Error is { } error)
         {
-            host.Metrics.Count(RequestOutcome.Error);
+            running.CountOutcome(RequestOutcome.Error);
             LogFailure(logger, result.RequestId, error);
             sse.WriteError(500, $"the request failed: {error.Message}", ErrorCode(error));
         }
         else
         {
-            host.Metrics.Count(Outcome(result));
+            running.CountOutcome(Outcome(result));
             onFinish(sse, result);
         }
         sse.WriteDone();

@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Http;
 
 namespace RouteReplay.Server.Http;
 
-/// <summary>Reads a request body as one JSON object, within a size limit and a nesting limit.</summary>
+/// <summary>Reads a request body, whole, within a size limit; as bytes or as one JSON object within a nesting limit.</summary>
 public static class RequestBody
 {
     /// <summary>Deepest nesting a request may have; deeper bodies are malformed (400).</summary>
@@ -12,8 +12,12 @@ public static class RequestBody
 
     private static readonly JsonDocumentOptions ParseOptions = new() { MaxDepth = MaxDepth, CommentHandling = JsonCommentHandling.Disallow, AllowTrailingCommas = false };
 
-    /// <exception cref="ApiException">413 when the body is too large, 400 when it is empty, malformed, or not an object.</exception>
-    public static async Task<JsonDocument> ReadObjectAsync(HttpContext context, long maxBytes)
+    /// <summary>The whole body as sent.</summary>
+    /// <exception cref="ApiException">
+    /// 413 when the body is too large; 400 (closing the connection) when its framing is malformed, a chunk size that is
+    /// not hexadecimal or overflows among others.
+    /// </exception>
+    public static async Task<ReadOnlyMemory<byte>> ReadAllAsync(HttpContext context, long maxBytes)
     {
         if (context.Request.ContentLength > maxBytes)
         {
@@ -44,20 +48,32 @@ public static class RequestBody
         }
         catch (BadHttpRequestException e)
         {
-            throw new ApiException(e.StatusCode, $"the request body could not be read: {e.Message}");
+            throw Unreadable(e.StatusCode, e.Message);
         }
-        if (buffer.WrittenCount == 0)
+        catch (IOException e) when (!context.RequestAborted.IsCancellationRequested)
+        {
+            // Kestrel reports a chunk size too large for its parser as an IOException, not as a bad request.
+            throw Unreadable(StatusCodes.Status400BadRequest, e.Message);
+        }
+        return buffer.WrittenMemory;
+    }
+
+    /// <exception cref="ApiException">413 when the body is too large, 400 when it is empty, malformed, or not an object.</exception>
+    public static async Task<JsonDocument> ReadObjectAsync(HttpContext context, long maxBytes)
+    {
+        var bytes = await ReadAllAsync(context, maxBytes).ConfigureAwait(false);
+        if (bytes.Length == 0)
         {
             throw ApiException.BadRequest("the request body is empty; send a JSON object");
         }
-        if (!System.Text.Unicode.Utf8.IsValid(buffer.WrittenSpan))
+        if (!System.Text.Unicode.Utf8.IsValid(bytes.Span))
         {
             throw new ApiException(400, "the request body is not valid UTF-8", null, "invalid_json");
         }
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(buffer.WrittenMemory, ParseOptions);
+            document = JsonDocument.Parse(bytes, ParseOptions);
         }
         catch (JsonException e)
         {
@@ -76,4 +92,7 @@ public static class RequestBody
     }
 
     private static ApiException TooLarge(long maxBytes) => new(413, $"the request body is larger than the limit of {maxBytes} bytes", null, "request_too_large");
+
+    private static ApiException Unreadable(int status, string reason) =>
+        new(status, $"the request body could not be read: {reason}", null, "malformed_body") { ClosesConnection = true };
 }

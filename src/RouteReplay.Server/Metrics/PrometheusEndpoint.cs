@@ -17,7 +17,7 @@ public sealed class PrometheusEndpoint(EngineHost host)
     public async Task HandleAsync(HttpContext context)
     {
         var s = await host.Engine.InvokeAsync(e => new Snapshot(
-            e.Stats.Steps, e.Stats.PromptTokens, e.Stats.GeneratedTokens, e.Stats.PrefixCacheHitTokens, e.Stats.ComputedTokens,
+            e.Stats.Steps, e.Stats.PromptTokens, e.Stats.GeneratedTokens, e.Stats.CachedPromptTokens, e.Stats.ComputedTokens,
             e.Stats.RequestsFinished, e.Stats.RequestsAborted, e.Stats.RoutingIntegrityFailures, e.Stats.RoutingBytesReturned,
             e.WaitingCount, e.RunningCount, e.Pool.UsedBlockCount, e.Pool.FreeBlockCount, e.Pool.CachedBlockCount, e.Pool.NumBlocks,
             e.Pool.HitBlocks, e.Pool.Evictions, e.Stats.PreemptionsBySwap, e.Stats.PreemptionsByRecompute, e.Stats.RecomputedTokens,
@@ -25,7 +25,7 @@ public sealed class PrometheusEndpoint(EngineHost host)
             e.HostTier?.BlocksSwappedOut ?? 0, e.HostTier?.BlocksSwappedIn ?? 0, e.HostTier?.BlocksDemoted ?? 0, e.HostTier?.BlocksPromoted ?? 0)).WaitAsync(context.RequestAborted).ConfigureAwait(false);
         var text = new StringBuilder(4096);
         var m = host.Metrics;
-        Family(text, "routereplay_requests_total", "counter", "Generation requests by how they ended.");
+        Family(text, "routereplay_requests_total", "counter", "Generation requests by how they ended (disconnected: the client went away first); each request the server tried to admit counts once.");
         foreach (var outcome in Enum.GetValues<RequestOutcome>())
         {
             Sample(text, "routereplay_requests_total", $"status=\"{outcome.ToString().ToLowerInvariant()}\"", m.Outcome(outcome));
@@ -35,11 +35,11 @@ public sealed class PrometheusEndpoint(EngineHost host)
         {
             Sample(text, "routereplay_http_responses_total", $"code=\"{code}\"", count);
         }
-        Counter(text, "routereplay_prompt_tokens_total", "Prompt tokens of finished requests.", s.PromptTokens);
+        Counter(text, "routereplay_prompt_tokens_total", "Prompt tokens of ended requests, once per request (not per choice).", s.PromptTokens);
         Counter(text, "routereplay_generation_tokens_total", "Generated tokens.", s.GeneratedTokens);
-        Counter(text, "routereplay_cached_prompt_tokens_total", "Prompt tokens served from the prefix cache.", s.CachedTokens);
+        Counter(text, "routereplay_cached_prompt_tokens_total", "Of those prompt tokens, the ones served from the prefix cache (the sum of usage.cached_tokens), once per request.", s.CachedTokens);
         Counter(text, "routereplay_computed_tokens_total", "Tokens run through the forward.", s.ComputedTokens);
-        Gauge(text, "routereplay_prefix_cache_hit_rate", "Cached prompt tokens over prompt tokens since start.", s.PromptTokens == 0 ? 0 : (double)s.CachedTokens / s.PromptTokens);
+        Gauge(text, "routereplay_prefix_cache_hit_rate", "routereplay_cached_prompt_tokens_total over routereplay_prompt_tokens_total (both per request, so at most 1).", s.PromptTokens == 0 ? 0 : (double)s.CachedTokens / s.PromptTokens);
         Family(text, "routereplay_blocks", "gauge", "KV blocks by tier and state.");
         Sample(text, "routereplay_blocks", "tier=\"device\",state=\"used\"", s.UsedBlocks);
         Sample(text, "routereplay_blocks", "tier=\"device\",state=\"free\"", s.FreeBlocks);

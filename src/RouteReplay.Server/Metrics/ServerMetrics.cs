@@ -2,13 +2,24 @@ using System.Collections.Concurrent;
 
 namespace RouteReplay.Server.Metrics;
 
-/// <summary>What a request ended as, for <c>routereplay_requests_total{status=...}</c>.</summary>
+/// <summary>
+/// What a generation request ended as, for <c>routereplay_requests_total{status=...}</c>: every request the server
+/// tried to admit counts once.
+/// </summary>
 public enum RequestOutcome
 {
     Ok,
+
+    /// <summary>Ended with finish reason abort (<c>/abort_request</c>, a weight update's <c>abort_all_requests</c>, shutdown).</summary>
     Aborted,
+
     Error,
+
+    /// <summary>Refused: the waiting queue was full, or the engine refused its values.</summary>
     Rejected,
+
+    /// <summary>The client went away before its answer was written; the request was aborted with it.</summary>
+    Disconnected,
 }
 
 /// <summary>Server-side counters; the engine's own are read from the engine when <c>/metrics</c> is scraped.</summary>

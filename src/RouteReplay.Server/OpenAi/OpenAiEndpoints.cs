@@ -46,7 +46,7 @@ public sealed class OpenAiEndpoints(EngineHost host, ILogger logger)
         {
             logger.LogDebug("{Path}: ignoring unknown fields {Fields}", context.Request.Path, string.Join(", ", request.IgnoredFields));
         }
-        using var running = await host.StartAsync(host.WithRemotePrefill(request.Engine, context.Request), context.RequestAborted).ConfigureAwait(false);
+        using var running = await host.StartAsync(host.WithRemotePrefill(request.Engine, context.Request), request.Names, context.RequestAborted).ConfigureAwait(false);
         var response = new OpenAiResponse(host, request, id, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
         if (request.Stream)
         {
@@ -54,16 +54,16 @@ public sealed class OpenAiEndpoints(EngineHost host, ILogger logger)
             return;
         }
         var result = await EventStreamRelay.ResultAsync(context, running).ConfigureAwait(false);
-        var outcome = EventStreamRelay.CheckResult(host, logger, result);
+        var outcome = EventStreamRelay.CheckResult(running, logger, result);
         context.Response.ContentType = "application/json";
         using (var writer = new Utf8JsonWriter(context.Response.BodyWriter, JsonOutput.Options))
         {
             response.WriteFull(writer, result);
         }
-        host.Metrics.Count(outcome);
+        running.CountOutcome(outcome);
         await context.Response.BodyWriter.FlushAsync(context.RequestAborted).ConfigureAwait(false);
     }
 
     private Task StreamAsync(HttpContext context, EngineHost.RunningRequest running, OpenAiResponse response) =>
-        EventStreamRelay.RelayAsync(context, host, logger, running, response.WriteStart, response.WriteDelta, response.WriteFinish);
+        EventStreamRelay.RelayAsync(context, logger, running, response.WriteStart, response.WriteDelta, response.WriteFinish);
 }

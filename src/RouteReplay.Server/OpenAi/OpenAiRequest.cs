@@ -6,6 +6,7 @@ using RouteReplay.Server.Http;
 namespace RouteReplay.Server.OpenAi;
 
 /// <summary>A parsed <c>/v1/completions</c> or <c>/v1/chat/completions</c> request.</summary>
+/// <param name="Names">The request's fields as the client wrote them, for the engine's refusals.</param>
 public sealed record OpenAiRequest(
     EngineRequest Engine,
     bool Chat,
@@ -13,7 +14,8 @@ public sealed record OpenAiRequest(
     bool IncludeUsage,
     bool ReturnTokenIds,
     int? TopLogprobs,
-    IReadOnlyList<string> IgnoredFields);
+    IReadOnlyList<string> IgnoredFields,
+    FieldNames Names);
 
 /// <summary>Turns an OpenAI request body into an engine request; every bad value is a 400 naming its field.</summary>
 public static class OpenAiRequestParser
@@ -31,6 +33,14 @@ public static class OpenAiRequestParser
     private static readonly HashSet<string> CompletionFields = [.. CommonFields, "prompt"];
 
     private static readonly HashSet<string> ChatFields = [.. CommonFields, "messages", "max_completion_tokens", "top_logprobs", "chat_template_kwargs"];
+
+    private static readonly FieldNames ChatNames = FieldNames.Engine.With(new Dictionary<string, string>
+    {
+        ["prompt"] = "messages",
+        ["request"] = "messages",
+        ["prompt_token_ids"] = "messages",
+        ["logprobs"] = "top_logprobs",
+    });
 
     public static OpenAiRequest Parse(JsonElement body, bool chat, EngineHost host, string requestId)
     {
@@ -69,13 +79,14 @@ public static class OpenAiRequestParser
         }
         var streamOptions = fields.Object("stream_options");
         var stream = fields.Bool("stream") ?? false;
-        var sampling = Sampling(fields, host.ModelConfig.VocabSize, maxTokens);
+        var names = (chat ? ChatNames : FieldNames.Engine).With([new("max_tokens", budgetField)]);
+        var sampling = Sampling(fields, host.ModelConfig.VocabSize, maxTokens, names);
         var request = new EngineRequest
         {
             RequestId = requestId,
             PromptTokenIds = prompt,
             Sampling = sampling,
-            N = fields.Int32("n", 1, 128) ?? 1,
+            N = host.AdmissibleChoices(fields.Int32("n", 1, 128) ?? 1, "n"),
             ReturnRouting = fields.Bool("return_routed_experts") ?? false,
             RoutingStart = fields.Int32("routed_experts_start", 0, int.MaxValue) ?? 0,
             Logprobs = logprobs,
@@ -87,11 +98,12 @@ public static class OpenAiRequestParser
             streamOptions?.Bool("include_usage") ?? false,
             fields.Bool("return_token_ids") ?? false,
             logprobs,
-            fields.UnknownFields(chat ? ChatFields : CompletionFields));
+            fields.UnknownFields(chat ? ChatFields : CompletionFields),
+            names);
     }
 
     /// <summary>The sampling fields shared by the OpenAI endpoints.</summary>
-    private static SamplingParams Sampling(RequestFields fields, int vocabSize, int? maxTokens)
+    private static SamplingParams Sampling(RequestFields fields, int vocabSize, int? maxTokens, FieldNames names)
     {
         var topK = fields.Int32("top_k", -1, 1 << 20) ?? 0;
         var seed = fields.Int64("seed", long.MinValue, long.MaxValue);
@@ -107,7 +119,7 @@ public static class OpenAiRequestParser
             IgnoreEos = fields.Bool("ignore_eos") ?? false,
             IncludeStopStringInOutput = fields.Bool("include_stop_str_in_output") ?? false,
         };
-        return Validated(sampling);
+        return Validated(sampling, names);
     }
 
     /// <summary>
@@ -126,8 +138,8 @@ public static class OpenAiRequestParser
         }
     }
 
-    /// <summary>Runs <see cref="SamplingParams.Validate"/>, turning its error into a 400 naming the field.</summary>
-    public static SamplingParams Validated(SamplingParams sampling)
+    /// <summary>Runs <see cref="SamplingParams.Validate"/>, turning its error into a 400 naming the field as <paramref name="names"/> write it.</summary>
+    public static SamplingParams Validated(SamplingParams sampling, FieldNames names)
     {
         try
         {
@@ -135,7 +147,7 @@ public static class OpenAiRequestParser
         }
         catch (ArgumentException e)
         {
-            throw ApiException.BadRequest(UserErrors.Message(e), e.ParamName);
+            throw names.BadRequest(e);
         }
         return sampling;
     }

@@ -195,22 +195,21 @@ internal sealed class RouterProxy(RouterServer router, HttpClient http, PromptSo
         return request;
     }
 
-    /// <summary>The whole request body, refused with 413 past <paramref name="maxBytes"/>.</summary>
-    public static async Task<byte[]> ReadBodyAsync(HttpContext context, long maxBytes)
+    /// <summary>The whole request body (see <see cref="RequestBody.ReadAllAsync"/>).</summary>
+    public static async Task<byte[]> ReadBodyAsync(HttpContext context, long maxBytes) =>
+        (await RequestBody.ReadAllAsync(context, maxBytes).ConfigureAwait(false)).ToArray();
+
+    /// <summary>The message of an OpenAI-style error body, else the body's start.</summary>
+    public static string ErrorMessage(string body)
     {
-        if (context.Request.ContentLength > maxBytes)
-        {
-            throw new ApiException(413, $"the request body is larger than the limit of {maxBytes} bytes", null, "request_too_large");
-        }
-        using var buffer = new MemoryStream();
         try
         {
-            await context.Request.Body.CopyToAsync(buffer, context.RequestAborted).ConfigureAwait(false);
+            using var document = JsonDocument.Parse(body);
+            return document.RootElement.GetProperty("error").GetProperty("message").GetString() ?? body;
         }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
         {
-            throw new ApiException(413, $"the request body is larger than the limit of {maxBytes} bytes", null, "request_too_large");
+            return body.Length > 300 ? body[..300] : body;
         }
-        return buffer.ToArray();
     }
 }

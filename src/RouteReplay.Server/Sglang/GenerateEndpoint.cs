@@ -30,7 +30,20 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
 
     private static readonly JsonElement EmptyObject = JsonDocument.Parse("{}").RootElement.Clone();
 
-    private sealed record Parsed(EngineRequest Request, bool Stream, bool ReturnLogprob, bool TextInLogprobs);
+    /// <summary>SGLang's names for the engine's parameters (the prompt's, <c>text</c> or <c>input_ids</c>, is added per request).</summary>
+    private static readonly FieldNames Names = FieldNames.Engine.With(new Dictionary<string, string>
+    {
+        ["temperature"] = "sampling_params.temperature",
+        ["top_p"] = "sampling_params.top_p",
+        ["top_k"] = "sampling_params.top_k",
+        ["stop"] = "sampling_params.stop",
+        ["max_tokens"] = "sampling_params.max_new_tokens",
+        ["n"] = "sampling_params.n",
+        ["routed_experts_start"] = "routed_experts_start_len",
+        ["logprobs"] = "top_logprobs_num",
+    });
+
+    private sealed record Parsed(EngineRequest Request, bool Stream, bool ReturnLogprob, bool TextInLogprobs, FieldNames Names);
 
     public async Task HandleAsync(HttpContext context)
     {
@@ -40,14 +53,14 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
         {
             parsed = Parse(new RequestFields(body.RootElement));
         }
-        using var running = await host.StartAsync(host.WithRemotePrefill(parsed.Request, context.Request), context.RequestAborted).ConfigureAwait(false);
+        using var running = await host.StartAsync(host.WithRemotePrefill(parsed.Request, context.Request), parsed.Names, context.RequestAborted).ConfigureAwait(false);
         if (parsed.Stream)
         {
             await StreamAsync(context, running, parsed, clock).ConfigureAwait(false);
             return;
         }
         var result = await EventStreamRelay.ResultAsync(context, running).ConfigureAwait(false);
-        var outcome = EventStreamRelay.CheckResult(host, logger, result);
+        var outcome = EventStreamRelay.CheckResult(running, logger, result);
         context.Response.ContentType = "application/json";
         using (var writer = new Utf8JsonWriter(context.Response.BodyWriter, JsonOutput.Options))
         {
@@ -65,7 +78,7 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
                 writer.WriteEndArray();
             }
         }
-        host.Metrics.Count(outcome);
+        running.CountOutcome(outcome);
         await context.Response.BodyWriter.FlushAsync(context.RequestAborted).ConfigureAwait(false);
     }
 
@@ -78,7 +91,8 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
         {
             logger.LogDebug("/generate: ignoring unknown fields {Fields}", string.Join(", ", unknown));
         }
-        var prompt = Prompt(fields);
+        var (prompt, promptField) = Prompt(fields);
+        var names = Names.With([new("prompt", promptField), new("request", promptField), new("prompt_token_ids", promptField)]);
         var topK = sampling.Int32("top_k", -1, 1 << 20) ?? -1;
         var seed = sampling.Int64("sampling_seed", long.MinValue, long.MaxValue) ?? sampling.Int64("seed", long.MinValue, long.MaxValue);
         var maxModelLen = host.EngineOptions.MaxModelLen;
@@ -100,7 +114,7 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
             IgnoreEos = sampling.Bool("ignore_eos") ?? false,
             IncludeStopStringInOutput = noStopTrim,
             IncludeStopTokenText = noStopTrim,
-        });
+        }, names);
         var returnLogprob = fields.Bool("return_logprob") ?? false;
         var rid = fields.String("rid", 256) ?? Guid.NewGuid().ToString("N");
         if (rid.Length == 0)
@@ -112,15 +126,16 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
             RequestId = rid,
             PromptTokenIds = prompt,
             Sampling = parameters,
-            N = sampling.Int32("n", 1, 128) ?? 1,
+            N = host.AdmissibleChoices(sampling.Int32("n", 1, 128) ?? 1, "sampling_params.n"),
             ReturnRouting = fields.Bool("return_routed_experts") ?? false,
             RoutingStart = fields.Int32("routed_experts_start_len", 0, int.MaxValue) ?? 0,
             Logprobs = returnLogprob ? fields.Int32("top_logprobs_num", 0, 20) ?? 0 : null,
         };
-        return new Parsed(request, fields.Bool("stream") ?? false, returnLogprob, fields.Bool("return_text_in_logprobs") ?? false);
+        return new Parsed(request, fields.Bool("stream") ?? false, returnLogprob, fields.Bool("return_text_in_logprobs") ?? false, names);
     }
 
-    private IReadOnlyList<int> Prompt(RequestFields fields)
+    /// <summary>The prompt's token ids, and the field they came from.</summary>
+    private (IReadOnlyList<int> Ids, string Field) Prompt(RequestFields fields)
     {
         var hasText = fields.TryGet("text", out var text);
         var hasIds = fields.TryGet("input_ids", out var ids);
@@ -138,13 +153,13 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
             {
                 throw ApiException.BadRequest("'text' must be one string; batched prompts are not supported", "text");
             }
-            return host.Tokenizer.Encode(RequestFields.Text(text, "text"));
+            return (host.Tokenizer.Encode(RequestFields.Text(text, "text")), "text");
         }
         if (ids.ValueKind == JsonValueKind.Array && ids.GetArrayLength() == 1 && ids[0].ValueKind == JsonValueKind.Array)
         {
             ids = ids[0];
         }
-        return RequestFields.IntArray(ids, "input_ids", 0, host.ModelConfig.VocabSize - 1, OpenAiRequestParser.MaxListItems);
+        return (RequestFields.IntArray(ids, "input_ids", 0, host.ModelConfig.VocabSize - 1, OpenAiRequestParser.MaxListItems), "input_ids");
     }
 
     private Task StreamAsync(HttpContext context, EngineHost.RunningRequest running, Parsed parsed, Stopwatch clock)
@@ -159,7 +174,7 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
             texts[i] = new System.Text.StringBuilder();
             logprobs[i] = parsed.ReturnLogprob ? [] : null;
         }
-        return EventStreamRelay.RelayAsync(context, host, logger, running, _ => { }, OnDelta, OnFinish);
+        return EventStreamRelay.RelayAsync(context, logger, running, _ => { }, OnDelta, OnFinish);
 
         void OnDelta(SseWriter sse, StreamDelta delta)
         {
@@ -198,7 +213,7 @@ public sealed class GenerateEndpoint(EngineHost host, ILogger logger)
         writer.WriteString("text", text);
         OpenAiResponse.WriteIds(writer, "output_ids", outputIds);
         writer.WriteStartObject("meta_info");
-        writer.WriteString("id", request.N > 1 ? $"{request.RequestId}-{choice.Index}" : request.RequestId);
+        writer.WriteString("id", request.ChoiceId(choice.Index));
         if (finished)
         {
             WriteFinishReason(writer, request, choice);

@@ -93,7 +93,7 @@ public static class ModelFingerprint
     /// <c>*.safetensors</c> file directly in <paramref name="modelDir"/>, in ordinal name order, each contributing its
     /// name, its length and its bytes. Streams the files through one reused buffer, so any size is fine.
     /// </summary>
-    /// <exception cref="CheckpointException">The folder holds no safetensors file.</exception>
+    /// <exception cref="CheckpointException">The folder holds no safetensors file, or one cannot be read (a FIFO in a file's place among others).</exception>
     public static string HashWeights(string modelDir)
     {
         ArgumentNullException.ThrowIfNull(modelDir);
@@ -121,12 +121,24 @@ public static class ModelFingerprint
 
     private static void AppendFile(XxHash128 hasher, string path, byte[] buffer)
     {
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.SequentialScan);
+        using var stream = OpenWeightFile(path);
         hasher.Append(Encoding.UTF8.GetBytes($"{Path.GetFileName(path)}\n{stream.Length}\n"));
         int read;
         while ((read = stream.Read(buffer)) > 0)
         {
             hasher.Append(buffer.AsSpan(0, read));
+        }
+    }
+
+    private static FileStream OpenWeightFile(string path)
+    {
+        try
+        {
+            return RegularFiles.OpenRead(path, FileOptions.SequentialScan);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CheckpointException(path, null, $"{path}: cannot read the weight file to hash it: {e.Message}", e);
         }
     }
 

@@ -14,6 +14,9 @@ public sealed record EngineRequest
 
     public int N { get; init; } = 1;
 
+    /// <summary>The id of choice <paramref name="index"/>: the request's own when it has one choice, else <c>{id}-{index}</c> (SGLang's form).</summary>
+    public string ChoiceId(int index) => N > 1 ? $"{RequestId}-{index}" : RequestId;
+
     public bool ReturnRouting { get; init; } = true;
 
     public int RoutingStart { get; init; }

@@ -8,10 +8,20 @@ public sealed class EngineStats
     /// <summary>Tokens run through the forward (prefill chunks and decodes).</summary>
     public long ComputedTokens { get; internal set; }
 
-    /// <summary>Prompt tokens served from the prefix cache instead of computed.</summary>
+    /// <summary>
+    /// Prompt tokens served from the prefix cache instead of computed, per choice as each is admitted: the later choices
+    /// of an n &gt; 1 request count the prompt blocks they share with the first.
+    /// </summary>
     public long PrefixCacheHitTokens { get; internal set; }
 
+    /// <summary>Prompt tokens of ended requests, once per request (not per choice), counted when the request ends.</summary>
     public long PromptTokens { get; internal set; }
+
+    /// <summary>
+    /// The part of <see cref="PromptTokens"/> served from the prefix cache: each ended request's
+    /// <see cref="Usage.CachedPromptTokens"/> (its first choice's hits), counted with its prompt tokens, so never more than they.
+    /// </summary>
+    public long CachedPromptTokens { get; internal set; }
 
     public long GeneratedTokens { get; internal set; }
 

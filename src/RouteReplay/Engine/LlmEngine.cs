@@ -28,6 +28,7 @@ public sealed partial class LlmEngine : IDisposable
     private readonly Sampler _sampler;
     private BlockKey _rootKey;
     private readonly Dictionary<string, (RequestState State, IRequestSink Sink)> _requests = [];
+    private readonly RunningIds _ids = new();
     private readonly int[] _blockTokens;
     private readonly PayloadCodec _codec;
 
@@ -140,8 +141,8 @@ public sealed partial class LlmEngine : IDisposable
     /// <summary>
     /// Queues a request and returns its handle. Throws an <see cref="ArgumentException"/> naming the field when it is
     /// invalid (an explicit <see cref="SamplingParams.MaxTokens"/> that does not fit the model length among others), when
-    /// a live request has its id, or when it could never fit the KV pool, instead of leaving it waiting forever. Without
-    /// a max tokens, a choice may generate what the model length and the pool leave.
+    /// one of its ids is a live request's (see <see cref="RunningIds"/>), or when it could never fit the KV pool, instead
+    /// of leaving it waiting forever. Without a max tokens, a choice may generate what the model length and the pool leave.
     /// </summary>
     public RequestHandle AddRequest(EngineRequest request, IRequestSink sink)
     {
@@ -154,6 +155,7 @@ public sealed partial class LlmEngine : IDisposable
         {
             throw new ArgumentException($"a request with id '{request.RequestId}' is already running; ids must be unique among running requests", "request_id");
         }
+        _ids.CheckFree(request);
         var prompt = request.PromptTokenIds;
         foreach (var token in prompt)
         {
@@ -179,6 +181,7 @@ public sealed partial class LlmEngine : IDisposable
         state.Choices = Enumerable.Range(0, request.N).Select(i => new Sequence(state, i, maxTokens, _tokenizer, _rootKey)).ToArray();
         AttachDisaggregation(state);
         _requests.Add(request.RequestId, (state, sink));
+        _ids.Add(request);
         foreach (var sequence in state.Choices)
         {
             _scheduler.Enqueue(sequence);
@@ -527,9 +530,11 @@ public sealed partial class LlmEngine : IDisposable
     {
         EndDisaggregation(state);
         _requests.Remove(state.Request.RequestId);
+        _ids.Remove(state.Request);
         var first = state.Choices[0];
         var usage = new Usage(first.PromptLength, state.Choices.Sum(c => c.OutputCount), first.CachedTokens);
-        Stats.PromptTokens += first.PromptLength;
+        Stats.PromptTokens += usage.PromptTokens;
+        Stats.CachedPromptTokens += usage.CachedPromptTokens;
         var choices = state.Results.Select((r, i) => r ?? new ChoiceResult(i, [], "", FinishReason.Abort, null, null)).ToArray();
         sink.OnFinished(new RequestResult(state.Request.RequestId, state.Request.PromptTokenIds, choices, usage, state.Error)
         {

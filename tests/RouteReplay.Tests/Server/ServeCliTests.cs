@@ -85,6 +85,19 @@ public sealed partial class ServeCliTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task A_relative_model_folder_is_reported_as_written_and_the_model_is_named_after_its_folder()
+    {
+        using var model = new TinyModelFixture();
+        var relative = Path.GetRelativePath(Environment.CurrentDirectory, model.Directory);
+        Assert.False(Path.IsPathFullyQualified(relative));
+        await using var serve = await CliProcess.StartAsync(_work, "serve", "--model", relative, "--port", "0", "--num-blocks", "256");
+
+        using var info = System.Text.Json.JsonDocument.Parse(await serve.Client.GetStringAsync("/get_model_info"));
+        Assert.Equal(relative, info.RootElement.GetProperty("model_path").GetString());
+        Assert.Equal(Path.GetFileName(model.Directory), info.RootElement.GetProperty("served_model_name").GetString());
+    }
+
     public void Dispose() => Directory.Delete(_work, recursive: true);
 
     [GeneratedRegex(@"Serving '.*' on (?<url>http://[^ ]+)")]

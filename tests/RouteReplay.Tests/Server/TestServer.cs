@@ -65,6 +65,9 @@ public sealed class TestServer : IAsyncDisposable
         return ((int)response.StatusCode, await ReadJsonAsync(response));
     }
 
+    /// <summary>Every sample of <c>/metrics</c>, keyed by name with labels as written (<c>name{a="b"}</c>).</summary>
+    public async Task<Dictionary<string, double>> MetricsAsync() => PrometheusText.Parse(await Client.GetStringAsync("/metrics"));
+
     public static async Task<JsonElement> ReadJsonAsync(HttpResponseMessage response)
     {
         var text = await response.Content.ReadAsStringAsync();

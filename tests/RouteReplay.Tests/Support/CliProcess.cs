@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
@@ -124,21 +123,7 @@ public sealed partial class CliProcess : IAsyncDisposable
     }
 
     /// <summary>Every sample of <c>/metrics</c>, keyed by name with labels as written (<c>name{a="b"}</c>).</summary>
-    public async Task<Dictionary<string, double>> MetricsAsync()
-    {
-        var text = await Client.GetStringAsync("/metrics");
-        var samples = new Dictionary<string, double>(StringComparer.Ordinal);
-        foreach (var line in text.Split('\n'))
-        {
-            if (line.Length == 0 || line[0] == '#')
-            {
-                continue;
-            }
-            var space = line.LastIndexOf(' ');
-            samples[line[..space]] = double.Parse(line[(space + 1)..], CultureInfo.InvariantCulture);
-        }
-        return samples;
-    }
+    public async Task<Dictionary<string, double>> MetricsAsync() => PrometheusText.Parse(await Client.GetStringAsync("/metrics"));
 
     /// <summary>Polls <c>/metrics</c> until <paramref name="condition"/> holds, or fails after <paramref name="timeout"/>.</summary>
     public async Task<Dictionary<string, double>> WaitForMetricsAsync(Func<Dictionary<string, double>, bool> condition, TimeSpan timeout, string what, int pollMilliseconds = 5)

@@ -9,7 +9,8 @@ internal static class JsonConfigDocument
     {
         try
         {
-            return File.ReadAllText(path);
+            using var reader = new StreamReader(new MemoryStream(RegularFiles.ReadAllBytes(path, RegularFiles.MaxJsonFileBytes)), detectEncodingFromByteOrderMarks: true);
+            return reader.ReadToEnd();
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {

@@ -170,7 +170,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         try
         {
-            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            return RegularFiles.OpenRead(path);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {

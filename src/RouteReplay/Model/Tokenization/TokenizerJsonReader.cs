@@ -1,4 +1,5 @@
 using System.Text.Json;
+using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Model.Tokenization;
 
@@ -13,9 +14,18 @@ internal sealed class TokenizerJsonReader(string path)
         {
             throw TokenizerFileError.Missing(Path);
         }
+        byte[] bytes;
         try
         {
-            return JsonDocument.Parse(File.ReadAllBytes(Path));
+            bytes = RegularFiles.ReadAllBytes(Path, RegularFiles.MaxJsonFileBytes);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw TokenizerFileError.Unreadable(Path, e);
+        }
+        try
+        {
+            return JsonDocument.Parse(bytes);
         }
         catch (JsonException e)
         {

@@ -1,7 +1,7 @@
-using RouteReplay.Backends.Cuda;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using RouteReplay.Backends.Cuda;
 using RouteReplay.Engine;
 using RouteReplay.Model.Checkpoints;
 

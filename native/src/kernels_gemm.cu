@@ -60,7 +60,7 @@ const char* linear_config(int m, int n, int k) {
     const bool k128 = gemm_chunk(k) % 128 == 0, chunked = gemm_chunk(k) < k;
     if (m <= 16) {
         if (n >= 16384 && gemm_chunk(k) % 64 == 0) return "16x64x64";
-        if (!chunked) return k % 128 == 0 ? "16x8x128" : "16x32x32";
+        if (!chunked) return k % 128 != 0 ? "16x32x32" : n >= 4096 ? "16x16x128" : "16x8x128";
         return k128 ? "16x16x128 split" : "16x16x32 split";
     }
     if (m <= 64) return chunked ? "64x32x64 split" : gemm_chunk(k) % 64 == 0 ? "64x32x64" : "64x32x32";

@@ -22,10 +22,10 @@ public sealed class ServeAndRouterFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Serve = await TestServer.StartAsync(Model.Directory);
-        Prefill = await TestServer.StartAsync(Model.Directory, o => o with { Disaggregation = new DisaggregationOptions { Role = ServerRole.Prefill } });
-        Decode = await TestServer.StartAsync(Model.Directory, o => o with { Disaggregation = new DisaggregationOptions { Role = ServerRole.Decode } });
+        Prefill = await TestServer.StartAsync(Model.Directory, o => o with { Disaggregation = new DisaggregationOptions { Role = ServerRole.Prefill, ClusterKey = TestClusterKey.Key } });
+        Decode = await TestServer.StartAsync(Model.Directory, o => o with { Disaggregation = new DisaggregationOptions { Role = ServerRole.Decode, ClusterKey = TestClusterKey.Key } });
         Router = await RouterServer.CreateAsync(
-            new RouterOptions { PrefillServers = [Prefill.BaseAddress], DecodeServers = [Decode.BaseAddress], Port = 0 },
+            new RouterOptions { PrefillServers = [Prefill.BaseAddress], DecodeServers = [Decode.BaseAddress], Port = 0, ClusterKey = TestClusterKey.Key },
             logging => logging.SetMinimumLevel(LogLevel.Warning));
         await Router.StartAsync();
     }

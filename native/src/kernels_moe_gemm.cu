@@ -113,41 +113,53 @@ using Tile128 = GemmConfig<128, 128, 2, 4, BK, 4>;
 
 constexpr int kSplitTileN = 32;
 
-template <template <int> class Tile, int BK>
-void gate_up_with(cudaStream_t s, const bf16* x, const bf16* w, bf16* act, const MoePlan& plan, int max_tiles, int hidden, int inter,
-                  bool split, const GemmScratch& scratch) {
+enum class Projection { GateUp, Down };
+
+// One projection's operands: its input rows, the experts' weights, its output rows.
+struct ExpertGemm {
+    const bf16* in;
+    const bf16* w;
+    bf16* out;
+    MoePlan plan;
+    int max_tiles, hidden, inter;
+};
+
+template <template <int> class Tile, int BK, Projection P>
+void run(cudaStream_t s, const ExpertGemm& g, bool split, const GemmScratch& scratch) {
     using Cfg = Tile<BK>;
-    const dim3 grid(ceil_div(2 * inter, Cfg::BN), max_tiles);
-    launch_gemm<Cfg>(s, grid, hidden, split, scratch, GateUpProblem<Cfg>{x, w, act, plan, hidden, inter, w, {}}, "moe_gate_up");
+    if constexpr (P == Projection::GateUp) {
+        const dim3 grid(ceil_div(2 * g.inter, Cfg::BN), g.max_tiles);
+        launch_gemm<Cfg>(s, grid, g.hidden, split, scratch, GateUpProblem<Cfg>{g.in, g.w, g.out, g.plan, g.hidden, g.inter, g.w, {}}, "moe_gate_up");
+    } else {
+        const dim3 grid(ceil_div(g.hidden, Cfg::BN), g.max_tiles);
+        launch_gemm<Cfg>(s, grid, g.inter, split, scratch, DownProblem<Cfg>{g.in, g.w, g.out, g.plan, g.inter, g.hidden, g.w, {}}, "moe_down");
+    }
 }
 
-template <template <int> class Tile, int BK>
-void down_with(cudaStream_t s, const bf16* act, const bf16* w, bf16* out, const MoePlan& plan, int max_tiles, int hidden, int inter,
-               bool split, const GemmScratch& scratch) {
-    using Cfg = Tile<BK>;
-    const dim3 grid(ceil_div(hidden, Cfg::BN), max_tiles);
-    launch_gemm<Cfg>(s, grid, inter, split, scratch, DownProblem<Cfg>{act, w, out, plan, inter, hidden, w, {}}, "moe_down");
-}
-
-// K step: 128 (decode splits) or 64 when the chunk allows, else 32.
-template <template <int> class Tile, int Wide>
-void gate_up_for_k(cudaStream_t s, const bf16* x, const bf16* w, bf16* act, const MoePlan& plan, int max_tiles, int hidden, int inter,
-                   bool split, const GemmScratch& scratch) {
-    if (gemm_chunk(hidden) % Wide == 0) return gate_up_with<Tile, Wide>(s, x, w, act, plan, max_tiles, hidden, inter, split, scratch);
-    gate_up_with<Tile, 32>(s, x, w, act, plan, max_tiles, hidden, inter, split, scratch);
-}
-
-template <template <int> class Tile, int Wide>
-void down_for_k(cudaStream_t s, const bf16* act, const bf16* w, bf16* out, const MoePlan& plan, int max_tiles, int hidden, int inter,
-                bool split, const GemmScratch& scratch) {
-    if (gemm_chunk(inter) % Wide == 0) return down_with<Tile, Wide>(s, act, w, out, plan, max_tiles, hidden, inter, split, scratch);
-    down_with<Tile, 32>(s, act, w, out, plan, max_tiles, hidden, inter, split, scratch);
+// K step: `Wide` (128 for decode splits, 64, or 32) when the projection's K chunk allows it, else 32.
+template <template <int> class Tile, int Wide, Projection P>
+void run_for_k(cudaStream_t s, const ExpertGemm& g, bool split, const GemmScratch& scratch) {
+    const int k = P == Projection::GateUp ? g.hidden : g.inter;
+    if (gemm_chunk(k) % Wide == 0) return run<Tile, Wide, P>(s, g, split, scratch);
+    run<Tile, 32, P>(s, g, split, scratch);
 }
 
 bool splits(int max_tiles, int hidden, int inter, const GemmScratch& scratch) {
     if (hidden == gemm_chunk(hidden) && inter == gemm_chunk(inter)) return false;
     const size_t gate_up_tiles = (size_t)ceil_div(2 * inter, kSplitTileN) * max_tiles, down_tiles = (size_t)ceil_div(hidden, kSplitTileN) * max_tiles;
     return scratch.fits(gate_up_tiles, hidden / gemm_chunk(hidden), 16 * kSplitTileN) && scratch.fits(down_tiles, inter / gemm_chunk(inter), 16 * kSplitTileN);
+}
+
+template <Projection P>
+void run_for_tile(cudaStream_t s, const ExpertGemm& g, int tile_m, const GemmScratch& scratch) {
+    switch (tile_m) {
+        case 16:
+            if (splits(g.max_tiles, g.hidden, g.inter, scratch)) return run_for_k<Split16, 128, P>(s, g, true, scratch);
+            return run_for_k<Tile16, 64, P>(s, g, false, scratch);
+        case 64: return run_for_k<Tile64, 64, P>(s, g, false, scratch);
+        case 128: return run_for_k<Tile128, 32, P>(s, g, false, scratch);
+        default: fail("the experts' GEMMs have no kernel for tiles of " + std::to_string(tile_m) + " rows");
+    }
 }
 
 }  // namespace
@@ -163,32 +175,15 @@ int moe_scratch_counters(int experts, int hidden_size, int intermediate, int spl
     return moe_max_tiles(split_assignments, 1, experts, 16) * std::max(ceil_div(2 * intermediate, kSplitTileN), ceil_div(hidden_size, kSplitTileN));
 }
 
+
 void launch_moe_gate_up(cudaStream_t s, const bf16* x, const bf16* gate_up, bf16* act, const MoePlan& plan,
                         int max_tiles, int tile_m, int hidden_size, int intermediate, const GemmScratch& scratch) {
-    switch (tile_m) {
-        case 16:
-            if (splits(max_tiles, hidden_size, intermediate, scratch)) {
-                return gate_up_for_k<Split16, 128>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate, true, scratch);
-            }
-            return gate_up_for_k<Tile16, 64>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate, false, scratch);
-        case 64: return gate_up_for_k<Tile64, 64>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate, false, scratch);
-        case 128: return gate_up_for_k<Tile128, 32>(s, x, gate_up, act, plan, max_tiles, hidden_size, intermediate, false, scratch);
-        default: fail("moe_gate_up: no kernel for tiles of " + std::to_string(tile_m) + " rows");
-    }
+    run_for_tile<Projection::GateUp>(s, ExpertGemm{x, gate_up, act, plan, max_tiles, hidden_size, intermediate}, tile_m, scratch);
 }
 
 void launch_moe_down(cudaStream_t s, const bf16* act, const bf16* down, bf16* out, const MoePlan& plan, int max_tiles,
                      int tile_m, int hidden_size, int intermediate, const GemmScratch& scratch) {
-    switch (tile_m) {
-        case 16:
-            if (splits(max_tiles, hidden_size, intermediate, scratch)) {
-                return down_for_k<Split16, 128>(s, act, down, out, plan, max_tiles, hidden_size, intermediate, true, scratch);
-            }
-            return down_for_k<Tile16, 64>(s, act, down, out, plan, max_tiles, hidden_size, intermediate, false, scratch);
-        case 64: return down_for_k<Tile64, 64>(s, act, down, out, plan, max_tiles, hidden_size, intermediate, false, scratch);
-        case 128: return down_for_k<Tile128, 32>(s, act, down, out, plan, max_tiles, hidden_size, intermediate, false, scratch);
-        default: fail("moe_down: no kernel for tiles of " + std::to_string(tile_m) + " rows");
-    }
+    run_for_tile<Projection::Down>(s, ExpertGemm{act, down, out, plan, max_tiles, hidden_size, intermediate}, tile_m, scratch);
 }
 
 }  // namespace rr

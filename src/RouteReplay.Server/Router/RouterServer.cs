@@ -23,6 +23,9 @@ namespace RouteReplay.Server.Router;
 /// </summary>
 public sealed class RouterServer : IAsyncDisposable
 {
+    /// <summary>How long an upstream connection stays pooled unused (the servers' keep-alive is 30 s by default).</summary>
+    private static readonly TimeSpan UpstreamIdleTimeout = TimeSpan.FromSeconds(20);
+
     private readonly WebApplication _app;
     private readonly HttpClient _http;
     private readonly CancellationTokenSource _stopping = new();
@@ -58,11 +61,14 @@ public sealed class RouterServer : IAsyncDisposable
     public static async Task<RouterServer> CreateAsync(RouterOptions options, Action<ILoggingBuilder>? configureLogging = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
+        var servers = options.PrefillServers.Count + options.DecodeServers.Count;
+        var connections = ConnectionLimits.ForThisProcess(otherSockets: true, options.KeepAlive);
         var http = new HttpClient(new SocketsHttpHandler
         {
             ConnectTimeout = TimeSpan.FromSeconds(5),
-            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(2),
-            MaxConnectionsPerServer = int.MaxValue,
+            // Below the servers' default keep-alive, so a pooled connection is never one a server is closing.
+            PooledConnectionIdleTimeout = UpstreamIdleTimeout,
+            MaxConnectionsPerServer = connections.MaxOtherSockets is { } sockets ? (int)Math.Clamp(sockets / servers, 1, int.MaxValue) : int.MaxValue,
             AutomaticDecompression = DecompressionMethods.None,
         })
         {
@@ -73,8 +79,8 @@ public sealed class RouterServer : IAsyncDisposable
             var prefill = options.PrefillServers.Select(u => new Upstream(ServerRole.Prefill, u)).ToArray();
             var decode = options.DecodeServers.Select(u => new Upstream(ServerRole.Decode, u)).ToArray();
             await new Discovery(http, options).RunAsync([.. prefill, .. decode], cancellationToken).ConfigureAwait(false);
-            var metrics = new RouterMetrics();
-            var app = Build(options, configureLogging);
+            var app = Build(options, connections, configureLogging);
+            var metrics = new RouterMetrics(connections, app.Services.GetRequiredService<RefusedConnections>());
             var router = new RouterServer(app, http, options, prefill, decode, metrics);
             router.Map();
             return router;
@@ -86,8 +92,8 @@ public sealed class RouterServer : IAsyncDisposable
         }
     }
 
-    private static WebApplication Build(RouterOptions options, Action<ILoggingBuilder>? configureLogging) =>
-        ServerApps.Build("routereplay-router", options.Host, options.Port, options.MaxRequestBodyBytes, options.ShutdownGracePeriod, configureLogging);
+    private static WebApplication Build(RouterOptions options, ConnectionLimits connections, Action<ILoggingBuilder>? configureLogging) =>
+        ServerApps.Build("routereplay-router", options.Host, options.Port, options.MaxRequestBodyBytes, options.ShutdownGracePeriod, connections, configureLogging);
 
     private void Map()
     {

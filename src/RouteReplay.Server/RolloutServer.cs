@@ -60,13 +60,17 @@ public sealed class RolloutServer : IAsyncDisposable
     public static RolloutServer Create(LlmEngine engine, ServerOptions options, string weightVersion, Action<ILoggingBuilder>? configureLogging = null)
     {
         options.Validate();
-        var app = ServerApps.Build("routereplay", options.Host, options.Port, options.MaxRequestBodyBytes, options.ShutdownGracePeriod + AbortedRequestsDrainTime, configureLogging);
+        var connections = ConnectionLimits.ForThisProcess(otherSockets: options.Disaggregation.Role != ServerRole.Both, options.KeepAlive);
+        var app = ServerApps.Build("routereplay", options.Host, options.Port, options.MaxRequestBodyBytes, options.ShutdownGracePeriod + AbortedRequestsDrainTime, connections, configureLogging);
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RouteReplay.Server");
         var host = new EngineHost(new AsyncEngine(engine), options, weightVersion, logger);
-        Map(app, host, logger);
+        Map(app, host, logger, new PrometheusEndpoint(host, connections, app.Services.GetRequiredService<RefusedConnections>()));
         app.Lifetime.ApplicationStopping.Register(() => _ = host.AbortAfterGraceAsync(options.ShutdownGracePeriod, app.Lifetime.ApplicationStopped));
         var transfers = options.Disaggregation.Role == ServerRole.Prefill
             ? new TransferServer(host, ListenAddress(options), options.Disaggregation, host.Transfers, message => logger.LogWarning("{Message}", message))
+            {
+                MaxConnections = connections.MaxOtherSockets,
+            }
             : null;
         if (transfers is not null)
         {
@@ -114,14 +118,13 @@ public sealed class RolloutServer : IAsyncDisposable
 
     private static IPAddress ListenAddress(ServerOptions options) => options.Host == "localhost" ? IPAddress.Loopback : IPAddress.Parse(options.Host);
 
-    private static void Map(WebApplication app, EngineHost host, ILogger logger)
+    private static void Map(WebApplication app, EngineHost host, ILogger logger, PrometheusEndpoint metrics)
     {
         var apiKey = host.Options.ApiKey is { } key ? new ApiKeyCheck(key) : null;
         app.Use(new RequestGuard(apiKey, logger, context => host.Metrics.CountResponse(context.Response.StatusCode)).InvokeAsync);
         var openAi = new OpenAiEndpoints(host, logger);
         var generate = new GenerateEndpoint(host, logger);
         var control = new ControlEndpoints(host);
-        var metrics = new PrometheusEndpoint(host);
         app.MapGet("/v1/models", (RequestDelegate)openAi.ModelsAsync);
         app.MapPost("/v1/completions", (RequestDelegate)openAi.CompletionsAsync);
         app.MapPost("/v1/chat/completions", (RequestDelegate)openAi.ChatCompletionsAsync);

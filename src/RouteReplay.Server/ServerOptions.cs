@@ -30,6 +30,9 @@ public sealed record ServerOptions
     /// <summary>On SIGTERM or Ctrl-C, how long in-flight requests may run before they are aborted.</summary>
     public TimeSpan ShutdownGracePeriod { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>How long an idle connection (before its first request or between requests) stays open.</summary>
+    public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>The weights version reported before any update (null: the hash of the weight files).</summary>
     public string? WeightVersion { get; init; }
 
@@ -48,6 +51,7 @@ public sealed record ServerOptions
         Require(ServedModelName is null || ServedModelName.Length > 0, "served-model-name", "must not be empty");
         Require(Host == "localhost" || System.Net.IPAddress.TryParse(Host, out _), "host", $"must be an IP address or 'localhost', got '{Host}'");
         Require(ShutdownGracePeriod >= TimeSpan.Zero, "shutdown-grace-seconds", "must be >= 0");
+        Require(KeepAlive > TimeSpan.Zero, "keep-alive-seconds", "must be > 0");
         Disaggregation.Validate();
         return this;
     }

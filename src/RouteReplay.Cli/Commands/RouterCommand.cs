@@ -18,9 +18,10 @@ internal static class RouterCommand
         var startup = Flags.Double("--startup-timeout-seconds", "How long to wait at startup for every server to answer.", defaults.StartupTimeout.TotalSeconds);
         var grace = Flags.Double("--shutdown-grace-seconds", "On SIGTERM/Ctrl-C, how long requests in flight may finish before they are aborted (with finish reason abort, as serve does).", defaults.ShutdownGracePeriod.TotalSeconds);
         var clusterKey = new ClusterKeyFlags();
+        var keepAlive = Flags.Double("--keep-alive-seconds", "How long an idle client connection stays open (before its first request or between requests).", defaults.KeepAlive.TotalSeconds);
         var command = new Command("router", "Route the serve API across prefill and decode servers: each request's prompt is computed on a prefill server, its blocks (routing included) move to a decode server, which decodes and answers.")
         {
-            prefill, decode, host, port, apiKey, maxBody, startup, grace,
+            prefill, decode, host, port, apiKey, maxBody, startup, grace, keepAlive,
         };
         clusterKey.AddTo(command);
         command.SetAction(parse =>
@@ -36,6 +37,7 @@ internal static class RouterCommand
                 MaxRequestBodyBytes = parse.GetValue(maxBody),
                 StartupTimeout = Seconds(parse.GetValue(startup), "startup-timeout-seconds", 0.001),
                 ShutdownGracePeriod = Seconds(parse.GetValue(grace), "shutdown-grace-seconds", 0),
+                KeepAlive = Seconds(parse.GetValue(keepAlive), "keep-alive-seconds", 0.001),
             }.Validate();
             Server.RolloutServer.CheckCanListen(new Server.ServerOptions { ModelPath = ".", Host = options.Host, Port = options.Port });
             Console.Error.WriteLine($"routereplay router: waiting for {options.PrefillServers.Count} prefill and {options.DecodeServers.Count} decode servers...");

@@ -20,11 +20,12 @@ internal static class ServeCommand
         var maxWaiting = Flags.Int("--max-waiting-requests", "Choices that may wait beyond --max-num-seqs; more are answered 503.", defaults.MaxWaitingRequests);
         var maxBody = Flags.Long("--max-request-body-bytes", "Largest request body; larger ones are answered 413.", defaults.MaxRequestBodyBytes);
         var grace = Flags.Double("--shutdown-grace-seconds", "On SIGTERM/Ctrl-C, how long in-flight requests may finish before they are aborted (with finish reason abort).", defaults.ShutdownGracePeriod.TotalSeconds);
+        var keepAlive = Flags.Double("--keep-alive-seconds", "How long an idle connection stays open (before its first request or between requests).", defaults.KeepAlive.TotalSeconds);
         var flags = new EngineFlags();
         var disaggregation = new DisaggregationFlags();
         var command = new Command("serve", "Serve the model over HTTP: OpenAI-compatible /v1 API and SGLang-compatible /generate, with routing per choice.")
         {
-            host, port, apiKey, servedModelName, maxWaiting, maxBody, grace,
+            host, port, apiKey, servedModelName, maxWaiting, maxBody, grace, keepAlive,
         };
         model.AddTo(command);
         flags.AddTo(command);
@@ -37,6 +38,11 @@ internal static class ServeCommand
             {
                 throw new ArgumentException($"--shutdown-grace-seconds must be in 0..86400, got {graceSeconds}", "shutdown-grace-seconds");
             }
+            var keepAliveSeconds = parse.GetValue(keepAlive);
+            if (!double.IsFinite(keepAliveSeconds) || keepAliveSeconds < 0.001 || keepAliveSeconds > 86_400)
+            {
+                throw new ArgumentException($"--keep-alive-seconds must be in 0.001..86400, got {keepAliveSeconds}", "keep-alive-seconds");
+            }
             var source = model.Read(parse);
             var options = new ServerOptions
             {
@@ -48,6 +54,7 @@ internal static class ServeCommand
                 MaxWaitingRequests = parse.GetValue(maxWaiting),
                 MaxRequestBodyBytes = parse.GetValue(maxBody),
                 ShutdownGracePeriod = TimeSpan.FromSeconds(graceSeconds),
+                KeepAlive = TimeSpan.FromSeconds(keepAliveSeconds),
                 WeightVersion = engineOptions.WeightsVersion,
                 Disaggregation = disaggregation.Read(parse),
             };

@@ -2,11 +2,12 @@ using System.Globalization;
 using System.Text;
 using Microsoft.AspNetCore.Http;
 using RouteReplay.Engine;
+using RouteReplay.Server.Http;
 
 namespace RouteReplay.Server.Metrics;
 
 /// <summary><c>GET /metrics</c>: Prometheus text format 0.0.4, engine counters read between steps.</summary>
-public sealed class PrometheusEndpoint(EngineHost host)
+internal sealed class PrometheusEndpoint(EngineHost host, ConnectionLimits connections, RefusedConnections refused)
 {
     private sealed record Snapshot(
         long Steps, long PromptTokens, long GeneratedTokens, long CachedTokens, long ComputedTokens, long RequestsFinished,
@@ -79,8 +80,19 @@ public sealed class PrometheusEndpoint(EngineHost host)
         Gauge(text, "routereplay_running_requests", "Sequences running in the engine.", s.Running);
         Gauge(text, "routereplay_admitted_choices", "Choices admitted by the server and not finished.", host.Admitted);
         Histogram(text, "routereplay_step_seconds", "Duration of engine steps.", host.Engine.StepTimes);
+        ConnectionCounts(text, "routereplay_connections", connections, refused.Count + host.Transfers.RefusedConnections);
         context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
         await context.Response.WriteAsync(text.ToString(), context.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>The connection limit (when the open-files limit is known) and the connections refused at it.</summary>
+    internal static void ConnectionCounts(StringBuilder text, string prefix, ConnectionLimits connections, long refused)
+    {
+        Counter(text, prefix + "_refused_total", "Connections closed at once because the connection limit was reached.", refused);
+        if (connections.MaxConnections is { } max)
+        {
+            Gauge(text, prefix + "_max", "Connections admitted at once, derived from the open-files limit.", max);
+        }
     }
 
     internal static void Histogram(StringBuilder text, string name, string help, StepTimeHistogram histogram)

@@ -1,12 +1,13 @@
 using System.Collections.Concurrent;
 using System.Text;
 using Microsoft.AspNetCore.Http;
+using RouteReplay.Server.Http;
 using static RouteReplay.Server.Metrics.PrometheusEndpoint;
 
 namespace RouteReplay.Server.Router;
 
 /// <summary>The router's <c>/metrics</c>: its responses, retries, and each server's load and health.</summary>
-internal sealed class RouterMetrics
+internal sealed class RouterMetrics(ConnectionLimits connections, RefusedConnections refused)
 {
     private static readonly HashSet<string> Paths =
     [
@@ -48,6 +49,7 @@ internal sealed class RouterMetrics
         {
             Sample(text, "routereplay_router_upstream_failures_total", Labels(server), server.Failures);
         }
+        ConnectionCounts(text, "routereplay_router_connections", connections, refused.Count);
         context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
         await context.Response.WriteAsync(text.ToString(), context.RequestAborted).ConfigureAwait(false);
     }

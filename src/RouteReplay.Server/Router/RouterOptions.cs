@@ -37,6 +37,9 @@ public sealed record RouterOptions
     /// </summary>
     public TimeSpan ShutdownGracePeriod { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>How long an idle client connection (before its first request or between requests) stays open.</summary>
+    public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>How often every server's <c>/health</c> is probed (a server that fails is tried last).</summary>
     public TimeSpan HealthInterval { get; init; } = TimeSpan.FromSeconds(2);
 
@@ -61,6 +64,7 @@ public sealed record RouterOptions
         Require(MaxRequestBodyBytes >= 1024, "max-request-body-bytes", $"must be >= 1024, got {MaxRequestBodyBytes}");
         Require(StartupTimeout > TimeSpan.Zero, "startup-timeout-seconds", "must be > 0");
         Require(ShutdownGracePeriod >= TimeSpan.Zero, "shutdown-grace-seconds", "must be >= 0");
+        Require(KeepAlive > TimeSpan.Zero, "keep-alive-seconds", "must be > 0");
         return this;
     }
 

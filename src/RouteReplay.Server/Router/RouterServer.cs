@@ -36,6 +36,9 @@ public sealed class RouterServer : IAsyncDisposable
         ["/metrics"] = ["GET"],
     };
 
+    /// <summary>How long an upstream connection stays pooled unused (the servers' keep-alive is 30 s by default).</summary>
+    private static readonly TimeSpan UpstreamIdleTimeout = TimeSpan.FromSeconds(20);
+
     private readonly WebApplication _app;
     private readonly HttpClient _http;
     private readonly ILogger _logger;
@@ -43,9 +46,10 @@ public sealed class RouterServer : IAsyncDisposable
     private Task? _probes;
     private bool _stopped;
 
-    private RouterServer(WebApplication app, HttpClient http, RouterOptions options, Upstream[] prefill, Upstream[] decode, ILogger logger)
+    private RouterServer(WebApplication app, HttpClient http, RouterOptions options, Upstream[] prefill, Upstream[] decode, ILogger logger, RouterMetrics metrics)
     {
         _app = app;
+        Metrics = metrics;
         _http = http;
         _logger = logger;
         Options = options;
@@ -60,7 +64,7 @@ public sealed class RouterServer : IAsyncDisposable
 
     internal Upstream[] Decode { get; }
 
-    internal RouterMetrics Metrics { get; } = new();
+    internal RouterMetrics Metrics { get; }
 
     internal RouterProbes Probes { get; }
 
@@ -77,11 +81,14 @@ public sealed class RouterServer : IAsyncDisposable
     public static async Task<RouterServer> CreateAsync(RouterOptions options, Action<ILoggingBuilder>? configureLogging = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
+        var servers = options.PrefillServers.Count + options.DecodeServers.Count;
+        var connections = ConnectionLimits.ForThisProcess(otherSockets: true, options.KeepAlive);
         var http = new HttpClient(new SocketsHttpHandler
         {
             ConnectTimeout = TimeSpan.FromSeconds(5),
-            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(2),
-            MaxConnectionsPerServer = int.MaxValue,
+            // Below the servers' default keep-alive, so a pooled connection is never one a server is closing.
+            PooledConnectionIdleTimeout = UpstreamIdleTimeout,
+            MaxConnectionsPerServer = connections.MaxOtherSockets is { } sockets ? (int)Math.Clamp(sockets / servers, 1, int.MaxValue) : int.MaxValue,
             AutomaticDecompression = DecompressionMethods.None,
         })
         {
@@ -90,13 +97,14 @@ public sealed class RouterServer : IAsyncDisposable
         WebApplication? app = null;
         try
         {
-            app = ServerApps.Build("routereplay-router", options.Host, options.Port, options.MaxRequestBodyBytes, options.ShutdownGracePeriod + RolloutServer.AbortedRequestsDrainTime, configureLogging);
+            app = Build(options, connections, configureLogging);
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RouteReplay.Router");
             var prefill = options.PrefillServers.Select((u, i) => new Upstream(ServerRole.Prefill, u, i + 1, logger)).ToArray();
             var decode = options.DecodeServers.Select((u, i) => new Upstream(ServerRole.Decode, u, i + 1, logger)).ToArray();
             Upstream[] all = [.. prefill, .. decode];
             FleetCheck.Apply(options, all, await new RouterDiscovery(http, options).RunAsync(all, cancellationToken).ConfigureAwait(false));
-            var router = new RouterServer(app, http, options, prefill, decode, logger);
+            var metrics = new RouterMetrics(connections, app.Services.GetRequiredService<RefusedConnections>());
+            var router = new RouterServer(app, http, options, prefill, decode, logger, metrics);
             router.Map();
             return router;
         }
@@ -110,6 +118,9 @@ public sealed class RouterServer : IAsyncDisposable
             throw;
         }
     }
+
+    private static WebApplication Build(RouterOptions options, ConnectionLimits connections, Action<ILoggingBuilder>? configureLogging) =>
+        ServerApps.Build("routereplay-router", options.Host, options.Port, options.MaxRequestBodyBytes, options.ShutdownGracePeriod + RolloutServer.AbortedRequestsDrainTime, connections, configureLogging);
 
     private void Map()
     {

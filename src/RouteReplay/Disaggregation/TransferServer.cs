@@ -34,6 +34,8 @@ public sealed class TransferServer : IAsyncDisposable
     /// <summary>Largest frame a decode server may send (a request of 16M prompt tokens and its digests).</summary>
     private const int MaxRequestFrameBytes = 80 << 20;
 
+    private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(100);
+
     private readonly IPrefillHost _host;
     private readonly DisaggregationOptions _options;
     private readonly RateLimitedLog _log;
@@ -57,6 +59,9 @@ public sealed class TransferServer : IAsyncDisposable
     }
 
     public TransferStats Stats { get; }
+
+    /// <summary>Transfer connections served at once; more are closed as soon as they are accepted, and counted.</summary>
+    public long? MaxConnections { get; init; }
 
     /// <summary>The bound port (the real one when 0 was asked), once started.</summary>
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
@@ -87,13 +92,22 @@ public sealed class TransferServer : IAsyncDisposable
             }
             catch (SocketException e)
             {
+                // Out of file descriptors, the pending connection stays queued: retrying at once would spin.
                 _log.Write("accept", $"accepting a transfer connection failed: {e.Message}");
+                await Task.Delay(AcceptRetryDelay).ConfigureAwait(false);
                 continue;
             }
-            socket.NoDelay = true;
-            var connection = Task.Run(() => ServeAsync(socket));
+            Task connection;
             lock (_lock)
             {
+                if (_connections.Count >= MaxConnections)
+                {
+                    socket.Dispose();
+                    Stats.RefusedConnection();
+                    continue;
+                }
+                socket.NoDelay = true;
+                connection = Task.Run(() => ServeAsync(socket));
                 _connections.Add(connection);
             }
             _ = connection.ContinueWith(

@@ -30,6 +30,7 @@ public sealed class TransferStats
     private long _blocksSent;
     private long _blocksReceived;
     private long _active;
+    private long _refusedConnections;
 
     /// <summary>Seconds from the request to the last block (decode side) or to the acknowledgement (prefill side).</summary>
     public StepTimeHistogram Latency { get; } = new();
@@ -46,6 +47,11 @@ public sealed class TransferStats
     public long Active => Interlocked.Read(ref _active);
 
     public long Outcome(TransferOutcome outcome) => Interlocked.Read(ref _outcomes[(int)outcome]);
+
+    /// <summary>Prefill side: transfer connections closed at once because <see cref="TransferServer.MaxConnections"/> were open.</summary>
+    public long RefusedConnections => Interlocked.Read(ref _refusedConnections);
+
+    internal void RefusedConnection() => Interlocked.Increment(ref _refusedConnections);
 
     internal void Began() => Interlocked.Increment(ref _active);
 

@@ -8,15 +8,24 @@ namespace RouteReplay.Engine;
 /// logit with ties to the lower id, so greedy and seeded sampling are reproducible. Reuses its buffers: one sampler
 /// per thread.
 /// </summary>
+/// <remarks>
+/// The token drawn is the first candidate whose running sum of weights exceeds a uniform draw times the candidates'
+/// total, the sums taken in candidate order (id order without top-k and top-p, rank order with them): the weights are
+/// summed in exactly that order, so a seed gives the same token whatever finds the candidates.
+/// </remarks>
 public sealed class Sampler
 {
     private readonly int[] _order;
     private readonly double[] _weights;
+    private readonly double[] _runningSums;
+    private readonly LogitRanking _ranking;
 
     public Sampler(int vocabSize)
     {
         _order = new int[vocabSize];
         _weights = new double[vocabSize];
+        _runningSums = new double[vocabSize];
+        _ranking = new LogitRanking(vocabSize);
     }
 
     public int Sample(ReadOnlySpan<float> logits, int tokenLimit, SamplingParams sampling, ref SeededRandom random)
@@ -26,139 +35,100 @@ public sealed class Sampler
         {
             return ArgMax(logits[..limit]);
         }
-        var candidates = RankCandidates(logits[..limit], sampling, out var total);
-        var target = random.NextDouble() * total;
-        var cumulative = 0.0;
-        for (var i = 0; i < candidates; i++)
-        {
-            cumulative += _weights[_order[i]];
-            if (target < cumulative)
-            {
-                return _order[i];
-            }
-        }
-        return _order[candidates - 1];
+        var candidates = RankCandidates(logits[..limit], sampling, out var ranked);
+        var sums = _runningSums.AsSpan(0, candidates);
+        var target = random.NextDouble() * sums[^1];
+        var chosen = FirstAbove(sums, target);
+        return ranked ? _order[chosen] : chosen;
     }
 
     /// <summary>The index of the largest logit, the first on ties (vectorized: a GPU step's rows are 150k wide).</summary>
     public static int ArgMax(ReadOnlySpan<float> logits) => TensorPrimitives.IndexOfMax(logits);
 
     /// <summary>
-    /// Computes every token's weight <c>exp((logit - max) / T)</c>, then fills the front of <c>_order</c> with the
-    /// candidates in descending logit order (ties to the lower id): the top-k when k is set, cut further to the
-    /// smallest prefix whose mass reaches top-p. Pops only as many ids from a heap as it keeps. Returns the count and
-    /// the candidates' total weight.
+    /// Computes every token's weight <c>exp((logit - max) / T)</c>. Without top-k and top-p every id is a candidate, in
+    /// id order; otherwise fills the front of <c>_order</c> with the candidates in descending logit order (ties to the
+    /// lower id): the top-k when k is set, cut further to the smallest prefix whose mass reaches top-p, ordering only
+    /// as many ids as it keeps (<see cref="LogitRanking"/>). Fills <c>_runningSums</c> with the candidates' running
+    /// sums of weights and returns their count.
     /// </summary>
-    private int RankCandidates(ReadOnlySpan<float> logits, SamplingParams sampling, out double kept)
+    private int RankCandidates(ReadOnlySpan<float> logits, SamplingParams sampling, out bool ranked)
     {
         var n = logits.Length;
         var max = logits[ArgMax(logits)];
         var inverseTemperature = 1.0 / sampling.Temperature;
-        var order = _order.AsSpan(0, n);
+        var sums = _runningSums.AsSpan(0, n);
         var all = 0.0;
         for (var i = 0; i < n; i++)
         {
-            order[i] = i;
             _weights[i] = Math.Exp((logits[i] - max) * inverseTemperature);
             all += _weights[i];
+            sums[i] = all;
         }
         var wanted = sampling.TopK > 0 ? Math.Min(sampling.TopK, n) : n;
-        if (wanted == n && sampling.TopP >= 1f)
+        ranked = wanted < n || sampling.TopP < 1f;
+        if (!ranked)
         {
-            kept = all;
             return n;
         }
-        var heap = new LogitHeap(order, logits);
-        heap.Build();
-        var popped = 0;
+        _ranking.Start(logits, max);
+        var count = 0;
         var mass = 0.0;
         if (sampling.TopK > 0)
         {
-            while (popped < wanted)
+            while (count < wanted)
             {
-                mass += PopInto(ref heap, order, popped++);
+                mass += RankNext(count++);
+                sums[count - 1] = mass;
             }
             all = mass;
         }
-        var keep = popped;
-        if (sampling.TopP < 1f)
+        if (sampling.TopP >= 1f)
         {
-            var cumulative = 0.0;
-            keep = 0;
-            while (keep < wanted)
-            {
-                if (keep == popped)
-                {
-                    mass += PopInto(ref heap, order, popped++);
-                }
-                cumulative += _weights[order[n - 1 - keep++]];
-                if (cumulative >= sampling.TopP * all)
-                {
-                    break;
-                }
-            }
-            mass = cumulative;
+            return count;
         }
-        var taken = order[(n - keep)..];
-        taken.Reverse();
-        taken.CopyTo(order);
-        kept = mass;
+        var cumulative = 0.0;
+        var keep = 0;
+        while (keep < wanted)
+        {
+            if (keep == count)
+            {
+                RankNext(count++);
+            }
+            cumulative += _weights[_order[keep]];
+            sums[keep++] = cumulative;
+            if (cumulative >= sampling.TopP * all)
+            {
+                break;
+            }
+        }
         return keep;
     }
 
-    /// <summary>Moves the heap's best id to position <c>n - 1 - popped</c> and returns its weight.</summary>
-    private double PopInto(ref LogitHeap heap, Span<int> order, int popped)
+    /// <summary>Puts the next id in rank order at <paramref name="position"/> of <c>_order</c> and returns its weight.</summary>
+    private double RankNext(int position)
     {
-        var id = heap.Pop(order.Length - popped);
-        order[order.Length - 1 - popped] = id;
+        var id = _ranking.Next();
+        _order[position] = id;
         return _weights[id];
     }
 
-    /// <summary>A max-heap of token ids ordered by logit, ties to the lower id, stored in the id array itself.</summary>
-    private ref struct LogitHeap(Span<int> ids, ReadOnlySpan<float> logits)
+    /// <summary>The first index whose running sum exceeds <paramref name="target"/>, else the last (running sums never decrease).</summary>
+    private static int FirstAbove(ReadOnlySpan<double> sums, double target)
     {
-        private readonly Span<int> _ids = ids;
-        private readonly ReadOnlySpan<float> _logits = logits;
-
-        public void Build()
+        int low = 0, high = sums.Length - 1;
+        while (low < high)
         {
-            for (var i = (_ids.Length / 2) - 1; i >= 0; i--)
+            var middle = (low + high) >>> 1;
+            if (target < sums[middle])
             {
-                SiftDown(i, _ids.Length);
+                high = middle;
+            }
+            else
+            {
+                low = middle + 1;
             }
         }
-
-        /// <summary>Removes the best id from a heap of <paramref name="size"/> entries; the freed slot is the last one.</summary>
-        public int Pop(int size)
-        {
-            var top = _ids[0];
-            _ids[0] = _ids[size - 1];
-            SiftDown(0, size - 1);
-            return top;
-        }
-
-        private bool Before(int a, int b) => _logits[a] > _logits[b] || (_logits[a] == _logits[b] && a < b);
-
-        private void SiftDown(int i, int size)
-        {
-            while (true)
-            {
-                int left = (2 * i) + 1, right = left + 1, best = i;
-                if (left < size && Before(_ids[left], _ids[best]))
-                {
-                    best = left;
-                }
-                if (right < size && Before(_ids[right], _ids[best]))
-                {
-                    best = right;
-                }
-                if (best == i)
-                {
-                    return;
-                }
-                (_ids[i], _ids[best]) = (_ids[best], _ids[i]);
-                i = best;
-            }
-        }
+        return low;
     }
 }

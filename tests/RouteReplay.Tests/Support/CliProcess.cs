@@ -61,9 +61,29 @@ public sealed partial class CliProcess : IAsyncDisposable
     }
 
     /// <summary>Starts <c>routereplay <paramref name="args"/></c> and returns once it logs the address it serves on.</summary>
-    public static async Task<CliProcess> StartAsync(string cacheDir, params string[] args)
+    public static Task<CliProcess> StartAsync(string cacheDir, params string[] args) => StartAsync(StartInfo(cacheDir, args), args);
+
+    /// <summary>
+    /// As <see cref="StartAsync(string, string[])"/>, under an open-files limit of <paramref name="openFiles"/> (soft and
+    /// hard, as <c>ulimit -n</c> sets them; the shell execs the process, so <see cref="Id"/> is its id). Needs bash.
+    /// </summary>
+    public static Task<CliProcess> StartWithOpenFilesLimitAsync(string cacheDir, int openFiles, params string[] args)
     {
-        var start = StartInfo(cacheDir, args);
+        var inner = StartInfo(cacheDir, args);
+        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in (string[])["-c", $"ulimit -n {openFiles} && exec \"$0\" \"$@\"", inner.FileName, .. inner.ArgumentList])
+        {
+            start.ArgumentList.Add(arg);
+        }
+        foreach (var (name, value) in inner.Environment)
+        {
+            start.Environment[name] = value;
+        }
+        return StartAsync(start, args);
+    }
+
+    private static async Task<CliProcess> StartAsync(ProcessStartInfo start, string[] args)
+    {
         var process = Process.Start(start)!;
         var address = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
         var output = new ConcurrentQueue<string>();
@@ -123,7 +143,10 @@ public sealed partial class CliProcess : IAsyncDisposable
     }
 
     /// <summary>Every sample of <c>/metrics</c>, keyed by name with labels as written (<c>name{a="b"}</c>).</summary>
-    public async Task<Dictionary<string, double>> MetricsAsync() => PrometheusText.Parse(await Client.GetStringAsync("/metrics"));
+    public Task<Dictionary<string, double>> MetricsAsync() => MetricsAsync(Client);
+
+    /// <summary>Every sample of <c>/metrics</c> read through <paramref name="client"/>, as <see cref="MetricsAsync()"/>.</summary>
+    public static async Task<Dictionary<string, double>> MetricsAsync(HttpClient client) => PrometheusText.Parse(await client.GetStringAsync("/metrics"));
 
     /// <summary>Polls <c>/metrics</c> until <paramref name="condition"/> holds, or fails after <paramref name="timeout"/>.</summary>
     public async Task<Dictionary<string, double>> WaitForMetricsAsync(Func<Dictionary<string, double>, bool> condition, TimeSpan timeout, string what, int pollMilliseconds = 5)

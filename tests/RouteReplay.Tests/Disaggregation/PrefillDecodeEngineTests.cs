@@ -254,28 +254,13 @@ public sealed class PrefillDecodeEngineTests(PdEngineFixture fixture) : IClassFi
 /// <summary>The model and the shared-prefix workloads with their one-at-a-time answers, made once for the class.</summary>
 public sealed class PdEngineFixture : IDisposable
 {
-    private readonly Dictionary<(bool Greedy, bool SecondTurns), (List<EngineRequest>, Dictionary<string, RequestResult>)> _workloads = [];
-
     public TinyModelFixture Model { get; } = new();
 
     public (List<EngineRequest> Workload, Dictionary<string, RequestResult> Reference) FirstTurns(bool greedy) => Get(greedy, secondTurns: false);
 
     public (List<EngineRequest> Workload, Dictionary<string, RequestResult> Reference) WithSecondTurns(bool greedy) => Get(greedy, secondTurns: true);
 
-    private (List<EngineRequest>, Dictionary<string, RequestResult>) Get(bool greedy, bool secondTurns)
-    {
-        lock (_workloads)
-        {
-            if (!_workloads.TryGetValue((greedy, secondTurns), out var entry))
-            {
-                var workload = secondTurns
-                    ? SharedPrefixWorkload.Build(Model.Tokenizer, greedy, FirstTurns(greedy).Reference)
-                    : SharedPrefixWorkload.Build(Model.Tokenizer, greedy, null);
-                _workloads[(greedy, secondTurns)] = entry = (workload, EngineRunner.OneAtATime(Model, workload));
-            }
-            return entry;
-        }
-    }
+    private (List<EngineRequest>, Dictionary<string, RequestResult>) Get(bool greedy, bool secondTurns) => SharedPrefixWorkload.WithReference(Model, greedy, secondTurns);
 
     public void Dispose() => Model.Dispose();
 }

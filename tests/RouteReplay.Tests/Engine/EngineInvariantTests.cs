@@ -16,8 +16,7 @@ public sealed class EngineInvariantTests(TinyModelFixture model) : IClassFixture
     [InlineData(false)]
     public void Batched_chunked_cached_and_evicting_runs_equal_one_at_a_time_byte_for_byte(bool greedy)
     {
-        var workload = SharedPrefixWorkload.WithSecondTurns(model, greedy);
-        var reference = EngineRunner.OneAtATime(model, workload);
+        var (workload, reference) = SharedPrefixWorkload.WithReference(model, greedy);
 
         using var engine = EngineRunner.Create(model, new EngineOptions { MaxNumSeqs = 4, MaxNumBatchedTokens = 24, NumBlocks = 24, SwapSpaceGiB = 0 });
         var runner = new EngineRunner();

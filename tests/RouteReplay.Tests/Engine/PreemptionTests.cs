@@ -27,8 +27,7 @@ public sealed class PreemptionTests(TinyModelFixture model) : IClassFixture<Tiny
     [MemberData(nameof(Modes))]
     public void A_pool_far_too_small_preempts_and_changes_nothing(PreemptionMode mode, bool greedy, double hostBlocks)
     {
-        var workload = SharedPrefixWorkload.WithSecondTurns(model, greedy);
-        var reference = EngineRunner.OneAtATime(model, workload);
+        var (workload, reference) = SharedPrefixWorkload.WithReference(model, greedy);
 
         var probe = EngineRunner.Create(model, new EngineOptions { NumBlocks = 10, SwapSpaceGiB = 0 });
         var swapSpace = GiBForHostBlocks(probe, hostBlocks);

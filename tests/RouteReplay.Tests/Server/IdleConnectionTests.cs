@@ -36,9 +36,9 @@ public sealed class IdleConnectionTests(TinyModelFixture model) : IClassFixture<
             return;
         }
         string[] serve = ["serve", "--model", model.Directory, "--port", "0", "--num-blocks", "256", "--weights-version", "test"];
-        await using var prefill = await CliProcess.StartAsync(_cache, [.. serve, "--role", "prefill"]);
-        await using var decode = await CliProcess.StartAsync(_cache, [.. serve, "--role", "decode"]);
-        await using var router = await CliProcess.StartWithOpenFilesLimitAsync(_cache, OpenFiles, "router", "--port", "0", "--prefill", prefill.Url.ToString(), "--decode", decode.Url.ToString());
+        await using var prefill = await CliProcess.StartAsync(_cache, [.. serve, "--role", "prefill", .. TestClusterKey.Flags]);
+        await using var decode = await CliProcess.StartAsync(_cache, [.. serve, "--role", "decode", .. TestClusterKey.Flags]);
+        await using var router = await CliProcess.StartWithOpenFilesLimitAsync(_cache, OpenFiles, ["router", "--port", "0", "--prefill", prefill.Url.ToString(), "--decode", decode.Url.ToString(), .. TestClusterKey.Flags]);
         await FloodAsync(router, "routereplay_router_connections");
     }
 

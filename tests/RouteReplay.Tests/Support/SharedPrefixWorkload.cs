@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using RouteReplay.Cache;
 using RouteReplay.Engine;
 using RouteReplay.Model.Tokenization;
 
@@ -51,9 +53,25 @@ public static class SharedPrefixWorkload
         return requests;
     }
 
+    private static readonly ConcurrentDictionary<(string Weights, bool Greedy, bool SecondTurns), Lazy<(List<EngineRequest>, Dictionary<string, RequestResult>)>> References = new();
+
     /// <summary>Builds the workload in two passes, the second extending the first turns of a reference run.</summary>
-    public static List<EngineRequest> WithSecondTurns(TinyModelFixture model, bool greedy) =>
-        Build(model.Tokenizer, greedy, EngineRunner.OneAtATime(model, Build(model.Tokenizer, greedy, null)));
+    public static List<EngineRequest> WithSecondTurns(TinyModelFixture model, bool greedy) => WithReference(model, greedy).Workload;
+
+    /// <summary>
+    /// The workload (first turns only, or with second turns) and its one-request-at-a-time reference run, computed once
+    /// per process for a model's weights: the reference is a pure function of the weights and the workload, and every
+    /// test reads it without changing it.
+    /// </summary>
+    public static (List<EngineRequest> Workload, Dictionary<string, RequestResult> Reference) WithReference(TinyModelFixture model, bool greedy, bool secondTurns = true)
+    {
+        var key = (ModelFingerprint.HashWeights(model.Directory), greedy, secondTurns);
+        return References.GetOrAdd(key, _ => new Lazy<(List<EngineRequest>, Dictionary<string, RequestResult>)>(() =>
+        {
+            var workload = secondTurns ? Build(model.Tokenizer, greedy, WithReference(model, greedy, secondTurns: false).Reference) : Build(model.Tokenizer, greedy, null);
+            return (workload, EngineRunner.OneAtATime(model, workload));
+        })).Value;
+    }
 
     /// <summary>Asserts tokens, finish reasons, routing rows and test-channel rows equal the reference's, byte for byte.</summary>
     public static void AssertIdentical(IReadOnlyList<EngineRequest> workload, Dictionary<string, RequestResult> reference, Dictionary<string, RequestResult> actual)

@@ -67,8 +67,7 @@ public sealed class StoreWorkloadFixture : IDisposable
         {
             if (!_cases.TryGetValue(greedy, out var found))
             {
-                var workload = SharedPrefixWorkload.WithSecondTurns(Model, greedy);
-                var reference = EngineRunner.OneAtATime(Model, workload);
+                var (workload, reference) = SharedPrefixWorkload.WithReference(Model, greedy);
                 var folder = Directory.CreateTempSubdirectory("routereplay-filled-").FullName;
                 using var engine = EngineRunner.Create(Model, Options($"file:{folder}"));
                 SharedPrefixWorkload.AssertIdentical(workload, reference, Run(engine, workload));

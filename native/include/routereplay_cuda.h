@@ -28,7 +28,7 @@ extern "C" {
 #define RR_DEVICE_FAULT 2
 
 /* Bumped whenever a struct below or a function's meaning changes; the host checks it before anything else. */
-#define RR_ABI_VERSION 3
+#define RR_ABI_VERSION 4
 
 typedef struct rr_model rr_model;
 
@@ -85,6 +85,10 @@ typedef struct rr_step {
     float* logits_out;    /* host, [num_logit_rows, vocab_size] */
     uint8_t* routing_out; /* host, [num_tokens, num_moe_layers * top_k * routing_element_bytes] */
     uint8_t* token_status_out; /* host, [num_tokens]: RR_TOKEN_* flags */
+    int32_t* argmax_out;  /* host, [num_logit_rows]: each row's largest logit's id below argmax_limit (first on ties,
+                             NaN above numbers), or NULL */
+    int32_t argmax_limit; /* ids at or past it are never an argmax; <= 0: every id */
+    int32_t copy_logits;  /* 0: logits_out is not written (the host needs only argmax_out) */
 } rr_step;
 
 #define RR_TOKEN_OK 0
@@ -143,6 +147,16 @@ RR_API int rr_forward(rr_model* model, const rr_step* step);
  * transformers reference.
  */
 RR_API int rr_set_per_expert_gemms(rr_model* model, int32_t enabled);
+
+/*
+ * CUDA graphs of decode steps (on by default): a step whose tokens are all decode items (one per sequence, no forced
+ * routing, profiling off) replays a graph captured on first use for its token bucket (1, 2, 4, 8, multiples of 8 to 64,
+ * of 16 to 128, of 32 to 512, within the engine's limits), padded with tokens that write nothing. The results are the
+ * bits an eager step gives. Turning graphs off frees the captured ones.
+ */
+RR_API int rr_set_cuda_graphs(rr_model* model, int32_t enabled);
+/* Graphs captured so far, steps replayed from one, and steps launched kernel by kernel. */
+RR_API int rr_cuda_graph_stats(const rr_model* model, int32_t* graphs, int64_t* replays, int64_t* eager_steps);
 
 /* Block KV to and from page-locked host memory, enqueued on the model's stream; complete after rr_synchronize. Every
  * block id is validated before any copy is queued. */

@@ -21,6 +21,9 @@ const char* kProfileNames[PROFILE_CLASS_COUNT] = {
     "route",      "moe_plan",  "moe_gate_up",  "moe_down",    "moe_combine",  "dense_mlp", "lm_head",     "output_copy",
 };
 
+// The largest decode step replayed from a graph.
+constexpr int kMaxDecodeGraphTokens = 512;
+
 size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 
 template <typename F>
@@ -296,6 +299,8 @@ int rr_model_create(const rr_model_config* config, rr_model** out) {
         ws.input_bytes = align256(T * 4 * 4) + 5 * 256 + align256(R * 4) +
                          align256((size_t)c.max_seqs * c.max_blocks_per_seq * 4) + align256(T * (size_t)m->row_bytes);
         ws.input = static_cast<uint8_t*>(device_alloc(m, ws.input_bytes, "cudaMalloc(step input)"));
+        check_cuda(cudaHostAlloc(&m->graphs.host_inputs, ws.input_bytes, cudaHostAllocPortable), "cudaHostAlloc(graph inputs)");
+        m->graphs.max_tokens = std::min({c.max_seqs, c.max_tokens, c.max_logit_rows, kMaxDecodeGraphTokens});
         auto buffer = [&](size_t elements, size_t size) { return device_alloc(m, align256(elements * size), "cudaMalloc(step buffer)"); };
         ws.hidden = static_cast<bf16*>(buffer(T * H, 2));
         ws.normed = static_cast<bf16*>(buffer(T * H, 2));
@@ -327,6 +332,7 @@ int rr_model_create(const rr_model_config* config, rr_model** out) {
         ws.logit_hidden = static_cast<bf16*>(buffer(R * H, 2));
         ws.logits = static_cast<bf16*>(buffer(R * V, 2));
         ws.logits_f32 = static_cast<float*>(buffer(R * V, 4));
+        ws.argmax = static_cast<int32_t*>(buffer(R, 4));
         // Split GEMMs: room for the largest decode-sized projection and for expert GEMMs of up to 64 assignments.
         size_t scratch = std::max({linear_scratch_floats((int)(qdim + 2 * kvdim), (int)H), linear_scratch_floats((int)H, (int)qdim),
                                    linear_scratch_floats((int)std::max<size_t>(E, 2), (int)H)});
@@ -384,6 +390,8 @@ int rr_model_create(const rr_model_config* config, rr_model** out) {
 void rr_model_destroy(rr_model* m) {
     if (!m) return;
     if (m->stream) cudaStreamSynchronize(m->stream);
+    m->graphs.destroy();
+    if (m->graphs.host_inputs) cudaFreeHost(m->graphs.host_inputs);
     for (cudaEvent_t e : m->profiler.events) cudaEventDestroy(e);
     for (void* p : m->allocations) cudaFree(p);
     if (m->ws.host_offsets) cudaFreeHost(m->ws.host_offsets);
@@ -452,6 +460,7 @@ int rr_kv_allocate(rr_model* m, int32_t num_blocks) {
         if (num_blocks <= 0) fail("the KV cache needs at least one block");
         m->kv = static_cast<uint8_t*>(device_alloc(m, (size_t)num_blocks * m->kv_block_bytes, "cudaMalloc(KV cache)"));
         m->num_blocks = num_blocks;
+        m->graphs.destroy();  // captured with the cache's address
     });
 }
 
@@ -474,6 +483,21 @@ int rr_set_per_expert_gemms(rr_model* m, int32_t enabled) {
         }
         m->per_expert_gemms = enabled != 0;
     });
+}
+
+int rr_set_cuda_graphs(rr_model* m, int32_t enabled) {
+    return guarded([&] {
+        check_cuda(cudaStreamSynchronize(m->stream), "cudaStreamSynchronize(graphs)");
+        if (!enabled) m->graphs.destroy();
+        m->graphs.enabled = enabled != 0;
+    });
+}
+
+int rr_cuda_graph_stats(const rr_model* m, int32_t* graphs, int64_t* replays, int64_t* eager_steps) {
+    *graphs = (int32_t)m->graphs.captured.size();
+    *replays = m->graphs.replays;
+    *eager_steps = m->graphs.eager_steps;
+    return RR_OK;
 }
 
 int rr_copy_blocks_to_host(rr_model* m, const int32_t* blocks, void* const* host, int32_t count) {

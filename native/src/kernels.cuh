@@ -29,6 +29,9 @@ void launch_add(cudaStream_t s, bf16* hidden, const bf16* delta, int64_t count);
 void launch_silu_mul(cudaStream_t s, bf16* gate, const bf16* up, int64_t count);
 
 void launch_to_f32(cudaStream_t s, const bf16* x, float* y, int64_t count);
+// out[r] = the index of row r's largest logit among ids below limit (all ids when limit <= 0), NaN above numbers,
+// +0 above -0, the lowest index among equals (the host's TensorPrimitives.IndexOfMax order).
+void launch_argmax_rows(cudaStream_t s, const bf16* logits, int rows, int vocab, int limit, int32_t* out);
 
 struct KvLayout {
     uint8_t* kv;

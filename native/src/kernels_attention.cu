@@ -136,24 +136,26 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) attention_decode_kernel(Att
     bf16* ks = qs + 16 * LD;
     bf16* vs = ks + kAttentionBlock * LD;
 
-    // split: item (token, kvh, block); whole: item (token, kvh).
-    int item_token, kvh, block_begin;
+    // split: item (token, kvh, block), a warp taking every (gridDim.z * warps)-th block from its own (so a grid of any
+    // depth covers any context); whole: item (token, kvh), a warp taking every block in order.
+    int item_token, kvh, block_begin, block_stride;
     if (split) {
         item_token = blockIdx.x;
         kvh = blockIdx.y;
         block_begin = blockIdx.z * kDecodeWarps + warp;
+        block_stride = gridDim.z * kDecodeWarps;
     } else {
         const int item = blockIdx.x * kDecodeWarps + warp;
         item_token = item / layout.kv_heads;
         kvh = item % layout.kv_heads;
         block_begin = 0;
+        block_stride = 1;
     }
     if (item_token >= *work.decode_count) return;
     const int t = work.decode_tokens[item_token];
     const int length = a.positions[t] + 1;
     const int blocks = (length + kAttentionBlock - 1) / kAttentionBlock;
     if (block_begin >= blocks) return;
-    const int block_end = split ? block_begin + 1 : blocks;
 
     for (int c = lane; c < 16 * (HD / 8); c += 32) {
         const int row = c / (HD / 8), q = c % (HD / 8);
@@ -167,7 +169,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) attention_decode_kernel(Att
 
     AttentionState<HD> state;
     state.reset();
-    for (int b = block_begin; b < block_end; ++b) {
+    for (int b = block_begin; b < blocks; b += block_stride) {
         load_kv_block<HD>(kv, b * kAttentionBlock, length, ks, vs, lane, 32);
         cp_async_commit();
         cp_async_wait<0>();

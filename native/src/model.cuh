@@ -2,6 +2,7 @@
 #pragma once
 
 #include "common.cuh"
+#include "decode_graphs.cuh"
 #include "gemm.cuh"
 #include "routereplay_cuda.h"
 
@@ -84,6 +85,7 @@ struct Workspace {
     bf16* logit_hidden = nullptr;       // [R, H]
     bf16* logits = nullptr;             // [R, V]
     float* logits_f32 = nullptr;        // [R, V]
+    int32_t* argmax = nullptr;          // [R] each logit row's argmax
     bf16* moe_rows = nullptr;           // [T * K, H] per-expert path: gathered inputs
     bf16* moe_gate_up = nullptr;        // [T * K, 2I] per-expert path: gate and up outputs
     int32_t* host_offsets = nullptr;    // [E + 1] page-locked: the expert offsets the per-expert path reads
@@ -131,6 +133,7 @@ struct rr_model {
     cudaStream_t stream = nullptr;
     cublasHandle_t cublas = nullptr;
     rr::Profiler profiler;
+    rr::DecodeGraphs graphs;
 
     std::vector<void*> allocations;  // freed on destroy
 };

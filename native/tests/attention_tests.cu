@@ -72,9 +72,10 @@ struct Fixture {
 
     float scale_log2() const { return 1.4426950408889634f / std::sqrt((float)c.head_dim); }
 
-    // One step of `tokens` (a sequence's tokens consecutive); split_below as plan_attention takes it. Returns the output
-    // rows [T][heads * head_dim].
-    std::vector<bf16> run(const std::vector<Token>& tokens, int split_below) {
+    // One step of `tokens` (a sequence's tokens consecutive); split_below as plan_attention takes it; split_grid_blocks,
+    // when positive, sizes a split's grid for that many blocks whatever the contexts (as a captured decode graph does).
+    // Returns the output rows [T][heads * head_dim].
+    std::vector<bf16> run(const std::vector<Token>& tokens, int split_below, int split_grid_blocks = 0) {
         const int T = (int)tokens.size(), heads = c.heads(), hd = c.head_dim;
         const int64_t stride = (int64_t)(heads + 2 * c.kv_heads) * hd;
         std::vector<bf16> q((size_t)T * stride, __float2bfloat16_rn(0.f));
@@ -87,8 +88,9 @@ struct Fixture {
         }
         const int split_blocks = max_blocks * kBlockSize / 64 + 1;
         std::vector<int32_t> lists(2 + 3 * (size_t)T), tiles(2 * (size_t)T);
-        const AttentionPlan plan = plan_attention(seqs.data(), positions.data(), slots.data(), T, c.group, c.kv_heads, split_below, T,
-                                                  split_blocks, lists.data() + 2, tiles.data());
+        AttentionPlan plan = plan_attention(seqs.data(), positions.data(), slots.data(), T, c.group, c.kv_heads, split_below, T,
+                                            split_blocks, lists.data() + 2, tiles.data());
+        if (split_grid_blocks > 0) plan.max_decode_blocks = split_grid_blocks;
         lists[0] = plan.decode_tokens;
         lists[1] = plan.prefill_tiles;
         std::copy(tiles.begin(), tiles.begin() + 2 * plan.prefill_tiles, lists.begin() + 2 + plan.decode_tokens);
@@ -186,8 +188,8 @@ void test_case(const Case& c) {
     std::vector<const bf16*> first(f.lengths.size() * f.longest, nullptr);
     for (size_t t = 0; t < step.size(); ++t) first[(size_t)step[t].seq * f.longest + step[t].position] = &together[t * row];
     int compared = 0, differ = 0;
-    auto check = [&](const std::vector<Token>& tokens, int split_below) {
-        const auto out = f.run(tokens, split_below);
+    auto check = [&](const std::vector<Token>& tokens, int split_below, int split_grid_blocks = 0) {
+        const auto out = f.run(tokens, split_below, split_grid_blocks);
         for (size_t t = 0; t < tokens.size(); ++t) {
             ++compared;
             differ += std::memcmp(&out[t * row], first[(size_t)tokens[t].seq * f.longest + tokens[t].position], row * sizeof(bf16)) != 0;
@@ -196,6 +198,8 @@ void test_case(const Case& c) {
     check(step, 0);                    // decode whole, not split
     check({{0, 4500}}, 1 << 30);       // alone, split
     check({{0, 4500}}, 0);             // alone, whole
+    check({{0, 4500}, {2, 0}}, 1 << 30, 1);   // split, a grid one block deep: each warp strides over the blocks
+    check({{3, 63}, {0, 4500}}, 1 << 30, 6);  // split, a grid shallower than the longest context
     check({{3, 63}, {4, 64}}, 0);
     check(run_of(1, 60, 60), 1 << 30);  // a chunk of one token: the decode path
     check(run_of(1, 61, 67), 0);

@@ -333,6 +333,46 @@ void test_fill() {
     cudaFree(a), cudaFree(b);
 }
 
+
+// Argmax of logit rows: vocabulary 151,936 (the real head) and an odd 1,001 (the scalar path); rows with a tie (lowest
+// index wins), a NaN (the first NaN wins), a maximum at the last id below the limit, one past it (ignored), and +0/-0.
+void test_argmax() {
+    int wrong = 0, rows_checked = 0;
+    for (int vocab : {151936, 1001}) {
+        const int rows = 7, limit = vocab - 37;
+        auto logits = random_bf16((size_t)rows * vocab, 2.0f);
+        auto at = [&](int r, int i) -> bf16& { return logits[(size_t)r * vocab + i]; };
+        const bf16 big = __float2bfloat16_rn(50.f), nan = __float2bfloat16_rn(NAN);
+        at(1, 900) = big, at(1, 17) = big;                     // tie: 17
+        at(2, 400) = nan, at(2, 950) = nan, at(2, 10) = big;   // NaN first: 400
+        at(3, limit - 1) = big;                                // the last candidate
+        at(4, limit) = big, at(4, vocab - 1) = big;            // past the limit: ignored
+        for (int i = 0; i < vocab; ++i) at(5, i) = __float2bfloat16_rn(i % 3 == 0 ? -0.f : -1.f);
+        at(5, 700) = __float2bfloat16_rn(0.f);                 // +0 above -0
+        std::vector<int> want(rows);
+        for (int r = 0; r < rows; ++r) {
+            int best = 0;
+            for (int i = 1; i < limit; ++i) {
+                const float a = __bfloat162float(at(r, i)), b = __bfloat162float(at(r, best));
+                const bool better = std::isnan(a) ? !std::isnan(b) : !std::isnan(b) && (a > b || (a == b && a == 0.f && !std::signbit(a) && std::signbit(b)));
+                if (better) best = i;
+            }
+            want[r] = best;
+        }
+        bf16* d = to_device(logits);
+        int32_t* out = poisoned<int32_t>(rows);
+        launch_argmax_rows(0, d, rows, vocab, limit, out);
+        const auto got = to_host(out, rows);
+        for (int r = 0; r < rows; ++r) wrong += got[r] != want[r];
+        wrong += vocab == 151936 && (want[1] != 17 || want[2] != 400 || want[3] != limit - 1 || want[5] != 700);
+        rows_checked += rows;
+        cudaFree(d), cudaFree(out);
+    }
+    char detail[120];
+    std::snprintf(detail, sizeof detail, "%d rows (ties, NaN, limit, signed zeros), %d wrong", rows_checked, wrong);
+    report("argmax rows", wrong == 0, detail);
+}
+
 }  // namespace
 
 namespace rr_test {
@@ -356,6 +396,7 @@ int main() {
         test_moe(150, "moe block, 64-row tiles");
         test_moe(300, "moe block, 128-row tiles");
         test_fill();
+        test_argmax();
     } catch (const Failure& f) {
         std::printf("kernel tests: CUDA failure: %s\n", f.message.c_str());
         return 2;

@@ -10,6 +10,8 @@
 #   build       native/build.sh for this GPU's architecture, with the kernel tests and the kernel benchmark
 #   kernels     every kernel against a host reference, and bit-identity across batches (native/tests)
 #   kernel-bench every hot kernel at Qwen3-30B-A3B shapes in CUDA graphs, against the read bandwidth (native/bench)
+#   graphs      decode steps replayed from CUDA graphs against --enforce-eager: identical tokens and routing (small
+#               and dummy Qwen3-30B-A3B)
 #   device-fault a real sticky CUDA error while requests run: they fail promptly and the engine stops
 #   serve-small serve --device cuda --model small (the preset) starts, logs its pool and answers with routing
 #   invariance  serve --device cuda (dummy Qwen3-30B-A3B), prefix caching on and off: probes alone and under load
@@ -40,7 +42,7 @@ while [ $# -gt 0 ]; do
     --app) app=$(cd "$2" && pwd); shift 2 ;;
     --checks) checks=$(cd "$2" && pwd); shift 2 ;;
     --deadline) deadline=$2; shift 2 ;;
-    all) phases+=(build kernels kernel-bench cpu-vs-cuda device-fault serve-small dummy lifecycle invariance hf serve bench hf-bench); shift ;;
+    all) phases+=(build kernels kernel-bench graphs cpu-vs-cuda device-fault serve-small dummy lifecycle invariance hf serve bench hf-bench); shift ;;
     *) phases+=("$1"); shift ;;
   esac
 done
@@ -161,6 +163,7 @@ for p in "${phases[@]}"; do
     build) phase build 240 build ;;
     kernels) phase kernels 180 "$work/native/kernel_tests" ;;
     kernel-bench) phase kernel-bench 180 "$work/native/kernel_bench" "$out/results/kernel_bench.json" ;;
+    graphs) phase graphs 180 bash -c "'$checks/routereplay-device-checks' '$out/results' cuda-graphs small; a=\$?; '$checks/routereplay-device-checks' '$out/results/30b' cuda-graphs qwen3-30b-a3b; exit \$((a | \$?))" ;;
     device-fault) phase device-fault 120 "$checks/routereplay-device-checks" "$out/results" device-fault small ;;
     serve-small) phase serve-small 120 serve_small ;;
     invariance) phase invariance 300 invariance ;;

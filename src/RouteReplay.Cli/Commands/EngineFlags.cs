@@ -47,6 +47,8 @@ internal sealed class EngineFlags
     private readonly Option<ComputeDevice> _device = Flags.Choice("--device", "Where the forward runs: cpu (fp32) or cuda (bf16 on an NVIDIA GPU).", Defaults.Device, Devices);
     private readonly Option<double> _gpuMemoryUtilization = Flags.Double("--gpu-memory-utilization", "With --device cuda: the fraction of GPU memory to use (weights, buffers, KV cache); the KV cache gets the rest unless --num-blocks is set.", Defaults.GpuMemoryUtilization);
 
+    private readonly Option<bool> _enforceEager = new("--enforce-eager") { Description = "With --device cuda: launch every kernel of every step instead of replaying decode steps from CUDA graphs (same results, slower decode)." };
+
     public void AddTo(Command command)
     {
         command.Options.Add(_blockSize);
@@ -60,6 +62,7 @@ internal sealed class EngineFlags
         command.Options.Add(_weightsVersion);
         command.Options.Add(_device);
         command.Options.Add(_gpuMemoryUtilization);
+        command.Options.Add(_enforceEager);
         command.Options.Add(_kvStore);
         command.Options.Add(_kvStoreMaxGiB);
         command.Options.Add(_kvStoreTtl);
@@ -104,6 +107,7 @@ internal sealed class EngineFlags
         WeightsVersion = parse.GetValue(_weightsVersion),
         Device = parse.GetValue(_device),
         GpuMemoryUtilization = parse.GetValue(_gpuMemoryUtilization),
+        EnforceEager = parse.GetValue(_enforceEager),
         KvStore = parse.GetValue(_kvStore),
         KvStoreMaxGiB = parse.GetValue(_kvStoreMaxGiB),
         KvStoreTtlSeconds = parse.GetValue(_kvStoreTtl),

@@ -15,6 +15,7 @@ public sealed class ForwardBatch : IDisposable
     private readonly HostBuffer _routing;
     private readonly HostBuffer _logits;
     private readonly HostBuffer _tokenStatus;
+    private readonly HostBuffer _argMax;
 
     /// <param name="maxLogitRows">How many tokens of one step may ask for logits; defaults to one per sequence.</param>
     /// <param name="allocateHostBuffer">Allocates the output buffers; plain native memory by default.</param>
@@ -40,6 +41,7 @@ public sealed class ForwardBatch : IDisposable
         _routing = allocateHostBuffer((long)maxTokens * routing.RowBytes);
         _logits = allocateHostBuffer((long)MaxLogitRows * vocabSize * sizeof(float));
         _tokenStatus = allocateHostBuffer(maxTokens);
+        _argMax = allocateHostBuffer((long)MaxLogitRows * sizeof(int));
         TokenStatus.Clear();
     }
 
@@ -96,6 +98,38 @@ public sealed class ForwardBatch : IDisposable
     internal HostBuffer LogitsBuffer => _logits;
 
     /// <summary>
+    /// Whether the step's caller reads <see cref="LogitRow"/> (default true). When false, a backend that computes each
+    /// row's argmax on its device may leave the logit rows unwritten and set <see cref="HasArgMax"/> instead (a GPU
+    /// then copies back one id per row rather than a vocabulary of floats).
+    /// </summary>
+    public bool LogitsWanted { get; set; } = true;
+
+    /// <summary>Ids at or past this are never an argmax (the tokenizer's token count); 0: every id.</summary>
+    public int ArgMaxLimit { get; set; }
+
+    /// <summary>Set by the forward when <see cref="ArgMax"/> holds every logit row's argmax for this step.</summary>
+    public bool HasArgMax { get; set; }
+
+    /// <summary>
+    /// The id of row <paramref name="row"/>'s largest logit below <see cref="ArgMaxLimit"/>, as
+    /// <c>TensorPrimitives.IndexOfMax</c> picks it (the first on ties); valid when <see cref="HasArgMax"/>.
+    /// </summary>
+    public int ArgMax(int row)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)row, (uint)LogitRowCount, nameof(row));
+        return _argMax.AsSpan<int>((long)row * sizeof(int), 1)[0];
+    }
+
+    /// <summary>Records row <paramref name="row"/>'s argmax, for a backend that computes it on the host.</summary>
+    public void SetArgMax(int row, int id)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)row, (uint)LogitRowCount, nameof(row));
+        _argMax.AsSpan<int>((long)row * sizeof(int), 1)[0] = id;
+    }
+
+    internal HostBuffer ArgMaxBuffer => _argMax;
+
+    /// <summary>
     /// One <see cref="TokenFault"/> value per token: none when the token is added, flags set by the forward. A token
     /// with a fault has meaningless outputs and its request must fail; the step's other tokens are unaffected.
     /// </summary>
@@ -113,6 +147,7 @@ public sealed class ForwardBatch : IDisposable
         SequenceCount = 0;
         LogitRowCount = 0;
         HasForcedRouting = false;
+        HasArgMax = false;
     }
 
     /// <summary>Adds a sequence with its block table and returns its index within the batch.</summary>
@@ -181,6 +216,7 @@ public sealed class ForwardBatch : IDisposable
         _routing.Dispose();
         _logits.Dispose();
         _tokenStatus.Dispose();
+        _argMax.Dispose();
     }
 }
 

@@ -73,6 +73,12 @@ public sealed record EngineOptions
     /// </summary>
     public double GpuMemoryUtilization { get; init; } = 0.9;
 
+    /// <summary>
+    /// The CUDA backend launches every kernel of every step instead of replaying decode steps from CUDA graphs (the
+    /// results are the same bits either way).
+    /// </summary>
+    public bool EnforceEager { get; init; }
+
     /// <summary>The CPU backend's pool size: <see cref="NumBlocks"/>, or when 0 enough for half the model length per sequence.</summary>
     /// <summary>The persistent block store: <c>file:DIR</c> or <c>redis://HOST:PORT[,HOST:PORT...]</c>; null for none.</summary>
     public string? KvStore { get; init; }

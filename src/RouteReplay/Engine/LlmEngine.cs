@@ -25,7 +25,7 @@ public sealed partial class LlmEngine : IDisposable
     private readonly BlockStoreTier? _store;
     private readonly PayloadCopier _copier;
     private readonly ForwardBatch _batch;
-    private readonly Sampler _sampler;
+    private readonly StepSampler _sampler;
     private BlockKey _rootKey;
     private readonly Dictionary<string, (RequestState State, IRequestSink Sink)> _requests = [];
     private readonly RunningIds _ids = new();
@@ -77,7 +77,7 @@ public sealed partial class LlmEngine : IDisposable
         }
         var maxBlocksPerSequence = options.BlocksFor(options.MaxModelLen);
         _batch = new ForwardBatch(options.MaxNumBatchedTokens, options.MaxNumSeqs, maxBlocksPerSequence, backend.RoutingFormat, backend.Config.VocabSize, allocateHostBuffer: backend.AllocateHostBuffer);
-        _sampler = new Sampler(backend.Config.VocabSize);
+        _sampler = new StepSampler(backend.Config.VocabSize, tokenizer.TokenCount);
         _rootKey = BlockKey.Root(Fingerprint);
         _blockTokens = new int[options.BlockSize];
     }
@@ -330,9 +330,15 @@ public sealed partial class LlmEngine : IDisposable
     private void PrepareBatch(IReadOnlyList<ScheduledChunk> chunks)
     {
         _batch.Clear();
+        _batch.ArgMaxLimit = _tokenizer.TokenCount;
+        var logitsWanted = false;
         var blockSize = Options.BlockSize;
         foreach (var (sequence, tokens) in chunks)
         {
+            if (sequence.ComputedTokens + tokens >= sequence.TokenCount)
+            {
+                logitsWanted |= !sequence.Request.Request.Sampling.IsGreedy || sequence.Logprobs is not null;
+            }
             var table = CollectionsMarshal.AsSpan(sequence.BlockTable);
             var index = _batch.AddSequence(table);
             for (var i = 0; i < tokens; i++)
@@ -348,11 +354,13 @@ public sealed partial class LlmEngine : IDisposable
                 _batch.AddToken(index, sequence.Tokens[position], position, slot, needsLogits: position == sequence.TokenCount - 1, forced);
             }
         }
+        _batch.LogitsWanted = logitsWanted;
     }
 
     /// <param name="failed">Requests failed after the forward; their chunks only keep the logit rows counted.</param>
     private void Postprocess(IReadOnlyList<ScheduledChunk> chunks, HashSet<RequestState>? failed)
     {
+        _sampler.Clear();
         var logitRow = 0;
         foreach (var (sequence, tokens) in chunks)
         {
@@ -372,10 +380,14 @@ public sealed partial class LlmEngine : IDisposable
             {
                 continue;
             }
-            var logits = _batch.LogitRow(logitRow++);
-            var token = _sampler.Sample(logits, _tokenizer.TokenCount, sequence.Request.Request.Sampling, ref sequence.Random);
-            var logprob = sequence.Logprobs is null ? null : LogprobCalculator.Compute(logits, _tokenizer.TokenCount, token, sequence.Request.Request.Logprobs!.Value);
-            if (export is not null)
+            _sampler.Add(sequence, logitRow++);
+        }
+        _sampler.Draw(_batch);
+        for (var i = 0; i < _sampler.Count; i++)
+        {
+            var sequence = _sampler.SequenceAt(i);
+            var (token, logprob) = (_sampler.Token(i), _sampler.Logprob(i));
+            if (sequence.Request.Request.PrefillExport is { } export)
             {
                 ExportFirstToken(sequence, export, token, logprob);
             }

@@ -19,6 +19,7 @@ public sealed partial class CudaBackend : IModelBackend
     private readonly CudaBackendOptions _options;
     private readonly int[] _lastPosition;
     private bool _perExpertGemms;
+    private bool _cudaGraphs = true;
 
     private unsafe CudaBackend(ModelConfig config, CudaBackendOptions options)
     {
@@ -107,6 +108,10 @@ public sealed partial class CudaBackend : IModelBackend
         try
         {
             initializeWeights(backend);
+            if (!options.CudaGraphs)
+            {
+                backend.CudaGraphs = false;
+            }
             backend.AllocateKvCache();
             return backend;
         }
@@ -148,6 +153,7 @@ public sealed partial class CudaBackend : IModelBackend
         using var logits = new HandleReference(batch.LogitsBuffer);
         using var routing = new HandleReference(batch.RoutingBuffer);
         using var status = new HandleReference(batch.TokenStatusBuffer);
+        using var argMax = new HandleReference(batch.ArgMaxBuffer);
         var step = new StepNative
         {
             NumTokens = batch.TokenCount,
@@ -166,8 +172,12 @@ public sealed partial class CudaBackend : IModelBackend
             LogitsOut = logits.Address,
             RoutingOut = routing.Address,
             TokenStatusOut = status.Address,
+            ArgMaxOut = argMax.Address,
+            ArgMaxLimit = batch.ArgMaxLimit,
+            CopyLogits = batch.LogitsWanted ? 1 : 0,
         };
         CudaNative.Check(CudaNative.Forward(_model, &step), "the forward");
+        batch.HasArgMax = batch.LogitRowCount > 0;
     }
 
     /// <summary>
@@ -201,6 +211,27 @@ public sealed partial class CudaBackend : IModelBackend
         {
             CudaNative.Check(CudaNative.SetPerExpertGemms(_model, value ? 1 : 0), "switching the expert GEMMs");
             _perExpertGemms = value;
+        }
+    }
+
+    /// <summary>Replays decode steps from CUDA graphs (on unless <see cref="CudaBackendOptions.CudaGraphs"/> is false).</summary>
+    public bool CudaGraphs
+    {
+        get => _cudaGraphs;
+        set
+        {
+            CudaNative.Check(CudaNative.SetCudaGraphs(_model, value ? 1 : 0), "switching CUDA graphs");
+            _cudaGraphs = value;
+        }
+    }
+
+    /// <summary>Graphs captured so far, steps replayed from one, and steps whose kernels were launched one by one.</summary>
+    public (int Graphs, long Replays, long EagerSteps) CudaGraphStats
+    {
+        get
+        {
+            CudaNative.Check(CudaNative.CudaGraphStats(_model, out var graphs, out var replays, out var eager), "reading CUDA graph counts");
+            return (graphs, replays, eager);
         }
     }
 

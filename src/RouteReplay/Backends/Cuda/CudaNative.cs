@@ -8,7 +8,7 @@ internal static unsafe partial class CudaNative
     public const string LibraryName = "routereplay_cuda";
 
     /// <summary>RR_ABI_VERSION of the header these declarations mirror.</summary>
-    public const int ExpectedAbiVersion = 3;
+    public const int ExpectedAbiVersion = 4;
 
     public const int Ok = 0;
 
@@ -56,6 +56,12 @@ internal static unsafe partial class CudaNative
 
     [LibraryImport(LibraryName, EntryPoint = "rr_set_per_expert_gemms")]
     public static partial int SetPerExpertGemms(CudaModelHandle model, int enabled);
+
+    [LibraryImport(LibraryName, EntryPoint = "rr_set_cuda_graphs")]
+    public static partial int SetCudaGraphs(CudaModelHandle model, int enabled);
+
+    [LibraryImport(LibraryName, EntryPoint = "rr_cuda_graph_stats")]
+    public static partial int CudaGraphStats(CudaModelHandle model, out int graphs, out long replays, out long eagerSteps);
 
     [LibraryImport(LibraryName, EntryPoint = "rr_copy_blocks_to_host")]
     public static partial int CopyBlocksToHost(CudaModelHandle model, int* blocks, nint* host, int count);
@@ -182,4 +188,7 @@ internal unsafe struct StepNative
     public nint LogitsOut;
     public nint RoutingOut;
     public nint TokenStatusOut;
+    public nint ArgMaxOut;
+    public int ArgMaxLimit;
+    public int CopyLogits;
 }

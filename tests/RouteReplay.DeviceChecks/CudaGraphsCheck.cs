@@ -1,4 +1,3 @@
-using RouteReplay.Backends;
 using RouteReplay.Backends.Cuda;
 using RouteReplay.Engine;
 using RouteReplay.Model.Checkpoints;

@@ -55,7 +55,7 @@ internal static class RouterCommand
             }
             Server.RolloutServer.CheckCanListen(new Server.ServerOptions { ModelPath = ".", Host = options.Host, Port = options.Port });
             Console.Error.WriteLine(options.Workers.Count > 0
-                ? $"routereplay router: waiting for {options.Workers.Count} workers..."
+                ? $"routereplay router: waiting for {options.Workers.Count} worker{(options.Workers.Count == 1 ? "" : "s")}..."
                 : $"routereplay router: waiting for {options.PrefillServers.Count} prefill and {options.DecodeServers.Count} decode servers...");
             var router = RouterServer.CreateAsync(options).GetAwaiter().GetResult();
             router.RunAsync().GetAwaiter().GetResult();

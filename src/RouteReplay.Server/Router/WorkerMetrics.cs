@@ -60,7 +60,12 @@ internal sealed class WorkerMetrics(RouterOptions options, WorkerPool pool, Http
                 }
             }
         }
+        var (prompt, cached) = (Total(figures, "routereplay_prompt_tokens_total"), Total(figures, "routereplay_cached_prompt_tokens_total"));
+        Gauge(text, "routereplay_router_prefix_cache_hit_rate", "The workers' cached prompt tokens over their prompt tokens, added up over the workers that answered (since each started).", prompt == 0 ? 0 : cached / prompt);
     }
+
+    private static double Total(Dictionary<string, double>?[] figures, string name) =>
+        figures.Sum(f => f is not null && f.TryGetValue(name, out var value) ? value : 0);
 
     private static string Labels(Worker worker) => $"server=\"{worker.Server.Name}\"";
 

@@ -87,26 +87,32 @@ public sealed class DataParallelRouterTests(WorkerFleetFixture fleet, ITestOutpu
         var victim = Array.FindIndex(fleet.Workers, w => WorkerFleetFixture.Name(w) == victimName);
 
         var run = Conversations.RunAsync(client, fleet.Model.Tokenizer, WorkerFleetFixture.ConversationCount, WorkerFleetFixture.TurnCount);
-        await WorkerList.WaitUntilAsync(client, w => w.Sum(x => x.Requests) >= 1 + WorkerFleetFixture.ConversationCount + 2, "second turns sent");
-        fleet.Workers[victim].Freeze();
-        var sentBefore = (await WorkerList.ReadAsync(client)).Single(w => w.Url == victimName).Requests;
-        var followUp = GenerateAsync(client, Probe + " And a second turn, sent to the frozen worker.");
-        await WorkerList.WaitUntilAsync(client, w => w.Single(x => x.Url == victimName).Requests > sentBefore, "a request sent to the frozen worker");
-        fleet.Workers[victim].Kill();
+        try
+        {
+            await WorkerList.WaitUntilAsync(client, w => w.Sum(x => x.Requests) >= 1 + WorkerFleetFixture.ConversationCount + 2, "second turns sent");
+            fleet.Workers[victim].Freeze();
+            var sentBefore = (await WorkerList.ReadAsync(client)).Single(w => w.Url == victimName).Requests;
+            var followUp = GenerateAsync(client, Probe + " And a second turn, sent to the frozen worker.");
+            await WorkerList.WaitUntilAsync(client, w => w.Single(x => x.Url == victimName).Requests > sentBefore, "a request sent to the frozen worker");
+            fleet.Workers[victim].Kill();
 
-        var (answer, worker, choice) = await followUp;
-        var turns = await run;
+            var (answer, worker, choice) = await followUp;
+            var turns = await run;
 
-        Assert.NotEqual(victimName, worker);
-        Assert.Equal("least_loaded", choice);
-        Assert.Equal(4, answer.GetProperty("output_ids").GetArrayLength());
-        AssertSameAnswers(reference, turns);
-        var metrics = await CliProcess.MetricsAsync(client);
-        Assert.True(metrics[$"routereplay_router_worker_retries_total{{server=\"{victimName}\"}}"] >= 1, "no request was retried");
-        Assert.Equal(0, metrics[$"routereplay_router_server_up{{role=\"worker\",server=\"{victimName}\"}}"]);
-        Assert.DoesNotContain(metrics, m => m.Key.StartsWith("routereplay_router_responses_total", StringComparison.Ordinal) && !m.Key.EndsWith("code=\"200\"}", StringComparison.Ordinal));
+            Assert.NotEqual(victimName, worker);
+            Assert.Equal("least_loaded", choice);
+            Assert.Equal(4, answer.GetProperty("output_ids").GetArrayLength());
+            AssertSameAnswers(reference, turns);
+            var metrics = await CliProcess.MetricsAsync(client);
+            Assert.True(metrics[$"routereplay_router_worker_retries_total{{server=\"{victimName}\"}}"] >= 1, "no request was retried");
+            Assert.Equal(0, metrics[$"routereplay_router_server_up{{role=\"worker\",server=\"{victimName}\"}}"]);
+            Assert.DoesNotContain(metrics, m => m.Key.StartsWith("routereplay_router_responses_total", StringComparison.Ordinal) && !m.Key.EndsWith("code=\"200\"}", StringComparison.Ordinal));
+        }
+        finally
+        {
+            await fleet.RestartAsync(victim);
+        }
 
-        await fleet.RestartAsync(victim);
         using (var health = await client.GetAsync("/health"))
         {
             Assert.Equal(200, (int)health.StatusCode);

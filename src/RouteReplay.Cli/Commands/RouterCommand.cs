@@ -3,12 +3,17 @@ using RouteReplay.Server.Router;
 
 namespace RouteReplay.Cli.Commands;
 
-/// <summary><c>routereplay router</c>: one entry point for prefill and decode servers, with the API of <c>serve</c>.</summary>
+/// <summary><c>routereplay router</c>: one entry point for prefill and decode servers, or for workers, with the API of <c>serve</c>.</summary>
 internal static class RouterCommand
 {
     public static Command Create()
     {
-        var defaults = new RouterOptions { PrefillServers = [], DecodeServers = [] };
+        var defaults = new RouterOptions();
+        var worker = new Option<string[]>("--worker") { Description = "Base URL of a worker (a plain serve) for data-parallel serving; repeat for more. Not with --prefill/--decode.", Arity = ArgumentArity.OneOrMore, HelpName = "URL" };
+        var policy = Flags.Choice("--policy", "Workers only: how a worker is chosen for each request (cache_aware: the one whose recent prompts share the most leading blocks, unless overloaded).", defaults.Policy, PolicyNames.All);
+        var absThreshold = Flags.Int("--balance-abs-threshold", "Workers, cache_aware only: the best-matching worker is passed over for the least loaded one when it has more than N requests in flight beyond it (and more than --balance-rel-threshold times them).", defaults.BalanceAbsThreshold);
+        var relThreshold = Flags.Double("--balance-rel-threshold", "Workers, cache_aware only: see --balance-abs-threshold.", defaults.BalanceRelThreshold);
+        var maxTreeSize = Flags.Int("--max-tree-size", "Workers, cache_aware only: the most prompt blocks remembered per worker (least recently used forgotten first).", defaults.MaxTreeSize);
         var prefill = new Option<string[]>("--prefill") { Description = "Base URL of a prefill server (serve --role prefill); repeat for more.", Arity = ArgumentArity.OneOrMore, HelpName = "URL" };
         var decode = new Option<string[]>("--decode") { Description = "Base URL of a decode server (serve --role decode); repeat for more.", Arity = ArgumentArity.OneOrMore, HelpName = "URL" };
         var host = new Option<string>("--host") { Description = "Address to bind (loopback by default; 0.0.0.0 for every interface).", DefaultValueFactory = _ => defaults.Host };
@@ -19,9 +24,9 @@ internal static class RouterCommand
         var grace = Flags.Double("--shutdown-grace-seconds", "On SIGTERM/Ctrl-C, how long requests in flight may finish before they are aborted (with finish reason abort, as serve does).", defaults.ShutdownGracePeriod.TotalSeconds);
         var clusterKey = new ClusterKeyFlags();
         var keepAlive = Flags.Double("--keep-alive-seconds", "How long an idle client connection stays open (before its first request or between requests).", defaults.KeepAlive.TotalSeconds);
-        var command = new Command("router", "Route the serve API across prefill and decode servers: each request's prompt is computed on a prefill server, its blocks (routing included) move to a decode server, which decodes and answers.")
+        var command = new Command("router", "Route the serve API across workers (plain serve processes, data-parallel: each request to one worker, by prefix cache and load), or across prefill and decode servers: each request's prompt is computed on a prefill server, its blocks (routing included) move to a decode server, which decodes and answers.")
         {
-            prefill, decode, host, port, apiKey, maxBody, startup, grace, keepAlive,
+            worker, prefill, decode, policy, absThreshold, relThreshold, maxTreeSize, host, port, apiKey, maxBody, startup, grace, keepAlive,
         };
         clusterKey.AddTo(command);
         command.SetAction(parse =>
@@ -30,6 +35,11 @@ internal static class RouterCommand
             {
                 PrefillServers = Urls(parse.GetValue(prefill), "prefill"),
                 DecodeServers = Urls(parse.GetValue(decode), "decode"),
+                Workers = Urls(parse.GetValue(worker), "worker"),
+                Policy = parse.GetValue(policy),
+                BalanceAbsThreshold = parse.GetValue(absThreshold),
+                BalanceRelThreshold = parse.GetValue(relThreshold),
+                MaxTreeSize = parse.GetValue(maxTreeSize),
                 Host = parse.GetValue(host)!,
                 Port = parse.GetValue(port),
                 ApiKey = parse.GetValue(apiKey),
@@ -39,8 +49,14 @@ internal static class RouterCommand
                 ShutdownGracePeriod = Seconds(parse.GetValue(grace), "shutdown-grace-seconds", 0),
                 KeepAlive = Seconds(parse.GetValue(keepAlive), "keep-alive-seconds", 0.001),
             }.Validate();
+            if (options.Workers.Count == 0 && new Option[] { policy, absThreshold, relThreshold, maxTreeSize }.FirstOrDefault(o => Flags.IsGiven(parse, o)) is { } workersOnly)
+            {
+                throw new ArgumentException($"{workersOnly.Name} applies to --worker only", workersOnly.Name.TrimStart('-'));
+            }
             Server.RolloutServer.CheckCanListen(new Server.ServerOptions { ModelPath = ".", Host = options.Host, Port = options.Port });
-            Console.Error.WriteLine($"routereplay router: waiting for {options.PrefillServers.Count} prefill and {options.DecodeServers.Count} decode servers...");
+            Console.Error.WriteLine(options.Workers.Count > 0
+                ? $"routereplay router: waiting for {options.Workers.Count} worker{(options.Workers.Count == 1 ? "" : "s")}..."
+                : $"routereplay router: waiting for {options.PrefillServers.Count} prefill and {options.DecodeServers.Count} decode servers...");
             var router = RouterServer.CreateAsync(options).GetAwaiter().GetResult();
             router.RunAsync().GetAwaiter().GetResult();
             router.DisposeAsync().AsTask().GetAwaiter().GetResult();

@@ -27,6 +27,12 @@ public static class FleetHeaders
     /// <summary>Response of a router: the decode server that answered.</summary>
     public const string DecodeServer = "X-RouteReplay-Decode-Server";
 
+    /// <summary>Response of a router over workers: the worker that answered.</summary>
+    public const string Worker = "X-RouteReplay-Worker";
+
+    /// <summary>Response of a router over workers: why it chose that worker (<c>cache_hit</c>, <c>least_loaded</c>, <c>balance</c>, <c>round_robin</c>).</summary>
+    public const string Choice = "X-RouteReplay-Choice";
+
     public const string Transferred = "transferred";
 
     public const string Local = "local";

@@ -22,7 +22,7 @@ internal sealed class RouterDiscovery(HttpClient http, RouterOptions options)
             }
             catch (ServerInfoException e)
             {
-                throw new RouterStartException($"--{server.RoleName} {server.Name} {e.Message}");
+                throw new RouterStartException($"--{server.Flag} {server.Name} {e.Message}");
             }
             catch (HttpRequestException e)
             {
@@ -41,6 +41,6 @@ internal sealed class RouterDiscovery(HttpClient http, RouterOptions options)
                 break;
             }
         }
-        throw new RouterStartException($"--{server.RoleName} {server.Name} did not answer within {options.StartupTimeout.TotalSeconds:0.#} s (--startup-timeout-seconds){(lastError is null ? "" : $": {lastError}")}");
+        throw new RouterStartException($"--{server.Flag} {server.Name} did not answer within {options.StartupTimeout.TotalSeconds:0.#} s (--startup-timeout-seconds){(lastError is null ? "" : $": {lastError}")}");
     }
 }

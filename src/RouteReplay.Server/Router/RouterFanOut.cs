@@ -7,12 +7,13 @@ namespace RouteReplay.Server.Router;
 
 /// <summary>
 /// The control endpoints (<c>/update_weights_from_disk</c>, <c>/flush_cache</c>, <c>/abort_request</c>), sent to every
-/// prefill and decode server at once. The answer is the servers' answers merged (numbers such as
+/// prefill and decode server (every worker) at once; a worker whose cache was flushed or whose weights were replaced
+/// has the prompts the router remembers sending it forgotten. The answer is the servers' answers merged (numbers such as
 /// <c>num_aborted_requests</c> and <c>store_values_deleted</c> added up: each server counts only what it did itself, so
 /// servers sharing a store count each deleted value once between them) with each server's status under
 /// <c>servers</c>. When a server fails, the answer says so without the servers' addresses (they are in the router's
 /// log): a request the servers refused (4xx) gets their error, naming the field; any other failure a 502 naming each
-/// failing server as <c>decode server 2</c>.
+/// failing server as <c>decode server 2</c> (<c>worker 2</c>).
 /// </summary>
 internal sealed class RouterFanOut(RouterServer router, HttpClient http, ILogger logger)
 {
@@ -21,7 +22,7 @@ internal sealed class RouterFanOut(RouterServer router, HttpClient http, ILogger
     public async Task HandleAsync(HttpContext context)
     {
         var body = await RouterProxy.ReadBodyAsync(context, router.Options.MaxRequestBodyBytes).ConfigureAwait(false);
-        Upstream[] servers = [.. router.Prefill, .. router.Decode];
+        var servers = router.Servers;
         var updating = context.Request.Path == "/update_weights_from_disk" ? router.Probes.UpdatingWeights() : null;
         Answer[] answers;
         using (updating)
@@ -31,6 +32,10 @@ internal sealed class RouterFanOut(RouterServer router, HttpClient http, ILogger
             {
                 LearnWeightVersions(answers);
             }
+        }
+        if (context.Request.Path != "/abort_request")
+        {
+            router.Workers?.ForgetPrefixes(answers.Where(a => a.Status is >= 200 and <= 299).Select(a => a.Server));
         }
         var failed = answers.Where(a => a.Status is < 200 or > 299).ToArray();
         if (failed.Length > 0)
@@ -48,7 +53,7 @@ internal sealed class RouterFanOut(RouterServer router, HttpClient http, ILogger
     private ApiException Failure(HttpContext context, Answer[] failed, int total)
     {
         var path = context.Request.Path;
-        var detail = string.Join("; ", failed.Select(f => $"{f.Server.RoleName} server {f.Server.Name}: {(f.Status == 0 ? "" : $"{f.Status} ")}{f.Error!.Message}"));
+        var detail = string.Join("; ", failed.Select(f => $"{f.Server.Kind} {f.Server.Name}: {(f.Status == 0 ? "" : $"{f.Status} ")}{f.Error!.Message}"));
         logger.LogWarning("{Path} failed on {Failed} of {Total} servers: {Detail}", path, failed.Length, total, detail);
         RelayNotes.Of(context).Error = detail;
         if (failed.All(f => f.Status is >= 400 and < 500))
@@ -121,7 +126,7 @@ internal sealed class RouterFanOut(RouterServer router, HttpClient http, ILogger
         {
             writer.WriteStartObject();
             writer.WriteString("url", answer.Server.Name);
-            writer.WriteString("role", answer.Server.RoleName);
+            writer.WriteString("role", answer.Server.Flag);
             writer.WriteNumber("status", answer.Status);
             writer.WriteEndObject();
         }

@@ -7,10 +7,32 @@ namespace RouteReplay.Server.Router;
 public sealed record RouterOptions
 {
     /// <summary>Base URLs of the prefill servers (<c>serve --role prefill</c>).</summary>
-    public required IReadOnlyList<Uri> PrefillServers { get; init; }
+    public IReadOnlyList<Uri> PrefillServers { get; init; } = [];
 
     /// <summary>Base URLs of the decode servers (<c>serve --role decode</c>).</summary>
-    public required IReadOnlyList<Uri> DecodeServers { get; init; }
+    public IReadOnlyList<Uri> DecodeServers { get; init; } = [];
+
+    /// <summary>
+    /// Base URLs of the workers of a data-parallel fleet (plain <c>serve</c> processes); more may join through
+    /// <c>/add_worker</c>. Not with <see cref="PrefillServers"/> and <see cref="DecodeServers"/>.
+    /// </summary>
+    public IReadOnlyList<Uri> Workers { get; init; } = [];
+
+    /// <summary>How a worker is chosen for each generation request (workers only).</summary>
+    public WorkerPolicy Policy { get; init; } = WorkerPolicy.CacheAware;
+
+    /// <summary>
+    /// Cache-aware choice: the worker whose recent prefixes match a prompt best is passed over for the least loaded one
+    /// when it has more than this many requests in flight beyond the least loaded one's (and more than
+    /// <see cref="BalanceRelThreshold"/> times them). SGLang's <c>balance_abs_threshold</c>.
+    /// </summary>
+    public int BalanceAbsThreshold { get; init; } = 64;
+
+    /// <summary>Cache-aware choice: see <see cref="BalanceAbsThreshold"/>. SGLang's <c>balance_rel_threshold</c>.</summary>
+    public double BalanceRelThreshold { get; init; } = 1.5;
+
+    /// <summary>Cache-aware choice: the most prompt blocks remembered per worker (the least recently used are forgotten first).</summary>
+    public int MaxTreeSize { get; init; } = 1 << 16;
 
     public string Host { get; init; } = "127.0.0.1";
 
@@ -46,18 +68,30 @@ public sealed record RouterOptions
     /// <summary>Throws an <see cref="ArgumentException"/> naming the flag of the first invalid value.</summary>
     public RouterOptions Validate()
     {
-        Require(PrefillServers.Count > 0, "prefill", "is required at least once: the URL of a prefill server (serve --role prefill)");
-        Require(DecodeServers.Count > 0, "decode", "is required at least once: the URL of a decode server (serve --role decode)");
-        foreach (var (flag, urls) in new[] { ("prefill", PrefillServers), ("decode", DecodeServers) })
+        if (Workers.Count > 0)
+        {
+            Require(PrefillServers.Count + DecodeServers.Count == 0, "worker", "and --prefill/--decode cannot be mixed: give --worker URL for each plain serve (data-parallel), or --prefill URL and --decode URL for a prefill/decode fleet, not both");
+            Require(ClusterKey is null, "cluster-key", "applies to --prefill/--decode only (workers take no transfers)");
+            Require(BalanceAbsThreshold >= 0, "balance-abs-threshold", $"must be >= 0, got {BalanceAbsThreshold}");
+            Require(double.IsFinite(BalanceRelThreshold) && BalanceRelThreshold >= 1, "balance-rel-threshold", $"must be a number >= 1, got {BalanceRelThreshold}");
+            Require(MaxTreeSize >= 1, "max-tree-size", $"must be >= 1, got {MaxTreeSize}");
+        }
+        else
+        {
+            Require(PrefillServers.Count + DecodeServers.Count > 0, "worker", "is required at least once (the URL of a plain serve, for data-parallel serving), or else --prefill and --decode");
+            Require(PrefillServers.Count > 0, "prefill", "is required at least once: the URL of a prefill server (serve --role prefill)");
+            Require(DecodeServers.Count > 0, "decode", "is required at least once: the URL of a decode server (serve --role decode)");
+        }
+        foreach (var (flag, urls) in new[] { ("prefill", PrefillServers), ("decode", DecodeServers), ("worker", Workers) })
         {
             foreach (var url in urls)
             {
-                Require(url.IsAbsoluteUri && url.Scheme is "http" or "https" && url.PathAndQuery == "/", flag, $"must be a server's base URL like http://127.0.0.1:8001, got '{url}'");
+                Require(IsBaseUrl(url), flag, $"must be a server's base URL like http://127.0.0.1:8001, got '{url}'");
             }
         }
-        var all = PrefillServers.Concat(DecodeServers).ToArray();
+        var all = PrefillServers.Concat(DecodeServers).Concat(Workers).ToArray();
         var duplicate = all.GroupBy(u => u.ToString()).FirstOrDefault(g => g.Count() > 1);
-        Require(duplicate is null, "decode", $"names the server {duplicate?.Key} twice (a server has one role)");
+        Require(duplicate is null, Workers.Count > 0 ? "worker" : "decode", $"names the server {duplicate?.Key} twice{(Workers.Count > 0 ? "" : " (a server has one role)")}");
         Require(Port is >= 0 and <= 65535, "port", $"must be in 0..65535, got {Port}");
         Require(Host == "localhost" || System.Net.IPAddress.TryParse(Host, out _), "host", $"must be an IP address or 'localhost', got '{Host}'");
         Require(ApiKey is null || ApiKey.Length > 0, "api-key", "must not be empty");
@@ -67,6 +101,9 @@ public sealed record RouterOptions
         Require(KeepAlive > TimeSpan.Zero, "keep-alive-seconds", "must be > 0");
         return this;
     }
+
+    /// <summary>True for a server's base URL: http or https, with no path or query.</summary>
+    public static bool IsBaseUrl(Uri url) => url.IsAbsoluteUri && url.Scheme is "http" or "https" && url.PathAndQuery == "/";
 
     private static void Require(bool condition, string flag, string message)
     {

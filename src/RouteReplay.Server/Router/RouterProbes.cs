@@ -11,7 +11,9 @@ namespace RouteReplay.Server.Router;
 /// <c>--transfer-port 0</c> has a new one); a weights version that changes is logged, loudly when the servers' versions
 /// then differ (transfers between them are refused), unless a weight update through the router is running.
 /// </summary>
-internal sealed class RouterProbes(RouterOptions options, IReadOnlyList<Upstream> servers, HttpClient http, ILogger logger)
+/// <param name="servers">The servers now (workers may join and leave).</param>
+/// <param name="weightsDiffer">What servers of other weights versions cause, for the error line.</param>
+internal sealed class RouterProbes(RouterOptions options, Func<IReadOnlyList<Upstream>> servers, string weightsDiffer, HttpClient http, ILogger logger)
 {
     private static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(2);
 
@@ -41,7 +43,7 @@ internal sealed class RouterProbes(RouterOptions options, IReadOnlyList<Upstream
         {
             while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
             {
-                await Task.WhenAll(servers.Select(s => ProbeAsync(s, stopping))).ConfigureAwait(false);
+                await Task.WhenAll(servers().Select(s => ProbeAsync(s, stopping))).ConfigureAwait(false);
                 CheckWeights();
             }
         }
@@ -143,7 +145,7 @@ internal sealed class RouterProbes(RouterOptions options, IReadOnlyList<Upstream
             server.WeightVersion = version;
             if (previous is not null)
             {
-                logger.LogWarning("{Role} server {Server} changed its weights version from '{Before}' to '{After}' (not through the router's /update_weights_from_disk)", server.RoleName, server.Name, previous, version);
+                logger.LogWarning("{Kind} {Server} changed its weights version from '{Before}' to '{After}' (not through the router's /update_weights_from_disk)", server.Kind, server.Name, previous, version);
             }
         }
         return null;
@@ -156,7 +158,8 @@ internal sealed class RouterProbes(RouterOptions options, IReadOnlyList<Upstream
         {
             return;
         }
-        var difference = FleetCheck.WeightsDiffer(servers);
+        var now = servers();
+        var difference = FleetCheck.WeightsDiffer(now);
         lock (_lock)
         {
             if (difference == _warnedDifference)
@@ -165,11 +168,11 @@ internal sealed class RouterProbes(RouterOptions options, IReadOnlyList<Upstream
             }
             if (difference is not null)
             {
-                logger.LogError("{Difference}: prefill servers refuse transfers to decode servers of other weights, so those prompts are computed on the decode servers until every server has the same weights (update them through the router's /update_weights_from_disk)", difference);
+                logger.LogError("{Difference}: {Consequence}", difference, weightsDiffer);
             }
             else
             {
-                logger.LogInformation("every server has weights version '{Version}' again", servers[0].WeightVersion);
+                logger.LogInformation("every server has weights version '{Version}' again", now.FirstOrDefault()?.WeightVersion);
             }
             _warnedDifference = difference;
         }

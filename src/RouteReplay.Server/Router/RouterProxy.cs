@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
@@ -8,15 +7,15 @@ using RouteReplay.Server.Http;
 namespace RouteReplay.Server.Router;
 
 /// <summary>
-/// Relays a request to a decode server and its answer back, byte for byte and as it comes (so streams stay streams).
+/// Relays a request to a decode server and its answer back (<see cref="AnswerCopy"/>).
 /// A generation request carries <see cref="FleetHeaders.Prefill"/>: the prefill servers by load, the least loaded
 /// first, signed with the cluster key when there is one; and a relay id, by which the router can have the decode server
-/// abort it. A decode server that cannot be connected to is skipped for the next one; one that fails after answering
-/// ends a stream with an error event (a whole answer with a closed connection).
+/// abort it. A decode server that cannot be connected to is skipped for the next one.
 /// </summary>
 internal sealed class RouterProxy(RouterServer router, HttpClient http, PromptSourceRelay promptSources, ILogger logger)
 {
-    private static readonly HashSet<string> NotForwarded = new(StringComparer.OrdinalIgnoreCase)
+    /// <summary>Headers that are the connection's own, or the router's, never relayed either way.</summary>
+    internal static readonly HashSet<string> NotForwarded = new(StringComparer.OrdinalIgnoreCase)
     {
         "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "TE", "Trailer",
         "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", FleetHeaders.Prefill, FleetHeaders.PrefillSignature,
@@ -78,7 +77,7 @@ internal sealed class RouterProxy(RouterServer router, HttpClient http, PromptSo
                 using (response)
                 {
                     decode.MarkUp();
-                    await CopyResponseAsync(context, response, decode, named).ConfigureAwait(false);
+                    await AnswerCopy.RelayAsync(context, response, decode, http => promptSources.Apply(http, decode, named), holdUntilFirstByte: false).ConfigureAwait(false);
                 }
                 return;
             }
@@ -94,78 +93,6 @@ internal sealed class RouterProxy(RouterServer router, HttpClient http, PromptSo
     {
         RelayNotes.Of(context).Error = error.Message;
         return error;
-    }
-
-    private async Task CopyResponseAsync(HttpContext context, HttpResponseMessage response, Upstream decode, (Upstream, string)[] named)
-    {
-        var http = context.Response;
-        var cancel = context.RequestAborted;
-        http.StatusCode = (int)response.StatusCode;
-        foreach (var (name, values) in response.Headers.Concat(response.Content.Headers))
-        {
-            if (!NotForwarded.Contains(name))
-            {
-                http.Headers[name] = values.ToArray();
-            }
-        }
-        promptSources.Apply(http, decode, named);
-        var stream = response.Content.Headers.ContentType?.MediaType == "text/event-stream";
-        var errors = stream ? new SseErrorDetector() : null;
-        var failure = http.StatusCode >= 500 ? new ArrayBufferWriter<byte>() : null;
-        var buffer = ArrayPool<byte>.Shared.Rent(16 << 10);
-        try
-        {
-            await using var body = await response.Content.ReadAsStreamAsync(cancel).ConfigureAwait(false);
-            int read;
-            while ((read = await body.ReadAsync(buffer, cancel).ConfigureAwait(false)) > 0)
-            {
-                errors?.Feed(buffer.AsSpan(0, read));
-                if (failure is not null && failure.WrittenCount < 4096)
-                {
-                    failure.Write(buffer.AsSpan(0, Math.Min(read, 4096 - failure.WrittenCount)));
-                }
-                await http.Body.WriteAsync(buffer.AsMemory(0, read), cancel).ConfigureAwait(false);
-                await http.Body.FlushAsync(cancel).ConfigureAwait(false);
-            }
-            if (errors is { Seen: true })
-            {
-                var notes = RelayNotes.Of(context);
-                notes.StreamFailureStatus = 500;
-                notes.Error = $"decode server {decode.Name} ended the stream with an error event";
-            }
-            if (failure is not null)
-            {
-                RelayNotes.Of(context).Error = $"decode server {decode.Name}: {UpstreamErrors.Parse(System.Text.Encoding.UTF8.GetString(failure.WrittenSpan)).Message}";
-            }
-        }
-        catch (Exception e) when (e is IOException or HttpRequestException && !cancel.IsCancellationRequested)
-        {
-            decode.CountFailure($"it failed in the middle of an answer: {e.Message}");
-            var notes = RelayNotes.Of(context);
-            notes.Error = $"decode server {decode.Name} failed in the middle of the answer: {e.Message}";
-            notes.StreamFailureStatus = 502;
-            if (!stream)
-            {
-                context.Abort();
-                return;
-            }
-            await http.Body.WriteAsync(ErrorEvent($"the decode server {decode.Name} failed in the middle of the stream: {e.Message}"), cancel).ConfigureAwait(false);
-            await http.Body.FlushAsync(cancel).ConfigureAwait(false);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
-
-    private static byte[] ErrorEvent(string message)
-    {
-        var json = new ArrayBufferWriter<byte>();
-        using (var writer = new Utf8JsonWriter(json))
-        {
-            ErrorResponses.WriteBody(writer, 502, message, null, "upstream_failed");
-        }
-        return [.. "data: "u8, .. json.WrittenSpan, .. "\n\ndata: [DONE]\n\n"u8];
     }
 
     /// <summary>The client's request for <paramref name="server"/>: method, path, query, body and headers (hop-by-hop ones left out), with the router's own headers.</summary>

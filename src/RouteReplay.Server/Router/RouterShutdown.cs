@@ -65,7 +65,7 @@ internal sealed class RouterShutdown(RouterOptions options, RelayRegistry relays
         }
         catch (Exception e) when (e is HttpRequestException or JsonException)
         {
-            _failures.Write(decode.Name, $"could not abort a request on decode server {decode.Name}: {e.Message}");
+            _failures.Write(decode.Name, $"could not abort a request on {decode.Kind} {decode.Name}: {e.Message}");
             return false;
         }
     }

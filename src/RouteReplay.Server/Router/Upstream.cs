@@ -4,14 +4,16 @@ using RouteReplay.Disaggregation;
 namespace RouteReplay.Server.Router;
 
 /// <summary>
-/// One server behind the router: its role, address, transfer address (prefill), weights version, load and health.
-/// Every change of health is logged.
+/// One server behind the router: a prefill or decode server of a prefill/decode fleet, or a worker (a plain
+/// <c>serve</c>, role both) of a data-parallel one; its address, transfer address (prefill), weights version, load and
+/// health. Every change of health is logged.
 /// </summary>
 internal sealed class Upstream(ServerRole role, Uri baseUri, int number, ILogger logger)
 {
     private int _outstanding;
     private long _failures;
     private int _up = 1;
+    private int _downs;
     private TransferEndpoint? _transfer;
     private string? _weightVersion;
 
@@ -21,10 +23,17 @@ internal sealed class Upstream(ServerRole role, Uri baseUri, int number, ILogger
 
     public string Name { get; } = baseUri.ToString().TrimEnd('/');
 
+    /// <summary>The role the server must announce in <c>/get_model_info</c>'s <c>disaggregation_role</c>.</summary>
     public string RoleName => Role.ToString().ToLowerInvariant();
 
+    /// <summary>The router's flag that names such a server: <c>prefill</c>, <c>decode</c> or <c>worker</c>.</summary>
+    public string Flag => Role == ServerRole.Both ? "worker" : RoleName;
+
+    /// <summary>What logs and answers call such a server: <c>decode server</c>, or <c>worker</c>.</summary>
+    public string Kind => Role == ServerRole.Both ? "worker" : $"{RoleName} server";
+
     /// <summary>How answers to clients name the server, without its address: <c>decode server 2</c> (the second <c>--decode</c>).</summary>
-    public string Label => $"{RoleName} server {number}";
+    public string Label => $"{Kind} {number}";
 
     /// <summary>A prefill server's transfer address (its URL's host and the port it announced last).</summary>
     public TransferEndpoint? Transfer
@@ -49,6 +58,9 @@ internal sealed class Upstream(ServerRole role, Uri baseUri, int number, ILogger
     /// <summary>False after a failed health probe or connection, until one succeeds.</summary>
     public bool IsUp => Volatile.Read(ref _up) != 0;
 
+    /// <summary>How many times the server went down (it may have restarted since, with an empty cache).</summary>
+    public int Downs => Volatile.Read(ref _downs);
+
     /// <summary>Counts a request in flight; dispose to end it.</summary>
     public Load Enter()
     {
@@ -70,7 +82,7 @@ internal sealed class Upstream(ServerRole role, Uri baseUri, int number, ILogger
     {
         if (Interlocked.Exchange(ref _up, 1) == 0)
         {
-            logger.LogInformation("{Role} server {Server} is back up", RoleName, Name);
+            logger.LogInformation("{Kind} {Server} is back up", Kind, Name);
         }
     }
 
@@ -78,7 +90,8 @@ internal sealed class Upstream(ServerRole role, Uri baseUri, int number, ILogger
     {
         if (Interlocked.Exchange(ref _up, 0) == 1)
         {
-            logger.LogWarning("{Role} server {Server} is down: {Reason}", RoleName, Name, reason);
+            Interlocked.Increment(ref _downs);
+            logger.LogWarning("{Kind} {Server} is down: {Reason}", Kind, Name, reason);
         }
     }
 
@@ -88,9 +101,12 @@ internal sealed class Upstream(ServerRole role, Uri baseUri, int number, ILogger
     /// The servers ordered for one request: up before down, then least outstanding requests; ties rotate with
     /// <paramref name="turn"/>, so equal servers share the load.
     /// </summary>
-    public static Upstream[] ByLoad(IReadOnlyList<Upstream> servers, int turn) =>
-        [.. servers.Select((server, i) => (server, i)).OrderBy(s => s.server.IsUp ? 0 : 1).ThenBy(s => s.server.Outstanding)
-            .ThenBy(s => ((s.i - turn) % servers.Count + servers.Count) % servers.Count).Select(s => s.server)];
+    public static Upstream[] ByLoad(IReadOnlyList<Upstream> servers, int turn) => ByLoad(servers, s => s, turn);
+
+    /// <summary>As <see cref="ByLoad(IReadOnlyList{Upstream}, int)"/>, for items that each stand for a server.</summary>
+    public static T[] ByLoad<T>(IReadOnlyList<T> items, Func<T, Upstream> server, int turn) =>
+        [.. items.Select((item, i) => (item, i)).OrderBy(s => server(s.item).IsUp ? 0 : 1).ThenBy(s => server(s.item).Outstanding)
+            .ThenBy(s => ((s.i - turn) % items.Count + items.Count) % items.Count).Select(s => s.item)];
 
     public sealed class Load(Upstream server) : IDisposable
     {

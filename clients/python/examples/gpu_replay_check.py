@@ -12,11 +12,16 @@ micro-batch), and replays them through a top-k router, one per MoE layer:
 
 It checks that every token is sent to exactly the experts of its row (the router's routing map, and in the PyTorch
 router the experts that actually computed the token), and, in the PyTorch router, that the gate's gradient reaches only
-experts some token was routed to. Writes a JSON summary (``--out``, default ``$OUT/gpu_replay_check.json``) and exits 1
+experts some token was routed to. The expected experts are read from the served rows directly, not through the
+conversion, so a wrong token offset or layer in ``to_megatron_replay`` is a mismatch too. The summary also counts the
+tokens whose router, left to its own top-k, would have chosen other experts (those the replay overrode). Megatron-Core's
+router is checked on its own, not inside a whole model. Writes a JSON summary (``--out``, default ``$OUT/gpu_replay_check.json``) and exits 1
 on any mismatch.
 
     python3 clients/python/examples/gpu_replay_check.py --routereplay /tmp/rr/app/routereplay --serve-args "--device cuda --model small"
     python3 clients/python/examples/gpu_replay_check.py --url http://127.0.0.1:8000
+
+Without a GPU it runs the same on the CPU (``--serve-args ""`` serves the tiny preset there).
 """
 
 from __future__ import annotations
@@ -65,9 +70,18 @@ def gather_rollouts(client: Client, max_new_tokens: int) -> list:
 
 
 def expected_sets(sequences: list, moe_layers: list) -> list:
-    """Per MoE layer, the replayed expert set of every token of the packed batch (placeholder rows: the row before)."""
-    packed = to_megatron_replay(sequences, moe_layers)
-    return [[frozenset(row.tolist()) for row in layer] for layer in packed]
+    """
+    Per MoE layer, the expert set each token of the packed batch must be sent to, read from the served rows directly
+    (not through ``to_megatron_replay``): a sequence's ``T-1`` rows, then its last token's placeholder (the row before).
+    """
+    per_layer = []
+    for layer in moe_layers:
+        sets = []
+        for rows in sequences:
+            sets.extend(frozenset(rows[t, layer].tolist()) for t in range(len(rows)))
+            sets.append(frozenset(rows[-1, layer].tolist()))
+        per_layer.append(sets)
+    return per_layer
 
 
 def megatron_check(replay, num_experts: int, topk: int, hidden: int, device) -> dict:
@@ -109,7 +123,7 @@ def pytorch_check(replay, num_experts: int, topk: int, hidden: int, device) -> d
     import torch
 
     torch.manual_seed(0)
-    selected, computed, gradient_leaks = [], [], 0
+    selected, computed, gradient_leaks, overridden = [], [], 0, 0
     for indices in replay:
         tokens = indices.shape[0]
         gate = torch.nn.Linear(hidden, num_experts, bias=False, device=device)
@@ -119,6 +133,8 @@ def pytorch_check(replay, num_experts: int, topk: int, hidden: int, device) -> d
         top = indices.to(logits.device)
         probs = torch.softmax(logits.gather(1, top), dim=-1)  # REPLAY_FORWARD: scores.gather(1, indices); softmax after top-k
         routing_map = torch.zeros_like(logits, dtype=torch.bool).scatter(1, top, True)
+        natural = torch.zeros_like(routing_map).scatter(1, logits.topk(top.shape[1], dim=-1).indices, True)
+        overridden += int((natural != routing_map).any(dim=-1).sum().item())
         flat = x.view(-1, hidden)
         output = torch.zeros_like(flat)
         ran = [set() for _ in range(tokens)]
@@ -135,7 +151,23 @@ def pytorch_check(replay, num_experts: int, topk: int, hidden: int, device) -> d
         gradient_leaks += int(gate.weight.grad[~used].abs().sum().item() != 0.0)
         selected.append([frozenset(torch.nonzero(row).flatten().tolist()) for row in routing_map.cpu()])
         computed.append([frozenset(s) for s in ran])
-    return {"router": "plain PyTorch top-k router", "selected": selected, "computed": computed, "gradient_leaks": gradient_leaks}
+    return {"router": "plain PyTorch top-k router", "selected": selected, "computed": computed, "gradient_leaks": gradient_leaks,
+            "overridden": overridden}
+
+
+def count_mismatches(result: dict, expected: list) -> dict:
+    """Tokens whose selected (and, where the router reports it, computed) experts differ from ``expected``, per kind."""
+    mismatches = {}
+    for kind in ("selected", "computed"):
+        if kind not in result:
+            continue
+        if len(result[kind]) != len(expected):
+            raise AssertionError(f"the router reported {len(result[kind])} MoE layers, not {len(expected)}")
+        count = 0
+        for got, want in zip(result[kind], expected):
+            count += abs(len(got) - len(want)) + sum(a != b for a, b in zip(got, want))
+        mismatches[kind] = count
+    return mismatches
 
 
 def main() -> int:
@@ -185,17 +217,14 @@ def main() -> int:
     if result is None:
         result = pytorch_check(replay, num_experts, topk, args.hidden, device)
 
-    mismatches = {"routing_map": 0, "computed": 0}
-    for layer, want in enumerate(expected):
-        mismatches["routing_map"] += sum(a != b for a, b in zip(result["selected"][layer], want))
-        if "computed" in result:
-            mismatches["computed"] += sum(a != b for a, b in zip(result["computed"][layer], want))
+    mismatches = count_mismatches(result, expected)
     summary = {
         "model": info.get("model_path"), "device": str(device),
         "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None, "torch": torch.__version__,
         "router": result["router"], "megatron_error": megatron_error, "moe_layers": moe_layers, "num_experts": num_experts,
         "topk": topk, "sequences": len(sequences), "tokens": int(replay[0].shape[0]), "mismatches": mismatches,
-        "gradient_leaks": result.get("gradient_leaks"), "seconds": round(time.monotonic() - started, 1),
+        "gradient_leaks": result.get("gradient_leaks"),
+        "token_layers_whose_own_top_k_differs": result.get("overridden"), "seconds": round(time.monotonic() - started, 1),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2))

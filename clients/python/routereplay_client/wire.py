@@ -18,7 +18,7 @@ _OBJECT_FIELDS = ("start", "shape", "dtype", "moe_layers", "encoding", "data")
 
 def decode_routed_experts(x: Any, num_layers: Optional[int] = None, topk: Optional[int] = None, *, dense_fill: int = 0) -> np.ndarray:
     """
-    Routing rows as a NumPy array ``[rows, layers, K]`` from either wire form.
+    Routing rows as a NumPy array ``[rows, layers, K]`` from either wire form (or rows kept as a nested list).
 
     * The OpenAI form (``/v1/completions`` and ``/v1/chat/completions``, a choice's ``routed_experts``):
       ``{"start", "shape": [rows, L_moe, K], "dtype", "moe_layers", "encoding": "base64", "data"}``. The result keeps
@@ -27,6 +27,8 @@ def decode_routed_experts(x: Any, num_layers: Optional[int] = None, topk: Option
     * SGLang's ``/generate`` form (``meta_info.routed_experts``): a base64 string of little-endian int32
       ``[rows, num_hidden_layers, K]``, a dense layer's ids 0. It carries no shape, so ``num_layers`` (``/get_model_info``'s
       ``num_hidden_layers``) and ``topk`` (its ``num_experts_per_tok``) are required. The result is int32.
+    * A nested list ``[rows, layers, K]`` of ids (rows kept as JSON lists) or an array already decoded: checked against
+      ``num_layers`` and ``topk`` where given; a list becomes int32, an array keeps its dtype.
 
     ``x`` may also be what holds one of them: a ``/generate`` answer (``meta_info.routed_experts``) or an OpenAI choice
     (``routed_experts``). Rows are positions ``start .. T-2`` of a request of ``T`` tokens; expert ids are the model's
@@ -45,7 +47,10 @@ def decode_routed_experts(x: Any, num_layers: Optional[int] = None, topk: Option
         return _decode_object(x, num_layers, topk, dense_fill)
     if isinstance(x, (str, bytes, bytearray)):
         return _decode_sglang(x, num_layers, topk)
-    raise TypeError(f"routed_experts must be the OpenAI form's object or SGLang's base64 string; got {type(x).__name__}")
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return _decode_nested(x, num_layers, topk)
+    raise TypeError(
+        f"routed_experts must be the OpenAI form's object, SGLang's base64 string or a nested list [rows, layers, K]; got {type(x).__name__}")
 
 
 def routing_start(x: Any) -> int:
@@ -100,6 +105,32 @@ def _decode_sglang(text: Any, num_layers: Optional[int], topk: Optional[int]) ->
             f"meta_info.routed_experts holds {len(data)} bytes, not a whole number of rows of "
             f"num_layers={num_layers} x topk={topk} int32 ({row_bytes} bytes)")
     return np.frombuffer(data, dtype="<i4").reshape(-1, num_layers, topk).astype(np.int32)
+
+
+def _decode_nested(rows: Any, num_layers: Optional[int], topk: Optional[int]) -> np.ndarray:
+    if not isinstance(rows, np.ndarray) and len(rows) == 0:
+        if num_layers is None or topk is None:
+            raise ValueError("an empty routed_experts list needs num_layers and topk to have a shape")
+        return np.zeros((0, num_layers, topk), dtype=np.int32)
+    try:
+        array = np.asarray(rows) if isinstance(rows, np.ndarray) else np.asarray(rows, dtype=np.int64)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"routed_experts must be a nested list of integer ids [rows, layers, K]: {e}") from None
+    if array.ndim != 3:
+        raise ValueError(f"routed_experts must have shape [rows, layers, K]; got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"routed_experts must hold integer expert ids; got dtype {array.dtype}")
+    if topk is not None and array.shape[2] != topk:
+        raise ValueError(f"routed_experts has K={array.shape[2]} experts per row, not topk={topk}")
+    if num_layers is not None and array.shape[1] != num_layers:
+        raise ValueError(
+            f"routed_experts has {array.shape[1]} layers, not num_layers={num_layers} "
+            "(to spread MoE layers' rows over every layer, use expand_to_all_layers with moe_layers)")
+    if isinstance(rows, np.ndarray):
+        return array
+    if array.size and (array.min() < np.iinfo(np.int32).min or array.max() > np.iinfo(np.int32).max):
+        raise ValueError(f"routed_experts holds ids {array.min()}..{array.max()}, beyond int32")
+    return array.astype(np.int32)
 
 
 def _b64decode(text: Any, field: str) -> bytes:

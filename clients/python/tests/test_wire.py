@@ -122,3 +122,34 @@ def test_an_answer_without_routing_says_how_to_ask_for_it(client):
     answer = client.generate(input_ids=PROMPT, sampling_params={"max_new_tokens": 1})
     with pytest.raises(ValueError, match="return_routed_experts"):
         decode_routed_experts(answer, 4, 2)
+
+
+def test_rows_kept_as_a_nested_list_decode_to_the_same_rows(client, info):
+    answer = client.generate(input_ids=PROMPT, sampling_params=GREEDY, return_routed_experts=True)
+    layers, topk = info["num_hidden_layers"], info["num_experts_per_tok"]
+    as_lists = answer["routing"].tolist()
+    decoded = decode_routed_experts(as_lists, layers, topk)
+    assert decoded.dtype == np.int32
+    assert np.array_equal(decoded, answer["routing"])
+    assert np.array_equal(decode_routed_experts({"routed_experts": as_lists}), answer["routing"])
+    assert decode_routed_experts(answer["routing"]) is answer["routing"]
+    assert decode_routed_experts([], layers, topk).shape == (0, layers, topk)
+
+
+def test_malformed_nested_lists_are_refused():
+    with pytest.raises(ValueError, match=r"shape \[rows, layers, K\]; got shape \(2, 2\)"):
+        decode_routed_experts([[1, 2], [3, 4]])
+    with pytest.raises(ValueError, match="nested list of integer ids"):
+        decode_routed_experts([[[1, 2]], [[3]]])
+    with pytest.raises(ValueError, match="nested list of integer ids"):
+        decode_routed_experts([[["a", "b"]]])
+    with pytest.raises(ValueError, match="integer expert ids"):
+        decode_routed_experts(np.zeros((1, 1, 2)))
+    with pytest.raises(ValueError, match="not topk=3"):
+        decode_routed_experts([[[1, 2]]], topk=3)
+    with pytest.raises(ValueError, match="not num_layers=4"):
+        decode_routed_experts([[[1, 2]]], num_layers=4)
+    with pytest.raises(ValueError, match="needs num_layers and topk"):
+        decode_routed_experts([])
+    with pytest.raises(ValueError, match="beyond int32"):
+        decode_routed_experts([[[1, 2**40]]])

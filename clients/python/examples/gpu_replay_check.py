@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import shlex
+import socket
 import sys
 import tempfile
 import time
@@ -95,7 +96,7 @@ def megatron_check(replay, num_experts: int, topk: int, hidden: int, device) -> 
 
     if not dist.is_initialized():
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", "29517")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=0, world_size=1)
     parallel_state.initialize_model_parallel(1, 1)
     config = TransformerConfig(
@@ -116,6 +117,12 @@ def megatron_check(replay, num_experts: int, topk: int, hidden: int, device) -> 
         selected.append([frozenset(torch.nonzero(row).flatten().tolist()) for row in routing_map.cpu()])
     RouterReplay.clear_global_router_replay_action()
     return {"router": "megatron-core TopKRouter", "selected": selected}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def pytorch_check(replay, num_experts: int, topk: int, hidden: int, device) -> dict:

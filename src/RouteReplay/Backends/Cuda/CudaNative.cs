@@ -8,7 +8,7 @@ internal static unsafe partial class CudaNative
     public const string LibraryName = "routereplay_cuda";
 
     /// <summary>RR_ABI_VERSION of the header these declarations mirror.</summary>
-    public const int ExpectedAbiVersion = 3;
+    public const int ExpectedAbiVersion = 4;
 
     public const int Ok = 0;
 
@@ -50,6 +50,15 @@ internal static unsafe partial class CudaNative
 
     [LibraryImport(LibraryName, EntryPoint = "rr_kv_allocate")]
     public static partial int KvAllocate(CudaModelHandle model, int numBlocks);
+
+    [LibraryImport(LibraryName, EntryPoint = "rr_kv_release")]
+    public static partial int KvRelease(CudaModelHandle model);
+
+    [LibraryImport(LibraryName, EntryPoint = "rr_weights_release")]
+    public static partial int WeightsRelease(CudaModelHandle model, int keepHostCopy);
+
+    [LibraryImport(LibraryName, EntryPoint = "rr_weights_restore")]
+    public static partial int WeightsRestore(CudaModelHandle model, int copyBack);
 
     [LibraryImport(LibraryName, EntryPoint = "rr_forward")]
     public static partial int Forward(CudaModelHandle model, StepNative* step);

@@ -24,6 +24,9 @@ public sealed class MemoryOccupation
     private MemoryState _state = MemoryState.Awake;
     private int _releasing;
     private int _waiting;
+    private long _releases;
+    private long _resumes;
+    private long _waitTimeouts;
     private TaskCompletionSource _awake = Completed();
 
     internal MemoryOccupation(EngineHost host, ILogger logger)
@@ -46,6 +49,15 @@ public sealed class MemoryOccupation
 
     /// <summary>Requests waiting for a resume.</summary>
     public int Waiting => Volatile.Read(ref _waiting);
+
+    /// <summary>Releases that changed what is released.</summary>
+    public long Releases => Interlocked.Read(ref _releases);
+
+    /// <summary>Resumes that changed what is released.</summary>
+    public long Resumes => Interlocked.Read(ref _resumes);
+
+    /// <summary>Requests answered 503 because no resume came within the wait timeout.</summary>
+    public long WaitTimeouts => Interlocked.Read(ref _waitTimeouts);
 
     /// <summary>The engine's report after each change of its memory (on the step thread).</summary>
     internal void OnChanged(MemoryState state)
@@ -106,11 +118,16 @@ public sealed class MemoryOccupation
                 abortAll ? async () => aborted = await _host.Engine.InvokeAsync(e => e.AbortAll()).ConfigureAwait(false) : null,
                 cancellationToken).ConfigureAwait(false))
             {
-                await _host.Engine.InvokeAsync(e =>
+                var changed = await _host.Engine.InvokeAsync(e =>
                 {
+                    var before = e.MemoryState;
                     e.ReleaseMemory(regions, keepWeightsInHost);
-                    return true;
+                    return e.MemoryState != before;
                 }).ConfigureAwait(false);
+                if (changed)
+                {
+                    Interlocked.Increment(ref _releases);
+                }
             }
             _logger.LogInformation(
                 "GPU memory released ({Regions}; weights {Weights}), {Aborted} requests aborted; new requests wait up to {Seconds} s for a resume",
@@ -133,11 +150,16 @@ public sealed class MemoryOccupation
     {
         using (await _host.Gate.BeginUpdateAsync(null, cancellationToken).ConfigureAwait(false))
         {
-            var state = await _host.Engine.InvokeAsync(e =>
+            var (before, state) = await _host.Engine.InvokeAsync(e =>
             {
+                var before = e.MemoryState;
                 e.ResumeMemory(regions);
-                return e.MemoryState;
+                return (before, e.MemoryState);
             }).ConfigureAwait(false);
+            if (state != before)
+            {
+                Interlocked.Increment(ref _resumes);
+            }
             _logger.LogInformation("GPU memory resumed ({Regions}); still released: {Released}", regions, state.Released);
             return state;
         }
@@ -163,6 +185,7 @@ public sealed class MemoryOccupation
         {
             Interlocked.Decrement(ref _waiting);
         }
+        Interlocked.Increment(ref _waitTimeouts);
         _host.Metrics.Count(RequestOutcome.Rejected);
         throw new ApiException(
             503,

@@ -77,10 +77,7 @@ internal sealed class PrometheusEndpoint(EngineHost host, ConnectionLimits conne
         Counter(text, "routereplay_step_failures_total", "Engine steps that threw; each failed its own requests and the engine kept serving.", stepFailures);
         Counter(text, "routereplay_nonfinite_router_logits_total", "Requests failed because a router saw logits that are not finite (NaN or infinite) for one of their tokens.", nonFinite);
         Gauge(text, "routereplay_waiting_requests", "Sequences waiting in the engine plus requests held by a weight update or by released memory.", s.Waiting + host.Gate.Waiting + host.Memory.Waiting);
-        var released = host.Memory.State.Released;
-        Family(text, "routereplay_memory_released", "gauge", "1 while the region's GPU memory is released for another process (/release_memory_occupation, /sleep).");
-        Sample(text, "routereplay_memory_released", "region=\"weights\"", released.HasFlag(MemoryRegions.Weights) ? 1 : 0);
-        Sample(text, "routereplay_memory_released", "region=\"kv_cache\"", released.HasFlag(MemoryRegions.KvCache) ? 1 : 0);
+        MemoryMetricsText.Append(text, host.Memory);
         Gauge(text, "routereplay_running_requests", "Sequences running in the engine.", s.Running);
         Gauge(text, "routereplay_admitted_choices", "Choices admitted by the server and not finished.", host.Admitted);
         Histogram(text, "routereplay_step_seconds", "Duration of engine steps.", host.Engine.StepTimes);

@@ -23,37 +23,32 @@ public sealed partial class LlmEngine
     public Action<MemoryState>? MemoryStateChanged { get; set; }
 
     /// <summary>
-    /// Releases <paramref name="regions"/>: the KV cache (every device block's content is lost) and the weights (kept
-    /// in host memory when <paramref name="keepWeightsInHost"/>, else dropped until a weight update replaces them).
-    /// Only between steps with no request running (an <see cref="InvalidOperationException"/> otherwise).
+    /// Releases <paramref name="regions"/>: the KV cache (every device block's content is lost, and the device prefix
+    /// index with it) and the weights (kept in host memory when <paramref name="keepWeightsInHost"/>, else dropped until
+    /// a weight update replaces them). Only between steps with no request running (an
+    /// <see cref="InvalidOperationException"/> otherwise); no region is a no-op.
     /// </summary>
     /// <exception cref="NotSupportedException">The backend cannot release its memory.</exception>
     public void ReleaseMemory(MemoryRegions regions, bool keepWeightsInHost)
     {
         var backend = ReleasableBackend;
+        if (regions == MemoryRegions.None)
+        {
+            return;
+        }
         if (HasUnfinishedRequests)
         {
             throw new InvalidOperationException($"memory can only be released with no request running ({_requests.Count} are)");
         }
-        foreach (var export in _exports.ToArray())
-        {
-            ReleaseExport(export);
-        }
-        if (_pool.UsedBlockCount != 0)
-        {
-            throw new InvalidOperationException($"{_pool.UsedBlockCount} KV blocks are still in use with no request running");
-        }
         try
         {
-            _backend.Synchronize();
-            _pool.ResetPrefixCache();
-            _store?.Reset();
             if (regions.HasFlag(MemoryRegions.KvCache))
             {
-                backend.ReleaseKvCache();
+                ReleaseKvCache(backend);
             }
             if (regions.HasFlag(MemoryRegions.Weights))
             {
+                _backend.Synchronize();
                 backend.ReleaseWeights(keepWeightsInHost);
             }
         }
@@ -91,6 +86,22 @@ public sealed partial class LlmEngine
         {
             PublishMemoryState();
         }
+    }
+
+    private void ReleaseKvCache(IReleasableBackend backend)
+    {
+        foreach (var export in _exports.ToArray())
+        {
+            ReleaseExport(export);
+        }
+        if (_pool.UsedBlockCount != 0)
+        {
+            throw new InvalidOperationException($"{_pool.UsedBlockCount} KV blocks are still in use with no request running");
+        }
+        _backend.Synchronize();
+        _pool.ResetPrefixCache();
+        _store?.Reset();
+        backend.ReleaseKvCache();
     }
 
     private IReleasableBackend ReleasableBackend =>

@@ -21,6 +21,17 @@ public sealed class MemoryReleaseTests(TinyModelFixture model) : IClassFixture<T
         ReturnRouting = true,
     };
 
+    private EngineRequest Seeded(string id) => Request(id, maxTokens: 12) with
+    {
+        Sampling = new SamplingParams { Temperature = 1.2f, TopP = 0.95f, Seed = 20_260_518, MaxTokens = 12, IgnoreEos = true },
+    };
+
+    private static void AssertSameChoice(RequestResult expected, RequestResult actual)
+    {
+        Assert.Equal(expected.Choices[0].TokenIds, actual.Choices[0].TokenIds);
+        Assert.Equal(expected.Choices[0].Routing!.Data, actual.Choices[0].Routing!.Data);
+    }
+
     private static RequestResult RunOne(LlmEngine engine, EngineRequest request)
     {
         var runner = new EngineRunner();
@@ -32,11 +43,12 @@ public sealed class MemoryReleaseTests(TinyModelFixture model) : IClassFixture<T
     }
 
     [Fact]
-    public void A_release_and_resume_drop_the_device_prefix_cache_and_the_same_request_gives_the_same_tokens_and_routing()
+    public void A_release_and_resume_drop_the_device_prefix_cache_and_greedy_and_seeded_requests_give_a_fresh_engines_tokens_and_routing()
     {
         using var engine = EngineRunner.Create(model, Options);
         var backend = (CpuBackend)engine.Backend;
         var first = RunOne(engine, Request("first"));
+        var seeded = RunOne(engine, Seeded("seeded"));
         Assert.True(RunOne(engine, Request("cached")).Usage.CachedPromptTokens > 0);
 
         engine.ReleaseMemory(MemoryRegions.All, keepWeightsInHost: true);
@@ -53,8 +65,41 @@ public sealed class MemoryReleaseTests(TinyModelFixture model) : IClassFixture<T
         Assert.True(backend.KvCacheBytes > 0);
         var after = RunOne(engine, Request("after"));
         Assert.Equal(0, after.Usage.CachedPromptTokens);
-        Assert.Equal(first.Choices[0].TokenIds, after.Choices[0].TokenIds);
-        Assert.Equal(first.Choices[0].Routing!.Data, after.Choices[0].Routing!.Data);
+        AssertSameChoice(first, after);
+        AssertSameChoice(seeded, RunOne(engine, Seeded("seeded-after")));
+    }
+
+    [Fact]
+    public void A_weights_only_release_keeps_the_device_prefix_cache_whose_blocks_are_still_valid()
+    {
+        using var engine = EngineRunner.Create(model, Options);
+        var first = RunOne(engine, Request("first"));
+        var cached = engine.Pool.CachedBlockCount;
+        Assert.True(cached > 0);
+
+        engine.ReleaseMemory(MemoryRegions.Weights, keepWeightsInHost: true);
+
+        Assert.Equal(new MemoryState(false, WeightsResidence.HostCopy), engine.MemoryState);
+        Assert.Equal(cached, engine.Pool.CachedBlockCount);
+        engine.ResumeMemory(MemoryRegions.Weights);
+        var after = RunOne(engine, Request("after"));
+        Assert.True(after.Usage.CachedPromptTokens > 0);
+        AssertSameChoice(first, after);
+    }
+
+    [Fact]
+    public void A_release_of_no_region_changes_nothing_even_with_a_request_running()
+    {
+        using var engine = EngineRunner.Create(model, Options);
+        var runner = new EngineRunner();
+        engine.AddRequest(Request("running"), runner);
+        engine.Step();
+
+        engine.ReleaseMemory(MemoryRegions.None, keepWeightsInHost: false);
+
+        Assert.Equal(MemoryState.Awake, engine.MemoryState);
+        engine.RunToCompletion();
+        Assert.Null(runner.Results["running"].Error);
     }
 
     [Fact]
@@ -115,8 +160,6 @@ public sealed class MemoryReleaseTests(TinyModelFixture model) : IClassFixture<T
 
         Assert.Equal(MemoryState.Awake, engine.MemoryState);
         Assert.Equal(MemoryState.Awake, changes[^1]);
-        var after = RunOne(engine, Request("after"));
-        Assert.Equal(first.Choices[0].TokenIds, after.Choices[0].TokenIds);
-        Assert.Equal(first.Choices[0].Routing!.Data, after.Choices[0].Routing!.Data);
+        AssertSameChoice(first, RunOne(engine, Request("after")));
     }
 }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text.Json;
 using RouteReplay.Backends;
 using RouteReplay.Backends.Cpu;
@@ -103,6 +104,69 @@ public sealed class MemoryEndpointTests(TinyModelFixture model) : IClassFixture<
     }
 
     [Fact]
+    public async Task Releases_and_resumes_under_concurrent_load_fail_no_request_and_every_answer_equals_a_fresh_engines()
+    {
+        const int Clients = 4;
+        await using var server = await TestServer.StartAsync(model.Directory);
+        var templates = Enumerable.Range(0, 3).SelectMany(i => new[]
+        {
+            Greedy($"greedy-{i}", Prompt($"rollout {i} of a load that never stops")),
+            Greedy($"seeded-{i}", Prompt($"sampled rollout {i} with a seed of its own")) with
+            {
+                Sampling = new SamplingParams { Temperature = 1.1f, TopP = 0.9f, Seed = (ulong)(7 + i), MaxTokens = Tokens, IgnoreEos = true },
+            },
+        }).ToArray();
+        var expected = templates.ToDictionary(t => t.RequestId, t => Reference.Run(model.Directory, t).Choices[0]);
+        var answers = new ConcurrentQueue<(string Template, GenerateCalls.Choice Choice)>();
+        using var stop = new CancellationTokenSource();
+        async Task ClientAsync(int client)
+        {
+            for (var i = client; !stop.IsCancellationRequested; i++)
+            {
+                var template = templates[i % templates.Length];
+                var choices = await GenerateCalls.RunAsync(server.Client, template with { RequestId = $"{template.RequestId}-client{client}-{i}" });
+                answers.Enqueue((template.RequestId, choices[0]));
+            }
+        }
+        Task AnswersAsync(int count, string what) => Eventually.WaitUntilAsync(() => Task.FromResult(answers.Count >= count), what);
+        var clients = Enumerable.Range(0, Clients).Select(ClientAsync).ToArray();
+        (string Path, string Body)[][] cycles =
+        [
+            [("/release_memory_occupation", "{}"), ("/resume_memory_occupation", "{}")],
+            [("/sleep?level=1&mode=wait", ""), ("/wake_up", "")],
+            [("/release_memory_occupation", """{"tags": ["kv_cache"]}"""), ("/resume_memory_occupation", """{"tags": ["kv_cache"]}""")],
+            [("/release_memory_occupation", """{"tags": ["weights"]}"""), ("/wake_up?tags=weights", "")],
+        ];
+
+        foreach (var cycle in cycles)
+        {
+            await AnswersAsync(answers.Count + Clients, "every client is answered between two releases");
+            var release = await server.PostAsync(cycle[0].Path, cycle[0].Body);
+            Assert.Equal(200, release.Status);
+            Assert.Equal(1, (await server.MetricsAsync())["routereplay_memory_sleeping"]);
+            await WaitingAsync(server, Clients);
+            var resume = await server.PostAsync(cycle[1].Path, cycle[1].Body);
+            Assert.Equal(200, resume.Status);
+        }
+        await AnswersAsync(answers.Count + Clients, "every client is answered after the last resume");
+        await stop.CancelAsync();
+        await Task.WhenAll(clients);
+
+        foreach (var (template, choice) in answers)
+        {
+            var reference = expected[template];
+            Assert.True(reference.TokenIds.SequenceEqual(choice.OutputIds), $"{template}: the tokens differ from a fresh engine's");
+            Assert.True(Reference.SglangLayout(reference.Routing!, model.Config.NumHiddenLayers).AsSpan().SequenceEqual(Convert.FromBase64String(choice.Routing)), $"{template}: the routing differs from a fresh engine's");
+        }
+        var metrics = await server.MetricsAsync();
+        Assert.Equal(cycles.Length, metrics["routereplay_memory_releases_total"]);
+        Assert.Equal(cycles.Length, metrics["routereplay_memory_resumes_total"]);
+        Assert.Equal(0, metrics["routereplay_memory_sleeping"]);
+        Assert.Equal(answers.Count, metrics["routereplay_requests_total{status=\"ok\"}"]);
+        Assert.Equal(0, metrics["routereplay_requests_total{status=\"error\"}"] + metrics["routereplay_requests_total{status=\"aborted\"}"] + metrics["routereplay_requests_total{status=\"rejected\"}"]);
+    }
+
+    [Fact]
     public async Task After_sleep_level_2_a_wake_up_is_refused_until_new_weights_are_loaded_and_waiting_requests_run_on_them()
     {
         var other = Path.Combine(Path.GetTempPath(), $"routereplay-sleep-seed1-{Guid.NewGuid():N}");
@@ -115,6 +179,7 @@ public sealed class MemoryEndpointTests(TinyModelFixture model) : IClassFixture<
             Assert.Equal(2, sleep.Body.GetProperty("level").GetInt32());
             Assert.Equal("discarded", (await server.GetAsync("/is_sleeping")).Body.GetProperty("weights").GetString());
             Assert.Equal(WeightsResidence.Discarded, Backend(server).Weights);
+            Assert.Equal(1, (await server.MetricsAsync())["routereplay_memory_weights{state=\"discarded\"}"]);
             var request = Greedy("after-update", Prompt("the next rollout runs on the trainer's new weights"));
             var waiting = GenerateCalls.RunAsync(server.Client, request);
             await WaitingAsync(server, 1);
@@ -168,7 +233,9 @@ public sealed class MemoryEndpointTests(TinyModelFixture model) : IClassFixture<
         Assert.Contains("--sleep-wait-timeout-seconds", error.GetProperty("message").GetString());
         Assert.Equal(0, server.Server.Host.Memory.Waiting);
         Assert.Equal(0, server.Server.Host.Admitted);
-        Assert.Equal(1, (await server.MetricsAsync())["routereplay_requests_total{status=\"rejected\"}"]);
+        var metrics = await server.MetricsAsync();
+        Assert.Equal(1, metrics["routereplay_requests_total{status=\"rejected\"}"]);
+        Assert.Equal(1, metrics["routereplay_memory_wait_timeouts_total"]);
         Assert.Equal(200, (int)(await server.Client.GetAsync("/health")).StatusCode);
 
         Assert.Equal(200, (await server.PostAsync("/resume_memory_occupation", """{"tags": "kv_cache"}""")).Status);

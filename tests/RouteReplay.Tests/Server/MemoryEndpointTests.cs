@@ -237,6 +237,7 @@ public sealed class MemoryEndpointTests(TinyModelFixture model) : IClassFixture<
         Assert.Equal(1, metrics["routereplay_requests_total{status=\"rejected\"}"]);
         Assert.Equal(1, metrics["routereplay_memory_wait_timeouts_total"]);
         Assert.Equal(200, (int)(await server.Client.GetAsync("/health")).StatusCode);
+        Assert.Equal(200, (await server.PostAsync("/flush_cache", "")).Status);
 
         Assert.Equal(200, (await server.PostAsync("/resume_memory_occupation", """{"tags": "kv_cache"}""")).Status);
 

@@ -141,6 +141,20 @@ RR_API int rr_kv_allocate(rr_model* model, int32_t num_blocks);
 RR_API int rr_forward(rr_model* model, const rr_step* step);
 
 /*
+ * Sharing the device with another process (a trainer). Each call first waits for the model's stream.
+ * rr_kv_release frees the KV cache: every block's content is lost, and block copies and rr_forward fail until
+ * rr_kv_allocate allocates it again. rr_weights_release frees the weights arena, first copying it into page-locked host
+ * memory the model owns when keep_host_copy is set; on weights already released, keep_host_copy 0 frees that copy.
+ * rr_weights_restore allocates the arena again (same layout; rr_tensor's addresses change) and, with copy_back set,
+ * copies the host copy into it (an error when there is none); it frees the host copy either way, so without copy_back
+ * the weights are undefined until uploaded. While the weights are released, rr_tensor and rr_forward fail. Releasing
+ * what is released, or restoring what is not, does nothing.
+ */
+RR_API int rr_kv_release(rr_model* model);
+RR_API int rr_weights_release(rr_model* model, int32_t keep_host_copy);
+RR_API int rr_weights_restore(rr_model* model, int32_t copy_back);
+
+/*
  * How MoE experts multiply: 0 (default) one grouped GEMM per projection over a tile map built on the device, no host
  * synchronization; 1 one cuBLAS GEMM per active expert, the call transformers' eager experts make (bitwise the same
  * products), which needs one host synchronization per MoE layer to learn the experts' sizes. For comparisons with a

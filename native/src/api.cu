@@ -68,12 +68,29 @@ __global__ void write_through_invalid_address_kernel(int* target) { *target = 1;
 
 // Every pair is checked before any copy is queued, so a bad pair leaves nothing half-done.
 void validate_block_copies(const rr_model* m, const int32_t* blocks, void* const* host, int32_t count) {
+    if (!m->kv) fail("the KV cache is released");
     if (count < 0) fail("a negative number of block copies");
     for (int i = 0; i < count; ++i) {
         if (blocks[i] < 0 || blocks[i] >= m->num_blocks) {
             fail("block " + std::to_string(blocks[i]) + " (pair " + std::to_string(i) + ") is outside the KV cache of " + std::to_string(m->num_blocks) + " blocks");
         }
         if (!host[i]) fail("pair " + std::to_string(i) + " has no host address");
+    }
+}
+
+// Points every weight pointer at the same offset in the arena at `to` as it had in the arena at `from`.
+void rebase_weights(rr_model* m, uintptr_t from, uint8_t* to) {
+    auto move = [&](bf16*& p) {
+        if (p) p = reinterpret_cast<bf16*>(to + (reinterpret_cast<uintptr_t>(p) - from));
+    };
+    move(m->embed);
+    move(m->final_norm);
+    move(m->lm_head);
+    for (LayerWeights& w : m->layers) {
+        for (bf16** p : {&w.input_norm, &w.post_norm, &w.q, &w.k, &w.v, &w.o, &w.q_norm, &w.k_norm, &w.router, &w.gate_up,
+                         &w.down, &w.mlp_gate, &w.mlp_up, &w.mlp_down}) {
+            move(*p);
+        }
     }
 }
 
@@ -134,6 +151,13 @@ void* device_alloc(rr_model* m, size_t bytes, const char* what) {
     check_cuda(cudaMalloc(&p, bytes), what);
     m->allocations.push_back(p);
     return p;
+}
+
+void device_free(rr_model* m, void* p) {
+    if (!p) return;
+    const auto it = std::find(m->allocations.begin(), m->allocations.end(), p);
+    if (it != m->allocations.end()) m->allocations.erase(it);
+    check_cuda(cudaFree(p), "cudaFree");
 }
 
 ProfileScope::ProfileScope(rr_model* m, int cls) : model(m), index(-1) {
@@ -394,6 +418,7 @@ void rr_model_destroy(rr_model* m) {
     if (m->graphs.host_inputs) cudaFreeHost(m->graphs.host_inputs);
     for (cudaEvent_t e : m->profiler.events) cudaEventDestroy(e);
     for (void* p : m->allocations) cudaFree(p);
+    if (m->weights_host) cudaFreeHost(m->weights_host);
     if (m->ws.host_offsets) cudaFreeHost(m->ws.host_offsets);
     if (m->ws.attention_host) cudaFreeHost(m->ws.attention_host);
     if (m->ws.attention_tiles_host) cudaFreeHost(m->ws.attention_tiles_host);
@@ -404,6 +429,7 @@ void rr_model_destroy(rr_model* m) {
 
 int rr_tensor(rr_model* m, int32_t kind, int32_t layer, void** device, uint64_t* bytes) {
     return guarded([&] {
+        if (!m->weights) fail("the weights are released");
         const rr_model_config& c = m->config;
         const size_t H = c.hidden_size, hd = c.head_dim, qdim = (size_t)c.num_heads * hd, kvdim = (size_t)c.num_kv_heads * hd;
         const size_t E = c.num_experts, I = c.moe_intermediate_size, Id = c.intermediate_size, V = c.vocab_size;
@@ -461,6 +487,70 @@ int rr_kv_allocate(rr_model* m, int32_t num_blocks) {
         m->kv = static_cast<uint8_t*>(device_alloc(m, (size_t)num_blocks * m->kv_block_bytes, "cudaMalloc(KV cache)"));
         m->num_blocks = num_blocks;
         m->graphs.destroy();  // captured with the cache's address
+    });
+}
+
+int rr_kv_release(rr_model* m) {
+    return guarded([&] {
+        if (!m->kv) return;
+        check_cuda(cudaStreamSynchronize(m->stream), "cudaStreamSynchronize(KV release)");
+        uint8_t* kv = m->kv;
+        m->kv = nullptr;
+        m->num_blocks = 0;
+        m->graphs.destroy();  // captured with the cache's address
+        device_free(m, kv);
+    });
+}
+
+int rr_weights_release(rr_model* m, int32_t keep_host_copy) {
+    return guarded([&] {
+        if (!m->weights) {
+            if (!keep_host_copy && m->weights_host) {
+                cudaFreeHost(m->weights_host);
+                m->weights_host = nullptr;
+            }
+            return;
+        }
+        check_cuda(cudaStreamSynchronize(m->stream), "cudaStreamSynchronize(weights release)");
+        uint8_t* host = nullptr;
+        if (keep_host_copy) {
+            check_cuda(cudaHostAlloc(reinterpret_cast<void**>(&host), m->weights_bytes, cudaHostAllocPortable), "cudaHostAlloc(weights host copy)");
+            cudaError_t copied = cudaMemcpyAsync(host, m->weights, m->weights_bytes, cudaMemcpyDeviceToHost, m->stream);
+            if (copied == cudaSuccess) copied = cudaStreamSynchronize(m->stream);
+            if (copied != cudaSuccess) {
+                cudaFreeHost(host);
+                check_cuda(copied, "cudaMemcpyAsync(weights to host)");
+            }
+        }
+        uint8_t* arena = m->weights;
+        m->weights_host = host;
+        m->weights_released_from = reinterpret_cast<uintptr_t>(arena);
+        m->weights = nullptr;
+        m->graphs.destroy();  // captured with the weights' addresses
+        device_free(m, arena);
+    });
+}
+
+int rr_weights_restore(rr_model* m, int32_t copy_back) {
+    return guarded([&] {
+        if (m->weights) return;
+        if (copy_back && !m->weights_host) fail("the weights were released without a host copy; upload new weights instead");
+        uint8_t* arena = static_cast<uint8_t*>(device_alloc(m, m->weights_bytes, "cudaMalloc(weights)"));
+        if (copy_back) {
+            cudaError_t copied = cudaMemcpyAsync(arena, m->weights_host, m->weights_bytes, cudaMemcpyHostToDevice, m->stream);
+            if (copied == cudaSuccess) copied = cudaStreamSynchronize(m->stream);
+            if (copied != cudaSuccess) {
+                device_free(m, arena);
+                check_cuda(copied, "cudaMemcpyAsync(weights to the device)");
+            }
+        }
+        rebase_weights(m, m->weights_released_from, arena);
+        m->weights = arena;
+        m->weights_released_from = 0;
+        if (m->weights_host) {
+            cudaFreeHost(m->weights_host);
+            m->weights_host = nullptr;
+        }
     });
 }
 

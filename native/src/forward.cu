@@ -257,6 +257,7 @@ void forward(rr_model* m, const rr_step* step) {
     const rr_model_config& c = m->config;
     const int T = step->num_tokens, R = step->num_logit_rows;
     if (!m->kv) fail("the KV cache is not allocated");
+    if (!m->weights) fail("the weights are released");
     if (T <= 0 || T > c.max_tokens) fail("the step has " + std::to_string(T) + " tokens; the limit is " + std::to_string(c.max_tokens));
     if (R < 0 || R > c.max_logit_rows) fail("the step asks for " + std::to_string(R) + " logit rows; the limit is " + std::to_string(c.max_logit_rows));
     if (step->num_seqs <= 0 || step->num_seqs > c.max_seqs) fail("the step's sequence count is outside 1.." + std::to_string(c.max_seqs));

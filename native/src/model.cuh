@@ -118,14 +118,16 @@ struct rr_model {
     int attention_split_blocks = 0;  // 64-position blocks per token it holds
     float* d_inv_freq = nullptr;
 
-    uint8_t* weights = nullptr;  // one arena for every weight
+    uint8_t* weights = nullptr;  // one arena for every weight; null while released
     size_t weights_bytes = 0;
+    uint8_t* weights_host = nullptr;      // page-locked copy of the arena while released with a host copy
+    uintptr_t weights_released_from = 0;  // the released arena's address: the pointers below are rebased from it
     rr::bf16* embed = nullptr;
     rr::bf16* final_norm = nullptr;
     rr::bf16* lm_head = nullptr;
 
-    uint8_t* kv = nullptr;
-    int num_blocks = 0;
+    uint8_t* kv = nullptr;  // null while released
+    int num_blocks = 0;     // 0 while released
     size_t kv_block_bytes = 0;
 
     rr::Workspace ws;
@@ -141,6 +143,7 @@ struct rr_model {
 namespace rr {
 
 void* device_alloc(rr_model* m, size_t bytes, const char* what);
+void device_free(rr_model* m, void* p);
 
 // Profiling scope: records an event pair around the enclosed launches when profiling is on.
 struct ProfileScope {

@@ -13,6 +13,10 @@
 #   graphs      decode steps replayed from CUDA graphs against --enforce-eager: identical tokens and routing (small
 #               and dummy Qwen3-30B-A3B)
 #   device-fault a real sticky CUDA error while requests run: they fail promptly and the engine stops
+#   memory-release the GPU shared with a trainer: in process, level 1 and level 2 releases free the KV cache and the
+#               weights (cudaMemGetInfo) and requests after the resume equal a fresh engine's; then serve --model small
+#               (its KV cache fills the GPU): nvidia-smi's used memory awake, released and resumed, and a request sent
+#               while released answered after the resume as before
 #   serve-small serve --device cuda --model small (the preset) starts, logs its pool and answers with routing
 #   invariance  serve --device cuda (dummy Qwen3-30B-A3B), prefix caching on and off: probes alone and under load
 #               return identical tokens and routing
@@ -42,7 +46,7 @@ while [ $# -gt 0 ]; do
     --app) app=$(cd "$2" && pwd); shift 2 ;;
     --checks) checks=$(cd "$2" && pwd); shift 2 ;;
     --deadline) deadline=$2; shift 2 ;;
-    all) phases+=(build kernels kernel-bench graphs cpu-vs-cuda device-fault serve-small dummy lifecycle invariance hf serve bench hf-bench); shift ;;
+    all) phases+=(build kernels kernel-bench graphs cpu-vs-cuda device-fault memory-release serve-small dummy lifecycle invariance hf serve bench hf-bench); shift ;;
     *) phases+=("$1"); shift ;;
   esac
 done
@@ -113,6 +117,40 @@ serve_small() {
   grep -q '"routed_experts"' "$out/results/serve_small.json" && echo "serve-small: answered with routing"
 }
 
+# memory_release: the in-process check, then release and resume through a real server, measured with nvidia-smi.
+memory_release() {
+  local status=0
+  "$checks/routereplay-device-checks" "$out/results" memory-release small || status=1
+  local url=http://127.0.0.1:8126 r="$out/results/memory_release"
+  local body='{"text": "The trainer takes the GPU", "sampling_params": {"max_new_tokens": 16, "temperature": 0}, "return_routed_experts": true}'
+  used() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1; }
+  start_server 8126 "$out/logs/memory-release-server.log" --model small || return 1
+  curl -s $url/generate -d "$body" >"${r}_before.json"
+  local awake released resumed
+  awake=$(used)
+  curl -s -X POST $url/release_memory_occupation -d '{}' >"${r}_release.json"
+  released=$(used)
+  curl -s $url/generate -d "$body" >"${r}_during.json" &
+  local pending=$!
+  for _ in $(seq 1 100); do curl -s $url/metrics | grep -qE '^routereplay_waiting_requests [1-9]' && break; sleep 0.1; done
+  curl -s -X POST $url/resume_memory_occupation -d '{}' >"${r}_resume.json"
+  wait $pending
+  resumed=$(used)
+  curl -s $url/metrics | grep -E '^routereplay_memory' >"${r}_metrics.txt"
+  stop_server
+  python3 - "$r" "$awake" "$released" "$resumed" <<'PY'
+import json, sys
+r, awake, released, resumed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+before, during = (json.load(open(f"{r}_{name}.json")) for name in ("before", "during"))
+same = before["output_ids"] == during["output_ids"] and before["meta_info"]["routed_experts"] == during["meta_info"]["routed_experts"]
+ok = released < awake // 10 and abs(resumed - awake) <= 1024 and same
+print(f"CHECK memory-release-serve {'PASS' if ok else 'FAIL'} nvidia-smi used MiB: awake {awake}, released {released}, resumed {resumed}; "
+      f"request sent while released answered as before {same}")
+sys.exit(0 if ok else 1)
+PY
+  [ $? -eq 0 ] && [ $status -eq 0 ]
+}
+
 invariance() {
   local status=0
   for caching in on off; do
@@ -157,7 +195,7 @@ bench() {
 }
 
 export root out work app checks tokenizer
-export -f build serve hf bench start_server stop_server serve_small invariance
+export -f build serve hf bench start_server stop_server serve_small invariance memory_release
 for p in "${phases[@]}"; do
   case "$p" in
     build) phase build 240 build ;;
@@ -165,6 +203,7 @@ for p in "${phases[@]}"; do
     kernel-bench) phase kernel-bench 180 "$work/native/kernel_bench" "$out/results/kernel_bench.json" ;;
     graphs) phase graphs 180 bash -c "'$checks/routereplay-device-checks' '$out/results' cuda-graphs small; a=\$?; '$checks/routereplay-device-checks' '$out/results/30b' cuda-graphs qwen3-30b-a3b; exit \$((a | \$?))" ;;
     device-fault) phase device-fault 120 "$checks/routereplay-device-checks" "$out/results" device-fault small ;;
+    memory-release) phase memory-release 240 memory_release ;;
     serve-small) phase serve-small 120 serve_small ;;
     invariance) phase invariance 300 invariance ;;
     cpu-vs-cuda) phase cpu-vs-cuda 180 bash -c "'$checks/routereplay-device-checks' '$out/results' cpu-vs-cuda tiny; a=\$?; '$checks/routereplay-device-checks' '$out/results' cpu-vs-cuda small; exit \$((a | \$?))" ;;

@@ -48,6 +48,8 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
         AdmissionLimit = EngineOptions.MaxNumSeqs + options.MaxWaitingRequests;
         _description = PeerDescription.Of(llm);
         llm.Log = message => _logger.LogWarning("{Message}", message);
+        Memory = new MemoryOccupation(this, logger);
+        llm.MemoryStateChanged = Memory.OnChanged;
         PrefillTrust = new PrefillTrust(options.Disaggregation, new RateLimitedLog(message => _logger.LogWarning("{Message}", message), RateLimitedLog.DefaultInterval));
     }
 
@@ -115,6 +117,9 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
 
     public WeightGate Gate { get; } = new();
 
+    /// <summary>Sharing the GPU: releases, resumes, and the requests waiting for a resume.</summary>
+    public MemoryOccupation Memory { get; }
+
     public TextTokenizer Tokenizer { get; }
 
     public RoutingFormat RoutingFormat { get; }
@@ -176,7 +181,8 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
     }
 
     /// <summary>
-    /// Admits and starts <paramref name="request"/>: waits while a weight update runs, then queues it in the engine.
+    /// Admits and starts <paramref name="request"/>: waits while a weight update runs or the memory is released (503 past
+    /// <see cref="ServerOptions.SleepWaitTimeout"/>), then queues it in the engine.
     /// Dispose the result when done (it aborts the request when it has not finished). How the request ended is counted
     /// once in <see cref="Metrics"/>: by <see cref="RunningRequest.CountOutcome"/>, else when the result is disposed.
     /// </summary>
@@ -192,7 +198,7 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
         WeightGate.Pass? pass = null;
         try
         {
-            pass = await Gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+            pass = await Memory.EnterAsync(cancellationToken).ConfigureAwait(false);
             var stream = await Engine.StartAsync(request).ConfigureAwait(false);
             if (IsAbortingForShutdown)
             {
@@ -207,6 +213,12 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
             admission.Dispose();
             Metrics.Count(RequestOutcome.Rejected);
             throw names.BadRequest(e);
+        }
+        catch (ApiException) when (pass is null)
+        {
+            // Refused while the memory was released; counted as rejected there.
+            admission.Dispose();
+            throw;
         }
         catch
         {

@@ -125,6 +125,7 @@ public sealed class RolloutServer : IAsyncDisposable
         var openAi = new OpenAiEndpoints(host, logger);
         var generate = new GenerateEndpoint(host, logger);
         var control = new ControlEndpoints(host);
+        var memory = new MemoryEndpoints(host);
         app.MapGet("/v1/models", (RequestDelegate)openAi.ModelsAsync);
         app.MapPost("/v1/completions", (RequestDelegate)openAi.CompletionsAsync);
         app.MapPost("/v1/chat/completions", (RequestDelegate)openAi.ChatCompletionsAsync);
@@ -133,9 +134,15 @@ public sealed class RolloutServer : IAsyncDisposable
         app.MapMethods("/flush_cache", ["GET", "POST"], (RequestDelegate)control.FlushCacheAsync);
         app.MapPost("/abort_request", (RequestDelegate)control.AbortRequestAsync);
         app.MapGet("/get_model_info", (RequestDelegate)control.GetModelInfoAsync);
+        app.MapMethods("/release_memory_occupation", ["GET", "POST"], (RequestDelegate)memory.ReleaseMemoryOccupationAsync);
+        app.MapMethods("/resume_memory_occupation", ["GET", "POST"], (RequestDelegate)memory.ResumeMemoryOccupationAsync);
+        app.MapPost("/sleep", (RequestDelegate)memory.SleepAsync);
+        app.MapPost("/wake_up", (RequestDelegate)memory.WakeUpAsync);
+        app.MapGet("/is_sleeping", (RequestDelegate)memory.IsSleepingAsync);
         app.MapMethods("/health", ["GET", "HEAD"], (RequestDelegate)control.HealthAsync);
         app.MapGet("/metrics", (RequestDelegate)metrics.HandleAsync);
-        HashSet<string> routes = ["/v1/models", "/v1/completions", "/v1/chat/completions", "/generate", "/update_weights_from_disk", "/flush_cache", "/abort_request", "/get_model_info", "/health", "/metrics"];
+        HashSet<string> routes = ["/v1/models", "/v1/completions", "/v1/chat/completions", "/generate", "/update_weights_from_disk", "/flush_cache", "/abort_request", "/get_model_info", "/health", "/metrics",
+            "/release_memory_occupation", "/resume_memory_occupation", "/sleep", "/wake_up", "/is_sleeping"];
         app.MapFallback((RequestDelegate)(context => throw (routes.Contains(context.Request.Path.Value?.TrimEnd('/') ?? "")
             ? new ApiException(405, $"{context.Request.Method} is not allowed on {context.Request.Path}", null, "method_not_allowed")
             : new ApiException(404, $"no route {context.Request.Method} {context.Request.Path}", null, "not_found"))));

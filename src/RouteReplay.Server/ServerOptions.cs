@@ -33,6 +33,12 @@ public sealed record ServerOptions
     /// <summary>How long an idle connection (before its first request or between requests) stays open.</summary>
     public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long a request that arrives while the GPU memory is released (or being released) waits for a resume before
+    /// it gets 503 with <c>Retry-After</c>; 0 refuses such requests at once.
+    /// </summary>
+    public TimeSpan SleepWaitTimeout { get; init; } = TimeSpan.FromSeconds(300);
+
     /// <summary>The weights version reported before any update (null: the hash of the weight files).</summary>
     public string? WeightVersion { get; init; }
 
@@ -52,6 +58,7 @@ public sealed record ServerOptions
         Require(Host == "localhost" || System.Net.IPAddress.TryParse(Host, out _), "host", $"must be an IP address or 'localhost', got '{Host}'");
         Require(ShutdownGracePeriod >= TimeSpan.Zero, "shutdown-grace-seconds", "must be >= 0");
         Require(KeepAlive > TimeSpan.Zero, "keep-alive-seconds", "must be > 0");
+        Require(SleepWaitTimeout >= TimeSpan.Zero && SleepWaitTimeout <= TimeSpan.FromDays(1), "sleep-wait-timeout-seconds", $"must be in 0..86400, got {SleepWaitTimeout.TotalSeconds}");
         Disaggregation.Validate();
         return this;
     }

@@ -3,11 +3,11 @@ using RouteReplay.DeviceChecks;
 
 // The checks that need a GPU, run by scripts/device/run.sh from a self-contained publish on the GPU machine:
 //   routereplay-device-checks OUT_DIR cpu-vs-cuda PRESET | lifecycle PRESET | dummy PRESET [TOKENS] | hf-compare MODEL_DIR REFERENCE_JSON
-//                                     | device-fault PRESET | batch-invariance SERVER_URL NAME | cuda-graphs PRESET
+//                                     | device-fault PRESET | batch-invariance SERVER_URL NAME | cuda-graphs PRESET | memory-release PRESET
 // Each check prints one line "CHECK name PASS|FAIL summary" and writes OUT_DIR/name.json; exit code 1 when any failed.
 if (args.Length < 2)
 {
-    Console.Error.WriteLine("usage: routereplay-device-checks OUT_DIR (cpu-vs-cuda PRESET | lifecycle PRESET | dummy PRESET [TOKENS] | hf-compare MODEL_DIR REFERENCE_JSON | device-fault PRESET | batch-invariance SERVER_URL NAME | cuda-graphs PRESET)");
+    Console.Error.WriteLine("usage: routereplay-device-checks OUT_DIR (cpu-vs-cuda PRESET | lifecycle PRESET | dummy PRESET [TOKENS] | hf-compare MODEL_DIR REFERENCE_JSON | device-fault PRESET | batch-invariance SERVER_URL NAME | cuda-graphs PRESET | memory-release PRESET)");
     return 2;
 }
 var output = Directory.CreateDirectory(args[0]).FullName;
@@ -41,6 +41,9 @@ try
             break;
         case "batch-invariance":
             results.Add(BatchInvarianceCheck.Run(args[2], args[3]));
+            break;
+        case "memory-release":
+            results.Add(MemoryReleaseCheck.Run(args[2], work));
             break;
         default:
             Console.Error.WriteLine($"unknown check '{args[1]}'");

@@ -21,11 +21,12 @@ internal static class ServeCommand
         var maxBody = Flags.Long("--max-request-body-bytes", "Largest request body; larger ones are answered 413.", defaults.MaxRequestBodyBytes);
         var grace = Flags.Double("--shutdown-grace-seconds", "On SIGTERM/Ctrl-C, how long in-flight requests may finish before they are aborted (with finish reason abort).", defaults.ShutdownGracePeriod.TotalSeconds);
         var keepAlive = Flags.Double("--keep-alive-seconds", "How long an idle connection stays open (before its first request or between requests).", defaults.KeepAlive.TotalSeconds);
+        var sleepWait = Flags.Double("--sleep-wait-timeout-seconds", "How long a request that arrives while the GPU memory is released waits for a resume before it is answered 503 (0: at once).", defaults.SleepWaitTimeout.TotalSeconds);
         var flags = new EngineFlags();
         var disaggregation = new DisaggregationFlags();
         var command = new Command("serve", "Serve the model over HTTP: OpenAI-compatible /v1 API and SGLang-compatible /generate, with routing per choice.")
         {
-            host, port, apiKey, servedModelName, maxWaiting, maxBody, grace, keepAlive,
+            host, port, apiKey, servedModelName, maxWaiting, maxBody, grace, keepAlive, sleepWait,
         };
         model.AddTo(command);
         flags.AddTo(command);
@@ -43,6 +44,11 @@ internal static class ServeCommand
             {
                 throw new ArgumentException($"--keep-alive-seconds must be in 0.001..86400, got {keepAliveSeconds}", "keep-alive-seconds");
             }
+            var sleepWaitSeconds = parse.GetValue(sleepWait);
+            if (!double.IsFinite(sleepWaitSeconds) || sleepWaitSeconds < 0 || sleepWaitSeconds > 86_400)
+            {
+                throw new ArgumentException($"--sleep-wait-timeout-seconds must be in 0..86400, got {sleepWaitSeconds}", "sleep-wait-timeout-seconds");
+            }
             var source = model.Read(parse);
             var options = new ServerOptions
             {
@@ -55,6 +61,7 @@ internal static class ServeCommand
                 MaxRequestBodyBytes = parse.GetValue(maxBody),
                 ShutdownGracePeriod = TimeSpan.FromSeconds(graceSeconds),
                 KeepAlive = TimeSpan.FromSeconds(keepAliveSeconds),
+                SleepWaitTimeout = TimeSpan.FromSeconds(sleepWaitSeconds),
                 WeightVersion = engineOptions.WeightsVersion,
                 Disaggregation = disaggregation.Read(parse),
             };

@@ -129,7 +129,7 @@ public sealed class ControlEndpoints(EngineHost host)
         await context.Response.WriteAsync("OK\n", context.RequestAborted).ConfigureAwait(false);
     }
 
-    private static async Task WriteAsync(HttpContext context, Action<Utf8JsonWriter> fields)
+    internal static async Task WriteAsync(HttpContext context, Action<Utf8JsonWriter> fields)
     {
         context.Response.ContentType = "application/json";
         using (var writer = new Utf8JsonWriter(context.Response.BodyWriter, JsonOutput.Options))

@@ -59,12 +59,16 @@ public static class RequestBody
     }
 
     /// <exception cref="ApiException">413 when the body is too large, 400 when it is empty, malformed, or not an object.</exception>
-    public static async Task<JsonDocument> ReadObjectAsync(HttpContext context, long maxBytes)
+    public static async Task<JsonDocument> ReadObjectAsync(HttpContext context, long maxBytes) =>
+        await ReadOptionalObjectAsync(context, maxBytes).ConfigureAwait(false) ?? throw ApiException.BadRequest("the request body is empty; send a JSON object");
+
+    /// <summary>As <see cref="ReadObjectAsync"/>, but an empty body is null (endpoints whose fields are all optional).</summary>
+    public static async Task<JsonDocument?> ReadOptionalObjectAsync(HttpContext context, long maxBytes)
     {
         var bytes = await ReadAllAsync(context, maxBytes).ConfigureAwait(false);
         if (bytes.Length == 0)
         {
-            throw ApiException.BadRequest("the request body is empty; send a JSON object");
+            return null;
         }
         if (!System.Text.Unicode.Utf8.IsValid(bytes.Span))
         {

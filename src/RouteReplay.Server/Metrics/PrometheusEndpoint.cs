@@ -76,7 +76,8 @@ internal sealed class PrometheusEndpoint(EngineHost host, ConnectionLimits conne
         var (stepFailures, nonFinite) = await host.Engine.InvokeAsync(e => (e.Stats.StepFailures, e.Stats.NonFiniteRouterLogitFailures)).WaitAsync(context.RequestAborted).ConfigureAwait(false);
         Counter(text, "routereplay_step_failures_total", "Engine steps that threw; each failed its own requests and the engine kept serving.", stepFailures);
         Counter(text, "routereplay_nonfinite_router_logits_total", "Requests failed because a router saw logits that are not finite (NaN or infinite) for one of their tokens.", nonFinite);
-        Gauge(text, "routereplay_waiting_requests", "Sequences waiting in the engine plus requests held by a weight update.", s.Waiting + host.Gate.Waiting);
+        Gauge(text, "routereplay_waiting_requests", "Sequences waiting in the engine plus requests held by a weight update or by released memory.", s.Waiting + host.Gate.Waiting + host.Memory.Waiting);
+        MemoryMetricsText.Append(text, host.Memory);
         Gauge(text, "routereplay_running_requests", "Sequences running in the engine.", s.Running);
         Gauge(text, "routereplay_admitted_choices", "Choices admitted by the server and not finished.", host.Admitted);
         Histogram(text, "routereplay_step_seconds", "Duration of engine steps.", host.Engine.StepTimes);

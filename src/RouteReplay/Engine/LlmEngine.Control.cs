@@ -65,6 +65,7 @@ public sealed partial class LlmEngine
     /// <summary>
     /// Makes <paramref name="update"/> live: copies the weights, re-roots block keys at the new fingerprint and clears the
     /// prefix index, so no KV or routing computed with the old weights is ever reused. Only with no unfinished request.
+    /// Allowed while the memory is released: the new weights are then resident, and the KV cache stays as it is.
     /// </summary>
     public void ApplyWeightUpdate(WeightUpdate update)
     {
@@ -82,5 +83,6 @@ public sealed partial class LlmEngine
         {
             _store.Fingerprint = update.Fingerprint;
         }
+        PublishMemoryState();
     }
 }

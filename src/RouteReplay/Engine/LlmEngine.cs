@@ -146,6 +146,10 @@ public sealed partial class LlmEngine : IDisposable
     /// </summary>
     public RequestHandle AddRequest(EngineRequest request, IRequestSink sink)
     {
+        if (MemoryState.IsReleased)
+        {
+            throw new InvalidOperationException($"the engine's memory is released ({MemoryState.Released}); resume it before adding requests");
+        }
         request.Validate(Options.MaxModelLen);
         if (request.ReturnRouting && !CaptureRouting)
         {

@@ -45,6 +45,8 @@ public sealed class CliErrorTests : IDisposable
         { "--host", ["serve", "--host", "not an address", "--port", "0"] },
         { "--shutdown-grace-seconds", ["serve", "--shutdown-grace-seconds", "-1"] },
         { "--keep-alive-seconds", ["serve", "--keep-alive-seconds", "0"] },
+        { "--sleep-wait-timeout-seconds", ["serve", "--sleep-wait-timeout-seconds", "-1"] },
+        { "--sleep-wait-timeout-seconds", ["serve", "--sleep-wait-timeout-seconds", "nan"] },
         { "--keep-alive-seconds", ["router", "--prefill", "http://127.0.0.1:1", "--decode", "http://127.0.0.1:2", "--keep-alive-seconds", "nan"] },
         { "--routing", ["bench-serve", "--routing", "sideways"] },
         { "--timeout-seconds", ["bench-serve", "--timeout-seconds", "0"] },

@@ -10,27 +10,29 @@ public sealed partial class CpuBackend
 
     public int KvBytesPerBlock => Config.NumHiddenLayers * 2 * BlockFloats * sizeof(float);
 
-    private int BlockFloats => _cache.BlockSize * _cache.KvDim;
+    private int BlockFloats => BlockSize * Config.NumKeyValueHeads * Config.HeadDim;
 
     public void ReadBlockKv(int block, Span<byte> destination)
     {
+        var cache = LiveCache;
         var layerBytes = BlockFloats * sizeof(float);
         for (var layer = 0; layer < Config.NumHiddenLayers; layer++)
         {
             var offset = layer * 2 * layerBytes;
-            MemoryMarshal.AsBytes(BlockRange(_cache.Keys[layer], block)).CopyTo(destination[offset..]);
-            MemoryMarshal.AsBytes(BlockRange(_cache.Values[layer], block)).CopyTo(destination[(offset + layerBytes)..]);
+            MemoryMarshal.AsBytes(BlockRange(cache.Keys[layer], block)).CopyTo(destination[offset..]);
+            MemoryMarshal.AsBytes(BlockRange(cache.Values[layer], block)).CopyTo(destination[(offset + layerBytes)..]);
         }
     }
 
     public void WriteBlockKv(int block, ReadOnlySpan<byte> source)
     {
+        var cache = LiveCache;
         var layerBytes = BlockFloats * sizeof(float);
         for (var layer = 0; layer < Config.NumHiddenLayers; layer++)
         {
             var offset = layer * 2 * layerBytes;
-            source.Slice(offset, layerBytes).CopyTo(MemoryMarshal.AsBytes(BlockRange(_cache.Keys[layer], block)));
-            source.Slice(offset + layerBytes, layerBytes).CopyTo(MemoryMarshal.AsBytes(BlockRange(_cache.Values[layer], block)));
+            source.Slice(offset, layerBytes).CopyTo(MemoryMarshal.AsBytes(BlockRange(cache.Keys[layer], block)));
+            source.Slice(offset + layerBytes, layerBytes).CopyTo(MemoryMarshal.AsBytes(BlockRange(cache.Values[layer], block)));
         }
     }
 

@@ -18,7 +18,10 @@ public sealed partial class CpuBackend : IReloadableBackend
         return new CpuWeights(Qwen3MoeWeights.Load(checkpoint));
     }
 
-    /// <summary>Makes the prepared weights live; the step thread calls this between steps, so no forward sees a mix.</summary>
+    /// <summary>
+    /// Makes the prepared weights live; the step thread calls this between steps, so no forward sees a mix. Released
+    /// weights (a host copy, or none) are replaced: the backend's weights are resident again.
+    /// </summary>
     public void ApplyWeights(PreparedWeights weights)
     {
         if (weights is not CpuWeights cpu)
@@ -26,6 +29,7 @@ public sealed partial class CpuBackend : IReloadableBackend
             throw new ArgumentException("the weights were not prepared by a CPU backend", nameof(weights));
         }
         _weights = cpu.Weights;
+        _hostCopy = null;
     }
 
     /// <summary>The first line where the two configs' canonical fingerprint texts differ, as "name: served vs new".</summary>

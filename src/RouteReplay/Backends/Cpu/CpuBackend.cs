@@ -11,8 +11,8 @@ namespace RouteReplay.Backends.Cpu;
 /// </summary>
 public sealed partial class CpuBackend : IModelBackend
 {
-    private Qwen3MoeWeights _weights;
-    private readonly CpuKvCache _cache;
+    private Qwen3MoeWeights? _weights;
+    private CpuKvCache? _cache;
     private readonly RotaryEmbedding _rope;
     private readonly MoeBlock _moe;
     private readonly float _eps;
@@ -26,6 +26,8 @@ public sealed partial class CpuBackend : IModelBackend
         RoutingFormat = RoutingFormat.For(config);
         _weights = weights;
         _cache = new CpuKvCache(config, numBlocks, blockSize);
+        NumBlocks = numBlocks;
+        BlockSize = blockSize;
         _rope = new RotaryEmbedding(config);
         _moe = new MoeBlock(config, RoutingFormat);
         _eps = (float)config.RmsNormEps;
@@ -40,11 +42,9 @@ public sealed partial class CpuBackend : IModelBackend
 
     public RoutingFormat RoutingFormat { get; }
 
-    public int BlockSize => _cache.BlockSize;
+    public int BlockSize { get; }
 
-    public int NumBlocks => _cache.NumBlocks;
-
-    internal CpuKvCache Cache => _cache;
+    public int NumBlocks { get; }
 
     /// <summary>Sees every token's fp32 router probabilities (MoE layer index, token, probabilities); for checks.</summary>
     internal Action<int, int, float[]>? RouterObserver
@@ -60,20 +60,22 @@ public sealed partial class CpuBackend : IModelBackend
         {
             return;
         }
+        var live = LiveWeights;
+        var cache = LiveCache;
         Validate(batch);
         var s = EnsureScratch(n);
         int h = Config.HiddenSize;
         for (var t = 0; t < n; t++)
         {
-            _weights.Embed(batch.TokenIds[t], s.Hidden.AsSpan(t * h, h));
+            live.Embed(batch.TokenIds[t], s.Hidden.AsSpan(t * h, h));
             _rope.Angles(batch.Positions[t], s.Cos.AsSpan(t * s.HalfHeadDim, s.HalfHeadDim), s.Sin.AsSpan(t * s.HalfHeadDim, s.HalfHeadDim));
         }
         var moeIndex = 0;
         for (var layer = 0; layer < Config.NumHiddenLayers; layer++)
         {
-            var weights = _weights.Layers[layer];
+            var weights = live.Layers[layer];
             NormRows(s.Hidden, weights.InputNorm, s.Normed, n, h);
-            Attention(batch, layer, weights.Attention, s);
+            Attention(batch, cache, layer, weights.Attention, s);
             AddRows(s.Hidden, s.Projected, n * h);
             NormRows(s.Hidden, weights.PostAttentionNorm, s.Normed, n, h);
             if (weights.Moe is { } moe)
@@ -86,12 +88,12 @@ public sealed partial class CpuBackend : IModelBackend
             }
             AddRows(s.Hidden, s.Projected, n * h);
         }
-        ComputeLogits(batch, s);
+        ComputeLogits(batch, live, s);
     }
 
     private void Validate(ForwardBatch batch)
     {
-        var slots = _cache.NumBlocks * _cache.BlockSize;
+        var slots = NumBlocks * BlockSize;
         for (var t = 0; t < batch.TokenCount; t++)
         {
             if ((uint)batch.TokenIds[t] >= (uint)Config.VocabSize)
@@ -102,7 +104,7 @@ public sealed partial class CpuBackend : IModelBackend
             {
                 throw new ArgumentOutOfRangeException(nameof(batch), $"slot {batch.SlotMapping[t]} is outside the KV cache of {slots} slots");
             }
-            if ((uint)batch.Positions[t] >= (uint)(batch.MaxBlocksPerSequence * _cache.BlockSize))
+            if ((uint)batch.Positions[t] >= (uint)(batch.MaxBlocksPerSequence * BlockSize))
             {
                 throw new ArgumentOutOfRangeException(nameof(batch), $"position {batch.Positions[t]} is beyond the block table");
             }
@@ -136,7 +138,7 @@ public sealed partial class CpuBackend : IModelBackend
         }
     }
 
-    private void Attention(ForwardBatch batch, int layer, AttentionWeights w, Scratch s)
+    private void Attention(ForwardBatch batch, CpuKvCache cache, int layer, AttentionWeights w, Scratch s)
     {
         var n = batch.TokenCount;
         int hd = Config.HeadDim, heads = Config.NumAttentionHeads, kvHeads = Config.NumKeyValueHeads;
@@ -144,8 +146,8 @@ public sealed partial class CpuBackend : IModelBackend
         ParallelMath.MatMul(w.Q, s.Normed, 0, n, s.Query, 0);
         ParallelMath.MatMul(w.K, s.Normed, 0, n, s.Key, 0);
         ParallelMath.MatMul(w.V, s.Normed, 0, n, s.Value, 0);
-        var keys = _cache.Keys[layer];
-        var values = _cache.Values[layer];
+        var keys = cache.Keys[layer];
+        var values = cache.Values[layer];
         for (var t = 0; t < n; t++)
         {
             var cos = s.Cos.AsSpan(t * s.HalfHeadDim, s.HalfHeadDim);
@@ -171,14 +173,14 @@ public sealed partial class CpuBackend : IModelBackend
             var parts = n * heads >= 8 ? Math.Min(n * heads, Environment.ProcessorCount * 4) : 1;
             for (var item = part; item < n * heads; item += parts)
             {
-                AttendOneHead(batch, item / heads, item % heads, keys, values, s);
+                AttendOneHead(batch, cache, item / heads, item % heads, keys, values, s);
             }
         });
         ParallelMath.MatMul(w.O, s.Attended, 0, n, s.Projected, 0);
     }
 
     /// <summary>Causal attention of one query head over positions <c>0..p</c> of its sequence, read from the cache.</summary>
-    private void AttendOneHead(ForwardBatch batch, int t, int head, float[] keys, float[] values, Scratch s)
+    private void AttendOneHead(ForwardBatch batch, CpuKvCache cache, int t, int head, float[] keys, float[] values, Scratch s)
     {
         int hd = Config.HeadDim, kvDim = Config.NumKeyValueHeads * hd;
         var kvHead = head / (Config.NumAttentionHeads / Config.NumKeyValueHeads);
@@ -192,14 +194,14 @@ public sealed partial class CpuBackend : IModelBackend
             var span = scores.AsSpan(0, position + 1);
             for (var j = 0; j <= position; j++)
             {
-                var slot = _cache.SlotOf(blockTable, j);
+                var slot = cache.SlotOf(blockTable, j);
                 span[j] = Kernels.Dot(q, keys.AsSpan((slot * kvDim) + (kvHead * hd), hd)) * _attentionScale;
             }
             Kernels.Softmax(span);
             output.Clear();
             for (var j = 0; j <= position; j++)
             {
-                var slot = _cache.SlotOf(blockTable, j);
+                var slot = cache.SlotOf(blockTable, j);
                 Kernels.AddScaled(output, values.AsSpan((slot * kvDim) + (kvHead * hd), hd), span[j]);
             }
         }
@@ -221,7 +223,7 @@ public sealed partial class CpuBackend : IModelBackend
         ParallelMath.MatMul(mlp.Down, s.Gate, 0, n, s.Projected, 0);
     }
 
-    private void ComputeLogits(ForwardBatch batch, Scratch s)
+    private void ComputeLogits(ForwardBatch batch, Qwen3MoeWeights weights, Scratch s)
     {
         var rows = batch.LogitRowCount;
         if (rows == 0)
@@ -232,14 +234,14 @@ public sealed partial class CpuBackend : IModelBackend
         for (var r = 0; r < rows; r++)
         {
             var t = batch.LogitTokens[r];
-            Kernels.RmsNorm(s.Hidden.AsSpan(t * h, h), _weights.FinalNorm, _eps, s.Normed.AsSpan(r * h, h));
+            Kernels.RmsNorm(s.Hidden.AsSpan(t * h, h), weights.FinalNorm, _eps, s.Normed.AsSpan(r * h, h));
         }
         var vocab = Config.VocabSize;
         if (_logits.Length < rows * vocab)
         {
             _logits = new float[rows * vocab];
         }
-        ParallelMath.MatMul(_weights.LmHead, s.Normed, 0, rows, _logits, 0);
+        ParallelMath.MatMul(weights.LmHead, s.Normed, 0, rows, _logits, 0);
         for (var r = 0; r < rows; r++)
         {
             _logits.AsSpan(r * vocab, vocab).CopyTo(batch.LogitRow(r));

@@ -39,5 +39,8 @@ internal sealed class CpuKvCache
 
     public float[][] Values { get; }
 
+    /// <summary>Bytes of every layer's K and V arrays.</summary>
+    public long Bytes => Keys.Sum(k => (long)k.Length * sizeof(float)) + Values.Sum(v => (long)v.Length * sizeof(float));
+
     public int SlotOf(ReadOnlySpan<int> blockTable, int position) => (blockTable[position / BlockSize] * BlockSize) + (position % BlockSize);
 }

@@ -30,7 +30,10 @@ public sealed partial class CudaBackend : IReloadableBackend
         return new CheckpointWeights(checkpoint.Directory);
     }
 
-    /// <summary>Copies the prepared checkpoint's weights over the device's; between steps, with no request running.</summary>
+    /// <summary>
+    /// Copies the prepared checkpoint's weights over the device's; between steps, with no request running. Released
+    /// weights get their device memory back first (any host copy is dropped, not copied), so they are resident after.
+    /// </summary>
     public void ApplyWeights(PreparedWeights weights)
     {
         if (weights is not CheckpointWeights prepared)
@@ -38,6 +41,11 @@ public sealed partial class CudaBackend : IReloadableBackend
             throw new ArgumentException("the weights were not prepared by a CUDA backend", nameof(weights));
         }
         using var checkpoint = Checkpoint.Open(prepared.Directory);
+        if (Weights != WeightsResidence.Resident)
+        {
+            CudaNative.Check(CudaNative.WeightsRestore(_model, copyBack: 0), "allocating the weights for new ones");
+            Weights = WeightsResidence.Resident;
+        }
         Upload(checkpoint);
     }
 

@@ -51,6 +51,15 @@ internal static unsafe partial class CudaNative
     [LibraryImport(LibraryName, EntryPoint = "rr_kv_allocate")]
     public static partial int KvAllocate(CudaModelHandle model, int numBlocks);
 
+    [LibraryImport(LibraryName, EntryPoint = "rr_kv_release")]
+    public static partial int KvRelease(CudaModelHandle model);
+
+    [LibraryImport(LibraryName, EntryPoint = "rr_weights_release")]
+    public static partial int WeightsRelease(CudaModelHandle model, int keepHostCopy);
+
+    [LibraryImport(LibraryName, EntryPoint = "rr_weights_restore")]
+    public static partial int WeightsRestore(CudaModelHandle model, int copyBack);
+
     [LibraryImport(LibraryName, EntryPoint = "rr_forward")]
     public static partial int Forward(CudaModelHandle model, StepNative* step);
 

@@ -41,7 +41,8 @@ void run_dense(cudaStream_t s, const bf16* x, const bf16* w, bf16* y, int m, int
 }
 
 // Decode batches (M <= 16): 16 columns a block, a block per K chunk; the widest weights (the output head) need no
-// split. Mid-size batches (M <= 64) split too when their tiles are few. Prefills: 128 x 128 tiles.
+// split. Mid-size batches (M <= 64, or more while 128 x 128 tiles would be too few) split too when their tiles are few.
+// Prefills: 128 x 128 tiles.
 template <int BK>
 using Decode = GemmConfig<16, 16, 1, 2, BK, 2>;
 using Decode8 = GemmConfig<16, 8, 1, 1, 128, 6>;
@@ -54,6 +55,12 @@ using Wide = GemmConfig<128, 128, 2, 4, 32, 4>;
 
 constexpr int kDecodeTileN = 16, kMidTileM = 64, kMidTileN = 32;
 
+// Wide tiles only when they are enough to fill the GPU (two blocks per multiprocessor and more); narrower weights and
+// batches of a few hundred tokens take the mid-size tiles, which make four to eight times as many blocks.
+constexpr int kWideMinTiles = 256;
+
+bool wide_enough(int m, int n) { return (int64_t)ceil_div(n, Wide::BN) * ceil_div(m, Wide::BM) >= kWideMinTiles; }
+
 }  // namespace
 
 const char* linear_config(int m, int n, int k) {
@@ -63,7 +70,7 @@ const char* linear_config(int m, int n, int k) {
         if (!chunked) return k % 128 != 0 ? "16x32x32" : n >= 4096 ? "16x16x128" : "16x8x128";
         return k128 ? "16x16x128 split" : "16x16x32 split";
     }
-    if (m <= 64) return chunked ? "64x32x64 split" : gemm_chunk(k) % 64 == 0 ? "64x32x64" : "64x32x32";
+    if (m <= 64 || !wide_enough(m, n)) return chunked ? "64x32x64 split" : gemm_chunk(k) % 64 == 0 ? "64x32x64" : "64x32x32";
     return "128x128x32";
 }
 
@@ -89,7 +96,7 @@ void launch_linear(cudaStream_t s, const bf16* x, const bf16* w, bf16* y, int m,
         }
         return chunk % 128 == 0 ? run_dense<Decode<128>>(s, x, w, y, m, n, k, true, scratch) : run_dense<Decode<32>>(s, x, w, y, m, n, k, true, scratch);
     }
-    if (m <= 64) return chunk % 64 == 0 ? run_dense<Mid<64>>(s, x, w, y, m, n, k, true, scratch) : run_dense<Mid<32>>(s, x, w, y, m, n, k, true, scratch);
+    if (m <= 64 || !wide_enough(m, n)) return chunk % 64 == 0 ? run_dense<Mid<64>>(s, x, w, y, m, n, k, true, scratch) : run_dense<Mid<32>>(s, x, w, y, m, n, k, true, scratch);
     run_dense<Wide>(s, x, w, y, m, n, k, false, scratch);
 }
 

@@ -13,6 +13,8 @@
 #   graphs      decode steps replayed from CUDA graphs against --enforce-eager: identical tokens and routing (small
 #               and dummy Qwen3-30B-A3B)
 #   device-fault a real sticky CUDA error while requests run: they fail promptly and the engine stops
+#   replay      the trainer's side: rows from serve --device cuda replayed through a top-k router in PyTorch (or
+#               Megatron-Core's) select exactly those experts (clients/python/examples/gpu_replay_check.py)
 #   memory-release the GPU shared with a trainer: in process, level 1 and level 2 releases free the KV cache and the
 #               weights (cudaMemGetInfo) and requests after the resume equal a fresh engine's; then serve --model small
 #               (its KV cache fills the GPU): nvidia-smi's used memory awake, released and resumed, and a request sent
@@ -46,7 +48,7 @@ while [ $# -gt 0 ]; do
     --app) app=$(cd "$2" && pwd); shift 2 ;;
     --checks) checks=$(cd "$2" && pwd); shift 2 ;;
     --deadline) deadline=$2; shift 2 ;;
-    all) phases+=(build kernels kernel-bench graphs cpu-vs-cuda device-fault memory-release serve-small dummy lifecycle invariance hf serve bench hf-bench); shift ;;
+    all) phases+=(build kernels kernel-bench graphs cpu-vs-cuda device-fault memory-release replay serve-small dummy lifecycle invariance hf serve bench hf-bench); shift ;;
     *) phases+=("$1"); shift ;;
   esac
 done
@@ -201,6 +203,7 @@ for p in "${phases[@]}"; do
     build) phase build 240 build ;;
     kernels) phase kernels 180 "$work/native/kernel_tests" ;;
     kernel-bench) phase kernel-bench 180 "$work/native/kernel_bench" "$out/results/kernel_bench.json" ;;
+    replay) phase replay 180 python3 "$root/clients/python/examples/gpu_replay_check.py" --routereplay "$app/routereplay" --out "$out/results/gpu_replay_check.json" ;;
     graphs) phase graphs 180 bash -c "'$checks/routereplay-device-checks' '$out/results' cuda-graphs small; a=\$?; '$checks/routereplay-device-checks' '$out/results/30b' cuda-graphs qwen3-30b-a3b; exit \$((a | \$?))" ;;
     device-fault) phase device-fault 120 "$checks/routereplay-device-checks" "$out/results" device-fault small ;;
     memory-release) phase memory-release 240 memory_release ;;

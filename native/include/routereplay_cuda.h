@@ -129,7 +129,8 @@ RR_API void rr_model_destroy(rr_model* model);
 
 /* Where a tensor lives on the device and how many bytes it holds. */
 RR_API int rr_tensor(rr_model* model, int32_t kind, int32_t layer, void** device, uint64_t* bytes);
-/* Copies bytes from host memory (any kind) to the device and waits for the copy. */
+/* Copies bytes from host memory (any kind) to the device and waits for the copy. Between steps, several threads may
+ * upload at once (each call waits for its own copy only). */
 RR_API int rr_upload(rr_model* model, void* device, const void* host, uint64_t bytes);
 /* Fills count bf16 values with mean + std * N(0, 1), a pure function of (seed, index): reproducible on any GPU. */
 RR_API int rr_fill_normal(rr_model* model, void* device, uint64_t count, uint64_t seed, float mean, float std);

@@ -466,8 +466,8 @@ int rr_tensor(rr_model* m, int32_t kind, int32_t layer, void** device, uint64_t*
 
 int rr_upload(rr_model* m, void* device, const void* host, uint64_t bytes) {
     return guarded([&] {
-        check_cuda(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, m->stream), "cudaMemcpyAsync(upload)");
-        check_cuda(cudaStreamSynchronize(m->stream), "cudaStreamSynchronize(upload)");
+        check_cuda(cudaSetDevice(m->device), "cudaSetDevice");
+        check_cuda(cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice), "cudaMemcpy(upload)");
     });
 }
 

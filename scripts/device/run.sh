@@ -15,6 +15,8 @@
 #   device-fault a real sticky CUDA error while requests run: they fail promptly and the engine stops
 #   replay      the trainer's side: rows from serve --device cuda replayed through a top-k router in PyTorch (or
 #               Megatron-Core's) select exactly those experts (clients/python/examples/gpu_replay_check.py)
+#   weight-sync a full Qwen3-30B-A3B checkpoint written by transformers into /dev/shm (61 GB): serve's load at startup
+#               and POST /update_weights_from_disk timed, beside safetensors' own load_file(device='cuda') in the same run
 #   memory-release the GPU shared with a trainer: in process, level 1 and level 2 releases free the KV cache and the
 #               weights (cudaMemGetInfo) and requests after the resume equal a fresh engine's; then serve --model small
 #               (its KV cache fills the GPU): nvidia-smi's used memory awake, released and resumed, and a request sent
@@ -48,7 +50,7 @@ while [ $# -gt 0 ]; do
     --app) app=$(cd "$2" && pwd); shift 2 ;;
     --checks) checks=$(cd "$2" && pwd); shift 2 ;;
     --deadline) deadline=$2; shift 2 ;;
-    all) phases+=(build kernels kernel-bench graphs cpu-vs-cuda device-fault memory-release replay serve-small dummy lifecycle invariance hf serve bench hf-bench); shift ;;
+    all) phases+=(build kernels kernel-bench graphs cpu-vs-cuda device-fault memory-release replay weight-sync serve-small dummy lifecycle invariance hf serve bench hf-bench); shift ;;
     *) phases+=("$1"); shift ;;
   esac
 done
@@ -77,7 +79,7 @@ phase() {
   [ $rc -eq 0 ] || status="FAIL($rc)"
   [ $rc -eq 124 ] && status="TIMEOUT"
   rows+=("$(printf '%-12s %-9s %5ss' "$name" "$status" $((SECONDS - start)))")
-  grep -E '^(CHECK|kernel tests|ceilings|capture|decode batch|prefill|transformers|torch|bench-serve|serve:|serve-small:|wrote|linear|moe|attention|route|add_rmsnorm|[a-z_]+ +(PASS|FAIL))' "$out/logs/$name.log" | tail -60
+  grep -E '^(CHECK|kernel tests|ceilings|capture|decode batch|prefill|transformers|torch|bench-serve|serve:|serve-small:|weight-sync:|wrote|linear|moe|attention|route|add_rmsnorm|[a-z_]+ +(PASS|FAIL))' "$out/logs/$name.log" | tail -60
   return 0
 }
 
@@ -184,6 +186,38 @@ serve() {
   [ $bench -eq 0 ] && [ "${failures:-x}" = "0" ] && [ "${errors:-0}" = "0" ]
 }
 
+# weight_sync: the full-size checkpoint in /dev/shm, serve's startup load, two timed updates, safetensors' own rate.
+weight_sync() {
+  local dir=/dev/shm/qwen3-30b-a3b port=8127 r="$out/results/weight_sync"
+  python3 "$root/scripts/hf_cuda_reference.py" make "$dir" --layers 48 --tokenizer "$tokenizer" || return 1
+  local bytes
+  bytes=$(du -sb "$dir" | awk '{print $1}')
+  local t0=$SECONDS
+  start_server $port "$out/logs/weight-sync-server.log" --model "$dir" --gpu-memory-utilization 0.8 --max-model-len 4096 --weights-version w0 || return 1
+  echo "weight-sync: serve up in $((SECONDS - t0)) s (load, KV allocation and startup) for $bytes bytes"
+  for v in 1 2; do
+    curl -s -o "$r-update-$v.json" -w "weight-sync: update_weights_from_disk $v: HTTP %{http_code} in %{time_total} s\n" \
+      "http://127.0.0.1:$port/update_weights_from_disk" -d "{\"model_path\": \"$dir\", \"weight_version\": \"w$v\"}"
+  done
+  curl -s "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "The capital of France is", "max_tokens": 4, "return_routed_experts": true}' >"$r-after.json"
+  grep -q routed_experts "$r-after.json" && echo "weight-sync: answered after the updates"
+  stop_server
+  python3 - "$dir" <<'PY'
+import glob, sys, time, torch
+from safetensors.torch import load_file
+files = sorted(glob.glob(sys.argv[1] + "/*.safetensors"))
+start = time.perf_counter(); total = 0
+for f in files:
+    tensors = load_file(f, device="cuda")
+    total += sum(t.numel() * t.element_size() for t in tensors.values())
+    del tensors
+torch.cuda.synchronize()
+seconds = time.perf_counter() - start
+print(f"weight-sync: safetensors load_file(device='cuda'): {total / 1e9:.1f} GB in {seconds:.2f} s ({total / 1e9 / seconds:.1f} GB/s)")
+PY
+  rm -rf "$dir"
+}
+
 hf() {
   python3 "$root/scripts/hf_cuda_reference.py" make "$work/hf4" --layers 4 --tokenizer "$tokenizer" &&
     python3 "$root/scripts/hf_cuda_reference.py" reference "$work/hf4" "$out/results/hf_reference.json" --tokens 40 &&
@@ -197,12 +231,13 @@ bench() {
 }
 
 export root out work app checks tokenizer
-export -f build serve hf bench start_server stop_server serve_small invariance memory_release
+export -f build serve hf bench weight_sync start_server stop_server serve_small invariance memory_release
 for p in "${phases[@]}"; do
   case "$p" in
     build) phase build 240 build ;;
     kernels) phase kernels 180 "$work/native/kernel_tests" ;;
     kernel-bench) phase kernel-bench 180 "$work/native/kernel_bench" "$out/results/kernel_bench.json" ;;
+    weight-sync) phase weight-sync 400 weight_sync ;;
     replay) phase replay 180 python3 "$root/clients/python/examples/gpu_replay_check.py" --routereplay "$app/routereplay" --out "$out/results/gpu_replay_check.json" ;;
     graphs) phase graphs 180 bash -c "'$checks/routereplay-device-checks' '$out/results' cuda-graphs small; a=\$?; '$checks/routereplay-device-checks' '$out/results/30b' cuda-graphs qwen3-30b-a3b; exit \$((a | \$?))" ;;
     device-fault) phase device-fault 120 "$checks/routereplay-device-checks" "$out/results" device-fault small ;;

@@ -10,6 +10,9 @@ public sealed partial class CudaBackend : IReloadableBackend
 {
     private const int UploadSliceBytes = 64 << 20;
 
+    /// <summary>Threads reading and copying weights at once (each with its own page-locked slice).</summary>
+    private static readonly int UploadThreads = Math.Clamp(Environment.ProcessorCount, 1, 8);
+
     /// <summary>Bytes of bf16 weights on the device (a tied embedding counted once).</summary>
     public long WeightBytes { get; private set; }
 
@@ -49,26 +52,49 @@ public sealed partial class CudaBackend : IReloadableBackend
         Upload(checkpoint);
     }
 
-    private unsafe void Upload(Checkpoint checkpoint)
+    /// <summary>
+    /// Cuts every tensor into slices of at most <see cref="UploadSliceBytes"/> and uploads them from several threads,
+    /// each reading its slices from the mapped files into its own page-locked buffer and copying them to the device,
+    /// so the reads (page cache to pinned memory, converting to bf16 where needed) overlap each other and the copies.
+    /// </summary>
+    private void Upload(Checkpoint checkpoint)
     {
-        using var staging = PageLockedHostBuffer.Allocate(UploadSliceBytes);
-        var slice = staging.AsSpan<byte>(0, UploadSliceBytes);
+        List<UploadSlice> slices = [];
         long total = 0;
         foreach (var tensor in DeviceTensorMap.Tensors(Config, checkpoint.HasTensor))
         {
             var (device, _) = Locate(tensor);
-            var elements = tensor.Elements;
-            for (long done = 0; done < elements; done += UploadSliceBytes / 2)
+            for (long done = 0; done < tensor.Elements; done += UploadSliceBytes / 2)
             {
-                var count = (int)Math.Min(UploadSliceBytes / 2, elements - done);
-                var bytes = slice[..(count * 2)];
-                checkpoint.ReadBFloat16(tensor.Name, done, bytes, tensor.Shape);
-                CudaNative.Check(CudaNative.Upload(_model, device + (nint)(done * 2), (void*)staging.Address, (ulong)bytes.Length), $"uploading '{tensor.Name}'");
+                slices.Add(new UploadSlice(tensor, device + (nint)(done * 2), done, (int)Math.Min(UploadSliceBytes / 2, tensor.Elements - done)));
             }
-            total += elements * 2;
+            total += tensor.Elements * 2;
+        }
+        var threads = Math.Min(UploadThreads, slices.Count);
+        try
+        {
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, worker => UploadEvery(checkpoint, slices, worker, threads));
+        }
+        catch (AggregateException e) when (e.InnerExceptions.Count > 0)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
         }
         WeightBytes = total;
     }
+
+    private unsafe void UploadEvery(Checkpoint checkpoint, List<UploadSlice> slices, int first, int stride)
+    {
+        using var staging = PageLockedHostBuffer.Allocate(UploadSliceBytes);
+        for (var i = first; i < slices.Count; i += stride)
+        {
+            var (tensor, device, firstElement, count) = slices[i];
+            var bytes = staging.AsSpan<byte>(0, count * 2);
+            checkpoint.ReadBFloat16(tensor.Name, firstElement, bytes, tensor.Shape);
+            CudaNative.Check(CudaNative.Upload(_model, device, (void*)staging.Address, (ulong)bytes.Length), $"uploading '{tensor.Name}'");
+        }
+    }
+
+    private readonly record struct UploadSlice(DeviceTensor Tensor, nint Device, long FirstElement, int Count);
 
     /// <summary>
     /// Every tensor the layout of make-model lists (per-expert experts), drawn on the device from make-model's

@@ -76,7 +76,7 @@ public sealed class BatchedCopyTests(TinyModelFixture model) : IClassFixture<Tin
             allocated.Add(bytes);
             return NativeHostBuffer.Allocate(bytes);
         });
-        Assert.Equal([5L * batch.RoutingFormat.RowBytes, 3L * 100 * sizeof(float), 5L], allocated);
+        Assert.Equal([5L * batch.RoutingFormat.RowBytes, 3L * 100 * sizeof(float), 5L, 3L * sizeof(int)], allocated);
         batch.LogitRow(2).Fill(1.5f);
         Assert.Equal(1.5f, batch.LogitRow(2)[99]);
         Assert.Throws<ArgumentOutOfRangeException>(() => batch.LogitRow(3));

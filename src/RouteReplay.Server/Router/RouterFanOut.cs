@@ -6,18 +6,26 @@ using RouteReplay.Server.Http;
 namespace RouteReplay.Server.Router;
 
 /// <summary>
-/// The control endpoints (<c>/update_weights_from_disk</c>, <c>/flush_cache</c>, <c>/abort_request</c>), sent to every
-/// prefill and decode server (every worker) at once; a worker whose cache was flushed or whose weights were replaced
-/// has the prompts the router remembers sending it forgotten. The answer is the servers' answers merged (numbers such as
+/// The control endpoints (<c>/update_weights_from_disk</c>, <c>/flush_cache</c>, <c>/abort_request</c>, and the memory
+/// endpoints <c>/release_memory_occupation</c>, <c>/resume_memory_occupation</c>, <c>/sleep</c>, <c>/wake_up</c>,
+/// <c>/is_sleeping</c>), sent to every prefill and decode server (every worker) at once, query string and body as
+/// given; a worker whose cache was flushed, released or whose weights were replaced has the prompts the router
+/// remembers sending it forgotten. The answer is the servers' answers merged (numbers such as
 /// <c>num_aborted_requests</c> and <c>store_values_deleted</c> added up: each server counts only what it did itself, so
-/// servers sharing a store count each deleted value once between them) with each server's status under
-/// <c>servers</c>. When a server fails, the answer says so without the servers' addresses (they are in the router's
+/// servers sharing a store count each deleted value once between them; a boolean such as <c>is_sleeping</c> true only
+/// when it is true on every server) with each server's status under <c>servers</c>. When a server fails, the answer says so without the servers' addresses (they are in the router's
 /// log): a request the servers refused (4xx) gets their error, naming the field; any other failure a 502 naming each
 /// failing server as <c>decode server 2</c> (<c>worker 2</c>).
 /// </summary>
 internal sealed class RouterFanOut(RouterServer router, HttpClient http, ILogger logger)
 {
     private sealed record Answer(Upstream Server, int Status, JsonElement? Body, UpstreamError? Error);
+
+    /// <summary>The memory endpoints a trainer sharing the GPUs calls on the router, as on one server.</summary>
+    public static readonly string[] MemoryPaths = ["/release_memory_occupation", "/resume_memory_occupation", "/sleep", "/wake_up", "/is_sleeping"];
+
+    /// <summary>Endpoints that leave every worker's prefix cache as it was.</summary>
+    private static readonly HashSet<string> KeepPrefixes = ["/abort_request", "/is_sleeping", "/resume_memory_occupation", "/wake_up"];
 
     public async Task HandleAsync(HttpContext context)
     {
@@ -33,7 +41,7 @@ internal sealed class RouterFanOut(RouterServer router, HttpClient http, ILogger
                 LearnWeightVersions(answers);
             }
         }
-        if (context.Request.Path != "/abort_request")
+        if (!KeepPrefixes.Contains(context.Request.Path.Value ?? ""))
         {
             router.Workers?.ForgetPrefixes(answers.Where(a => a.Status is >= 200 and <= 299).Select(a => a.Server));
         }
@@ -103,6 +111,9 @@ internal sealed class RouterFanOut(RouterServer router, HttpClient http, ILogger
         }
     }
 
+    /// <summary>Numbers each server counts for itself (added up); other numbers, such as a sleep level, are the same on every server.</summary>
+    private static bool IsCount(string name) => name.StartsWith("num_", StringComparison.Ordinal) || name.EndsWith("_deleted", StringComparison.Ordinal);
+
     private static void WriteMerged(Utf8JsonWriter writer, Answer[] answers)
     {
         var bodies = answers.Select(a => a.Body!.Value).Where(b => b.ValueKind == JsonValueKind.Object).ToArray();
@@ -111,9 +122,13 @@ internal sealed class RouterFanOut(RouterServer router, HttpClient http, ILogger
         {
             foreach (var property in bodies[0].EnumerateObject())
             {
-                if (property.Value.ValueKind == JsonValueKind.Number && bodies.All(b => b.TryGetProperty(property.Name, out var v) && v.ValueKind == JsonValueKind.Number))
+                if (IsCount(property.Name) && property.Value.ValueKind == JsonValueKind.Number && bodies.All(b => b.TryGetProperty(property.Name, out var v) && v.ValueKind == JsonValueKind.Number))
                 {
                     writer.WriteNumber(property.Name, bodies.Sum(b => b.GetProperty(property.Name).GetInt64()));
+                }
+                else if (property.Value.ValueKind is JsonValueKind.True or JsonValueKind.False && bodies.All(b => b.TryGetProperty(property.Name, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False))
+                {
+                    writer.WriteBoolean(property.Name, bodies.All(b => b.GetProperty(property.Name).GetBoolean()));
                 }
                 else
                 {

@@ -34,6 +34,11 @@ public sealed class RouterServer : IAsyncDisposable
         ["/update_weights_from_disk"] = ["POST"],
         ["/flush_cache"] = ["GET", "POST"],
         ["/abort_request"] = ["POST"],
+        ["/release_memory_occupation"] = ["GET", "POST"],
+        ["/resume_memory_occupation"] = ["GET", "POST"],
+        ["/sleep"] = ["POST"],
+        ["/wake_up"] = ["POST"],
+        ["/is_sleeping"] = ["GET"],
         ["/health"] = ["GET", "HEAD"],
         ["/metrics"] = ["GET"],
     };
@@ -162,6 +167,10 @@ public sealed class RouterServer : IAsyncDisposable
         handlers["/update_weights_from_disk"] = fanOut.HandleAsync;
         handlers["/flush_cache"] = fanOut.HandleAsync;
         handlers["/abort_request"] = fanOut.HandleAsync;
+        foreach (var path in RouterFanOut.MemoryPaths)
+        {
+            handlers[path] = fanOut.HandleAsync;
+        }
         var routes = Workers is null ? Routes : Routes.Concat(WorkerRoutes).ToDictionary(StringComparer.Ordinal);
         foreach (var (path, methods) in routes)
         {

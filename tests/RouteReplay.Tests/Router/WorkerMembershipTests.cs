@@ -162,4 +162,43 @@ public sealed class WorkerMembershipTests(WorkerFleetFixture fleet)
         Assert.Contains(Header(models, FleetHeaders.Worker), names);
         Assert.Equal("", Header(models, FleetHeaders.Choice));
     }
+
+    [Fact]
+    public async Task A_trainer_releases_and_resumes_every_workers_memory_through_the_router()
+    {
+        var names = fleet.Workers.Select(WorkerFleetFixture.Name).ToArray();
+        await using var router = await CliProcess.StartAsync(fleet.Cache, ["router", "--port", "0", .. names.SelectMany(n => new[] { "--worker", n }), "--policy", "least_load"]);
+        var client = router.Client;
+        var ids = fleet.Model.Tokenizer.Encode("A rollout before the trainer takes the GPUs and after it gives them back.");
+        var before = await TurnAsync(client, ids);
+
+        async Task<bool> SleepingAsync(HttpClient on)
+        {
+            using var answer = JsonDocument.Parse(await on.GetStringAsync("/is_sleeping"));
+            return answer.RootElement.GetProperty("is_sleeping").GetBoolean();
+        }
+
+        using var released = await client.PostAsync("/release_memory_occupation", new StringContent("{}", Encoding.UTF8, "application/json"));
+        var text = await released.Content.ReadAsStringAsync();
+        try
+        {
+            Assert.True(released.IsSuccessStatusCode, text);
+            using var answer = JsonDocument.Parse(text);
+            Assert.True(answer.RootElement.GetProperty("success").GetBoolean());
+            Assert.Equal(3, answer.RootElement.GetProperty("servers").GetArrayLength());
+            Assert.True(await SleepingAsync(client));
+            foreach (var worker in fleet.Workers)
+            {
+                Assert.True(await SleepingAsync(worker.Client));
+            }
+        }
+        finally
+        {
+            using var resumed = await client.PostAsync("/resume_memory_occupation", new StringContent("{}", Encoding.UTF8, "application/json"));
+            Assert.True(resumed.IsSuccessStatusCode, await resumed.Content.ReadAsStringAsync());
+        }
+        Assert.False(await SleepingAsync(client));
+        Assert.All(await Task.WhenAll(fleet.Workers.Select(w => SleepingAsync(w.Client))), Assert.False);
+        Assert.Equal(before.Output, (await TurnAsync(client, ids)).Output);
+    }
 }

@@ -1,4 +1,5 @@
 using RouteReplay.Backends;
+using RouteReplay.Backends.Cuda;
 using RouteReplay.Cache;
 using RouteReplay.Model.Checkpoints;
 using RouteReplay.Storage;
@@ -60,6 +61,26 @@ public sealed partial class LlmEngine
         var weights = reloadable.PrepareWeights(checkpoint);
         var identity = weightsVersion ?? ModelFingerprint.HashWeights(directory);
         return new WeightUpdate(weights, ModelFingerprint.Compute(checkpoint.Config, identity, PayloadLayout), identity);
+    }
+
+    /// <summary>
+    /// Checks tensors another process shares through CUDA IPC against the served architecture (safe off the step
+    /// thread). Block keys get a fresh fingerprint on every update: seeded by <paramref name="weightsVersion"/> alone only
+    /// when the tensors are the complete model (engines given the same version then share stored blocks, as with a
+    /// checkpoint), else by the version (or <c>ipc</c>) and a random suffix, since a part of the model under a repeated
+    /// version must not reuse blocks computed before it.
+    /// </summary>
+    /// <exception cref="ArgumentException">A tensor's name or shape does not fit (parameter <c>tensors[i].name</c> or <c>.shape</c>).</exception>
+    /// <exception cref="NotSupportedException">The backend is not the CUDA one.</exception>
+    public WeightUpdate PrepareIpcWeightUpdate(IReadOnlyList<IpcTensor> tensors, string? weightsVersion)
+    {
+        var weights = IpcWeights.Plan(ModelConfig, tensors);
+        if (_backend is not CudaBackend)
+        {
+            throw new NotSupportedException("update_weights_from_ipc needs --device cuda: the engine copies the shared tensors on its GPU");
+        }
+        var identity = weights.IsComplete && weightsVersion is not null ? weightsVersion : $"{weightsVersion ?? "ipc"}+{Guid.NewGuid():N}";
+        return new WeightUpdate(weights, ModelFingerprint.Compute(ModelConfig, identity, PayloadLayout), identity);
     }
 
     /// <summary>

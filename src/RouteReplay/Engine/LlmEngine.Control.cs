@@ -65,10 +65,7 @@ public sealed partial class LlmEngine
 
     /// <summary>
     /// Checks tensors another process shares through CUDA IPC against the served architecture (safe off the step
-    /// thread). Block keys get a fresh fingerprint on every update: seeded by <paramref name="weightsVersion"/> alone only
-    /// when the tensors are the complete model (engines given the same version then share stored blocks, as with a
-    /// checkpoint), else by the version (or <c>ipc</c>) and a random suffix, since a part of the model under a repeated
-    /// version must not reuse blocks computed before it.
+    /// thread). Block keys get the fingerprint of <see cref="IpcWeights.WeightsIdentity"/>.
     /// </summary>
     /// <exception cref="ArgumentException">A tensor's name or shape does not fit (parameter <c>tensors[i].name</c> or <c>.shape</c>).</exception>
     /// <exception cref="NotSupportedException">The backend is not the CUDA one.</exception>
@@ -79,7 +76,7 @@ public sealed partial class LlmEngine
         {
             throw new NotSupportedException("update_weights_from_ipc needs --device cuda: the engine copies the shared tensors on its GPU");
         }
-        var identity = weights.IsComplete && weightsVersion is not null ? weightsVersion : $"{weightsVersion ?? "ipc"}+{Guid.NewGuid():N}";
+        var identity = weights.WeightsIdentity(weightsVersion);
         return new WeightUpdate(weights, ModelFingerprint.Compute(ModelConfig, identity, PayloadLayout), identity);
     }
 

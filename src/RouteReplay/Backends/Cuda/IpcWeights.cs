@@ -25,6 +25,15 @@ public sealed class IpcWeights : PreparedWeights
     /// <summary>The bytes the tensors hold.</summary>
     public long Bytes => Copies.Sum(copy => copy.Target.Elements * 2);
 
+    /// <summary>
+    /// What seeds the block-key fingerprint once these weights are live: <paramref name="weightsVersion"/> alone when the
+    /// tensors are the complete model (engines given the same version then share stored blocks, as with a checkpoint),
+    /// else the version (or <c>ipc</c>) with a random suffix, new on every call, since part of the model sent under a
+    /// repeated version must not reuse blocks computed before it.
+    /// </summary>
+    public string WeightsIdentity(string? weightsVersion) =>
+        IsComplete && weightsVersion is not null ? weightsVersion : $"{weightsVersion ?? "ipc"}+{Guid.NewGuid():N}";
+
     /// <exception cref="ArgumentException">A name is unknown or given twice, or a shape differs from the served model's.</exception>
     public static IpcWeights Plan(ModelConfig config, IReadOnlyList<IpcTensor> tensors)
     {

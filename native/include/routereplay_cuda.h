@@ -132,6 +132,16 @@ RR_API int rr_tensor(rr_model* model, int32_t kind, int32_t layer, void** device
 /* Copies bytes from host memory (any kind) to the device and waits for the copy. Between steps, several threads may
  * upload at once (each call waits for its own copy only). */
 RR_API int rr_upload(rr_model* model, void* device, const void* host, uint64_t bytes);
+/*
+ * Copies device memory other processes on this machine shared with cudaIpcGetMemHandle into the weights. handles holds
+ * num_handles 64-byte cudaIpcMemHandle_t, each opened once (cudaIpcMemLazyEnablePeerAccess, so one from another GPU
+ * works too); copy i reads bytes[i] bytes at source_offsets[i] of the allocation handles[handle_index[i]] names and
+ * writes them at destinations[i]. Nothing is copied unless every handle opens, every source range lies inside its
+ * allocation and every destination range inside the weights arena; then the copies run on the model's stream, are
+ * waited for, and the handles are closed.
+ */
+RR_API int rr_copy_from_ipc(rr_model* model, const void* handles, int32_t num_handles, const int32_t* handle_index,
+                            const uint64_t* source_offsets, void* const* destinations, const uint64_t* bytes, int32_t count);
 /* Fills count bf16 values with mean + std * N(0, 1), a pure function of (seed, index): reproducible on any GPU. */
 RR_API int rr_fill_normal(rr_model* model, void* device, uint64_t count, uint64_t seed, float mean, float std);
 

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <dlfcn.h>
 #include <string>
+#include <vector>
 
 namespace rr {
 
@@ -116,6 +118,23 @@ void validate(const rr_model_config& c) {
     require(c.max_tokens > 0 && c.max_seqs > 0 && c.max_blocks_per_seq > 0 && c.max_logit_rows > 0 && c.max_model_len > 1,
             "the step limits must be positive");
     require(c.routing_element_bytes == 1 || c.routing_element_bytes == 2, "routing_element_bytes must be 1 or 2");
+}
+
+// Bytes from ptr to the end of the allocation holding it, from the driver's cuMemGetAddressRange (the runtime API has
+// no such call; the driver library is loaded by the runtime already).
+uint64_t ipc_allocation_bytes(const void* ptr) {
+    using GetAddressRange = int (*)(unsigned long long* base, size_t* size, unsigned long long ptr);
+    static const GetAddressRange get_address_range = [] {
+        void* driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
+        return driver ? reinterpret_cast<GetAddressRange>(dlsym(driver, "cuMemGetAddressRange_v2")) : nullptr;
+    }();
+    if (!get_address_range) fail("the CUDA driver library has no cuMemGetAddressRange_v2");
+    const unsigned long long address = reinterpret_cast<unsigned long long>(ptr);
+    unsigned long long base = 0;
+    size_t size = 0;
+    const int status = get_address_range(&base, &size, address);
+    if (status != 0) fail("cuMemGetAddressRange failed with driver error " + std::to_string(status));
+    return base + size - address;
 }
 
 }  // namespace
@@ -468,6 +487,65 @@ int rr_upload(rr_model* m, void* device, const void* host, uint64_t bytes) {
     return guarded([&] {
         check_cuda(cudaSetDevice(m->device), "cudaSetDevice");
         check_cuda(cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice), "cudaMemcpy(upload)");
+    });
+}
+
+int rr_copy_from_ipc(rr_model* m, const void* handles, int32_t num_handles, const int32_t* handle_index,
+                     const uint64_t* source_offsets, void* const* destinations, const uint64_t* bytes, int32_t count) {
+    return guarded([&] {
+        if (!m->weights) fail("the weights are released; allocate them before copying into them");
+        if (num_handles < 0 || count < 0) fail("a negative number of handles or copies");
+        check_cuda(cudaSetDevice(m->device), "cudaSetDevice");
+        std::vector<void*> opened;
+        std::vector<uint64_t> allocation_bytes;
+        auto close_all = [&] {
+            for (void* p : opened) cudaIpcCloseMemHandle(p);
+        };
+        try {
+            for (int32_t h = 0; h < num_handles; h++) {
+                cudaIpcMemHandle_t ipc;
+                std::memcpy(&ipc, static_cast<const uint8_t*>(handles) + (size_t)h * sizeof(ipc), sizeof(ipc));
+                void* p = nullptr;
+                const cudaError_t status = cudaIpcOpenMemHandle(&p, ipc, cudaIpcMemLazyEnablePeerAccess);
+                if (status != cudaSuccess) {
+                    cudaGetLastError();
+                    fail("handle " + std::to_string(h) + " does not open (cudaIpcOpenMemHandle: " + cudaGetErrorString(status) +
+                         "); is its process alive and its tensor still allocated?");
+                }
+                opened.push_back(p);
+                allocation_bytes.push_back(ipc_allocation_bytes(p));
+            }
+            const uintptr_t arena = reinterpret_cast<uintptr_t>(m->weights);
+            for (int32_t i = 0; i < count; i++) {
+                if (handle_index[i] < 0 || handle_index[i] >= num_handles) fail("copy " + std::to_string(i) + " names no handle");
+                const uint64_t allocation = allocation_bytes[handle_index[i]];
+                if (source_offsets[i] > allocation || bytes[i] > allocation - source_offsets[i]) {
+                    fail("copy " + std::to_string(i) + " reads bytes " + std::to_string(source_offsets[i]) + ".." +
+                         std::to_string(source_offsets[i] + bytes[i]) + " of a shared allocation of " + std::to_string(allocation) +
+                         " bytes");
+                }
+                const uintptr_t destination = reinterpret_cast<uintptr_t>(destinations[i]);
+                if (destination < arena || destination - arena > m->weights_bytes || bytes[i] > m->weights_bytes - (destination - arena)) {
+                    fail("copy " + std::to_string(i) + " writes outside the weights");
+                }
+            }
+            for (int32_t i = 0; i < count; i++) {
+                check_cuda(cudaMemcpyAsync(destinations[i], static_cast<const uint8_t*>(opened[handle_index[i]]) + source_offsets[i],
+                                           bytes[i], cudaMemcpyDeviceToDevice, m->stream),
+                           "cudaMemcpyAsync(from IPC)");
+            }
+            check_cuda(cudaStreamSynchronize(m->stream), "cudaStreamSynchronize(from IPC)");
+        } catch (...) {
+            cudaStreamSynchronize(m->stream);
+            close_all();
+            throw;
+        }
+        cudaError_t closed = cudaSuccess;
+        for (void* p : opened) {
+            const cudaError_t status = cudaIpcCloseMemHandle(p);
+            if (closed == cudaSuccess) closed = status;
+        }
+        check_cuda(closed, "cudaIpcCloseMemHandle");
     });
 }
 

@@ -15,6 +15,9 @@
 #   device-fault a real sticky CUDA error while requests run: they fail promptly and the engine stops
 #   replay      the trainer's side: rows from serve --device cuda replayed through a top-k router in PyTorch (or
 #               Megatron-Core's) select exactly those experts (clients/python/examples/gpu_replay_check.py)
+#   ipc         weight sync by CUDA IPC: a small checkpoint loaded in a Python process is pushed into serve --device cuda
+#               with POST /update_weights_from_ipc; tokens and routing equal a fresh server's on that checkpoint
+#               (clients/python/examples/gpu_ipc_check.py)
 #   weight-sync a full Qwen3-30B-A3B checkpoint written by transformers into /dev/shm (61 GB): serve's load at startup
 #               and POST /update_weights_from_disk timed, beside safetensors' own load_file(device='cuda') in the same run
 #   memory-release the GPU shared with a trainer: in process, level 1 and level 2 releases free the KV cache and the
@@ -50,7 +53,7 @@ while [ $# -gt 0 ]; do
     --app) app=$(cd "$2" && pwd); shift 2 ;;
     --checks) checks=$(cd "$2" && pwd); shift 2 ;;
     --deadline) deadline=$2; shift 2 ;;
-    all) phases+=(build kernels kernel-bench graphs cpu-vs-cuda device-fault memory-release replay weight-sync serve-small dummy lifecycle invariance hf serve bench hf-bench); shift ;;
+    all) phases+=(build kernels kernel-bench graphs cpu-vs-cuda device-fault memory-release replay ipc weight-sync serve-small dummy lifecycle invariance hf serve bench hf-bench); shift ;;
     *) phases+=("$1"); shift ;;
   esac
 done
@@ -238,6 +241,7 @@ for p in "${phases[@]}"; do
     kernels) phase kernels 180 "$work/native/kernel_tests" ;;
     kernel-bench) phase kernel-bench 180 "$work/native/kernel_bench" "$out/results/kernel_bench.json" ;;
     weight-sync) phase weight-sync 400 weight_sync ;;
+    ipc) phase ipc 180 python3 "$root/clients/python/examples/gpu_ipc_check.py" --routereplay "$app/routereplay" --out "$out/results/gpu_ipc_check.json" ;;
     replay) phase replay 180 python3 "$root/clients/python/examples/gpu_replay_check.py" --routereplay "$app/routereplay" --out "$out/results/gpu_replay_check.json" ;;
     graphs) phase graphs 180 bash -c "'$checks/routereplay-device-checks' '$out/results' cuda-graphs small; a=\$?; '$checks/routereplay-device-checks' '$out/results/30b' cuda-graphs qwen3-30b-a3b; exit \$((a | \$?))" ;;
     device-fault) phase device-fault 120 "$checks/routereplay-device-checks" "$out/results" device-fault small ;;

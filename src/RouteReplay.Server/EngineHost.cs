@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
+using RouteReplay.Backends;
 using RouteReplay.Disaggregation;
 using RouteReplay.Engine;
 using RouteReplay.Model.Checkpoints;
@@ -254,6 +255,52 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
         {
             throw ApiException.BadRequest($"cannot load weights from '{modelPath}': {AsGiven(UserErrors.Message(e), modelPath)}", "model_path");
         }
+        var aborted = await ApplyAsync(update, weightVersion, abortAll, cancellationToken).ConfigureAwait(false);
+        Volatile.Write(ref _modelPath, modelPath);
+        _logger.LogInformation("Weights updated from {Path} (version {Version}); prefix cache cleared, {Aborted} requests aborted", Path.GetFullPath(modelPath), WeightVersion, aborted);
+        return aborted;
+    }
+
+    /// <summary>
+    /// Copies tensors a process on this machine shares through CUDA IPC into the weights, under the same rules as
+    /// <see cref="UpdateWeightsAsync"/>; the tensors may be part of the model (the rest keeps its weights).
+    /// </summary>
+    /// <returns>How many requests were aborted.</returns>
+    /// <exception cref="ApiException">400 naming the field (<c>tensors[i].name</c>, ...) or saying the backend is not CUDA.</exception>
+    public async Task<int> UpdateWeightsFromIpcAsync(IReadOnlyList<IpcTensor> tensors, string? weightVersion, bool abortAll, CancellationToken cancellationToken)
+    {
+        WeightUpdate update;
+        try
+        {
+            update = Engine.Engine.PrepareIpcWeightUpdate(tensors, weightVersion);
+        }
+        catch (ArgumentException e)
+        {
+            throw ApiException.BadRequest(UserErrors.Message(e), e.ParamName);
+        }
+        catch (NotSupportedException e)
+        {
+            throw ApiException.BadRequest(e.Message);
+        }
+        int aborted;
+        try
+        {
+            aborted = await ApplyAsync(update, weightVersion, abortAll, cancellationToken).ConfigureAwait(false);
+        }
+        catch (ArgumentException e)
+        {
+            throw ApiException.BadRequest(UserErrors.Message(e), e.ParamName);
+        }
+        _logger.LogInformation("Weights updated from {Count} shared tensors (version {Version}); prefix cache cleared, {Aborted} requests aborted", tensors.Count, WeightVersion, aborted);
+        return aborted;
+    }
+
+    /// <summary>
+    /// Closes the gate (aborting what runs when <paramref name="abortAll"/>), waits for the requests inside to leave,
+    /// makes <paramref name="update"/> live and reopens the gate; returns how many requests were aborted.
+    /// </summary>
+    private async Task<int> ApplyAsync(WeightUpdate update, string? weightVersion, bool abortAll, CancellationToken cancellationToken)
+    {
         var aborted = 0;
         using (await Gate.BeginUpdateAsync(
             abortAll ? async () => aborted = await Engine.InvokeAsync(e => e.AbortAll()).ConfigureAwait(false) : null,
@@ -265,10 +312,8 @@ public sealed class EngineHost : IAsyncDisposable, IPrefillHost
                 Volatile.Write(ref _description, PeerDescription.Of(e));
                 return true;
             }).ConfigureAwait(false);
-            Volatile.Write(ref _modelPath, modelPath);
             Volatile.Write(ref _weightVersion, weightVersion ?? update.WeightsIdentity);
         }
-        _logger.LogInformation("Weights updated from {Path} (version {Version}); prefix cache cleared, {Aborted} requests aborted", Path.GetFullPath(modelPath), WeightVersion, aborted);
         return aborted;
     }
 

@@ -131,6 +131,7 @@ public sealed class RolloutServer : IAsyncDisposable
         app.MapPost("/v1/chat/completions", (RequestDelegate)openAi.ChatCompletionsAsync);
         app.MapPost("/generate", (RequestDelegate)generate.HandleAsync);
         app.MapPost("/update_weights_from_disk", (RequestDelegate)control.UpdateWeightsFromDiskAsync);
+        app.MapPost("/update_weights_from_ipc", (RequestDelegate)control.UpdateWeightsFromIpcAsync);
         app.MapMethods("/flush_cache", ["GET", "POST"], (RequestDelegate)control.FlushCacheAsync);
         app.MapPost("/abort_request", (RequestDelegate)control.AbortRequestAsync);
         app.MapGet("/get_model_info", (RequestDelegate)control.GetModelInfoAsync);
@@ -141,7 +142,7 @@ public sealed class RolloutServer : IAsyncDisposable
         app.MapGet("/is_sleeping", (RequestDelegate)memory.IsSleepingAsync);
         app.MapMethods("/health", ["GET", "HEAD"], (RequestDelegate)control.HealthAsync);
         app.MapGet("/metrics", (RequestDelegate)metrics.HandleAsync);
-        HashSet<string> routes = ["/v1/models", "/v1/completions", "/v1/chat/completions", "/generate", "/update_weights_from_disk", "/flush_cache", "/abort_request", "/get_model_info", "/health", "/metrics",
+        HashSet<string> routes = ["/v1/models", "/v1/completions", "/v1/chat/completions", "/generate", "/update_weights_from_disk", "/update_weights_from_ipc", "/flush_cache", "/abort_request", "/get_model_info", "/health", "/metrics",
             "/release_memory_occupation", "/resume_memory_occupation", "/sleep", "/wake_up", "/is_sleeping"];
         app.MapFallback((RequestDelegate)(context => throw (routes.Contains(context.Request.Path.Value?.TrimEnd('/') ?? "")
             ? new ApiException(405, $"{context.Request.Method} is not allowed on {context.Request.Path}", null, "method_not_allowed")

@@ -4,6 +4,7 @@ gathered across a multi-turn rollout, and converted to what Megatron-Core, slime
 from .accumulate import RoutingAccumulator, accumulate
 from .client import Client
 from .errors import RouteReplayError
+from .ipc import ipc_weights_request
 from .layers import expand_to_all_layers, select_layers
 from .megatron import to_megatron_replay
 from .serve_process import ServeProcess, cli_command
@@ -20,6 +21,7 @@ __all__ = [
     "cli_command",
     "decode_routed_experts",
     "expand_to_all_layers",
+    "ipc_weights_request",
     "routing_start",
     "select_layers",
     "to_megatron_replay",

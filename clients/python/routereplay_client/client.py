@@ -10,6 +10,7 @@ import urllib.request
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .errors import RouteReplayError
+from .ipc import NamedTensors, ipc_weights_request
 from .wire import decode_routed_experts, routing_start
 
 Answer = Union[Dict[str, Any], List[Dict[str, Any]]]
@@ -129,6 +130,17 @@ class Client:
         body["messages"] = list(messages)
         return self._openai("/v1/chat/completions", body, return_routed_experts, routed_experts_start, return_token_ids)
 
+    def update_weights_from_ipc(self, named_tensors: NamedTensors, weight_version: Optional[str] = None, abort_all_requests: bool = False) -> Dict[str, Any]:
+        """
+        ``POST /update_weights_from_ipc``: the server (``serve --device cuda`` on this machine) copies these CUDA tensors
+        into its weights, device to device, without disk (see :func:`ipc_weights_request`). The tensors may be part of
+        the model; requests in flight finish on the old weights (or are aborted first with ``abort_all_requests``).
+        Keep the tensors alive until this returns.
+        """
+        body = ipc_weights_request(named_tensors, weight_version, abort_all_requests)
+        _synchronize_cuda()
+        return self.post("/update_weights_from_ipc", body)
+
     def _openai(self, path: str, body: Dict[str, Any], return_routed_experts: bool, routed_experts_start: Optional[int], return_token_ids: bool) -> Dict[str, Any]:
         _refuse_stream(body)
         if return_routed_experts:
@@ -177,6 +189,16 @@ def _error(status: int, raw: bytes) -> RouteReplayError:
     if isinstance(error, dict):
         return RouteReplayError(status, str(error.get("message", "")), error.get("type"), error.get("param"), error.get("code"))
     return RouteReplayError(status, body if isinstance(body, str) else json.dumps(body))
+
+
+def _synchronize_cuda() -> None:
+    """Waits for this process's CUDA work, so the engine reads the tensors as written (PyTorch stays optional)."""
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def _refuse_stream(fields: Dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ using RouteReplay.Server.Http;
 namespace RouteReplay.Server.Control;
 
 /// <summary>
-/// SGLang's RL control endpoints: <c>/update_weights_from_disk</c>, <c>/flush_cache</c>, <c>/abort_request</c>,
+/// SGLang's RL control endpoints: <c>/update_weights_from_disk</c>, <c>/update_weights_from_ipc</c>, <c>/flush_cache</c>, <c>/abort_request</c>,
 /// <c>/get_model_info</c>; and <c>/health</c>.
 /// </summary>
 public sealed class ControlEndpoints(EngineHost host)
@@ -32,6 +32,26 @@ public sealed class ControlEndpoints(EngineHost host)
         {
             writer.WriteBoolean("success", true);
             writer.WriteString("message", "Succeeded to update model weights.");
+            writer.WriteNumber("num_paused_requests", 0);
+            writer.WriteNumber("num_aborted_requests", aborted);
+            writer.WriteString("weight_version", host.WeightVersion);
+        }).ConfigureAwait(false);
+    }
+
+    /// <summary>Copies tensors a trainer on this machine shares through CUDA IPC into the weights (<see cref="IpcWeightsRequest"/>).</summary>
+    public async Task UpdateWeightsFromIpcAsync(HttpContext context)
+    {
+        IpcWeightsRequest request;
+        using (var body = await RequestBody.ReadObjectAsync(context, host.Options.MaxRequestBodyBytes).ConfigureAwait(false))
+        {
+            request = IpcWeightsRequest.Parse(body.RootElement);
+        }
+        var aborted = await host.UpdateWeightsFromIpcAsync(request.Tensors, request.WeightVersion, request.AbortAll, context.RequestAborted).ConfigureAwait(false);
+        await WriteAsync(context, writer =>
+        {
+            writer.WriteBoolean("success", true);
+            writer.WriteString("message", "Succeeded to update model weights.");
+            writer.WriteNumber("num_tensors", request.Tensors.Count);
             writer.WriteNumber("num_paused_requests", 0);
             writer.WriteNumber("num_aborted_requests", aborted);
             writer.WriteString("weight_version", host.WeightVersion);

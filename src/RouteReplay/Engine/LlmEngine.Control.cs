@@ -1,4 +1,5 @@
 using RouteReplay.Backends;
+using RouteReplay.Backends.Cuda;
 using RouteReplay.Cache;
 using RouteReplay.Model.Checkpoints;
 using RouteReplay.Storage;
@@ -60,6 +61,23 @@ public sealed partial class LlmEngine
         var weights = reloadable.PrepareWeights(checkpoint);
         var identity = weightsVersion ?? ModelFingerprint.HashWeights(directory);
         return new WeightUpdate(weights, ModelFingerprint.Compute(checkpoint.Config, identity, PayloadLayout), identity);
+    }
+
+    /// <summary>
+    /// Checks tensors another process shares through CUDA IPC against the served architecture (safe off the step
+    /// thread). Block keys get the fingerprint of <see cref="IpcWeights.WeightsIdentity"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">A tensor's name or shape does not fit (parameter <c>tensors[i].name</c> or <c>.shape</c>).</exception>
+    /// <exception cref="NotSupportedException">The backend is not the CUDA one.</exception>
+    public WeightUpdate PrepareIpcWeightUpdate(IReadOnlyList<IpcTensor> tensors, string? weightsVersion)
+    {
+        var weights = IpcWeights.Plan(ModelConfig, tensors);
+        if (_backend is not CudaBackend)
+        {
+            throw new NotSupportedException("update_weights_from_ipc needs --device cuda: the engine copies the shared tensors on its GPU");
+        }
+        var identity = weights.WeightsIdentity(weightsVersion);
+        return new WeightUpdate(weights, ModelFingerprint.Compute(ModelConfig, identity, PayloadLayout), identity);
     }
 
     /// <summary>

@@ -34,11 +34,17 @@ public sealed partial class CudaBackend : IReloadableBackend
     }
 
     /// <summary>
-    /// Copies the prepared checkpoint's weights over the device's; between steps, with no request running. Released
-    /// weights get their device memory back first (any host copy is dropped, not copied), so they are resident after.
+    /// Copies the prepared checkpoint's (or shared tensors', <see cref="ApplyIpcWeights"/>) weights over the device's;
+    /// between steps, with no request running. Released weights get their device memory back first (any host copy is
+    /// dropped, not copied), so they are resident after.
     /// </summary>
     public void ApplyWeights(PreparedWeights weights)
     {
+        if (weights is IpcWeights shared)
+        {
+            ApplyIpcWeights(shared);
+            return;
+        }
         if (weights is not CheckpointWeights prepared)
         {
             throw new ArgumentException("the weights were not prepared by a CUDA backend", nameof(weights));

@@ -42,6 +42,9 @@ internal static unsafe partial class CudaNative
     [LibraryImport(LibraryName, EntryPoint = "rr_upload")]
     public static partial int Upload(CudaModelHandle model, nint device, void* host, ulong bytes);
 
+    [LibraryImport(LibraryName, EntryPoint = "rr_copy_from_ipc")]
+    public static partial int CopyFromIpc(CudaModelHandle model, byte* handles, int numHandles, int* handleIndex, ulong* sourceOffsets, nint* destinations, ulong* bytes, int count);
+
     [LibraryImport(LibraryName, EntryPoint = "rr_fill_normal")]
     public static partial int FillNormal(CudaModelHandle model, nint device, ulong count, ulong seed, float mean, float std);
 

@@ -31,6 +31,24 @@ def ipc_weights_request(named_tensors: NamedTensors, weight_version: Optional[st
     return body
 
 
+def cuda_ipc_mem_handle(name: str, handle: bytes) -> bytes:
+    """
+    The ``cudaIpcMemHandle_t`` in a storage's shared handle. Recent PyTorch writes ``[version byte][type byte][payload]``
+    (type ``c``: a ``cudaMalloc`` block followed by its 64-byte handle; ``e``: an expandable segment, shared another
+    way); older PyTorch wrote the 64 bytes alone.
+    """
+    if len(handle) == HANDLE_BYTES:
+        return handle
+    if len(handle) == HANDLE_BYTES + 2 and handle[1:2] == b"c":
+        return handle[2:]
+    if len(handle) >= 2 and handle[1:2] == b"e":
+        raise ValueError(
+            f"tensor {name!r} lives in one of PyTorch's expandable segments, which CUDA IPC handles cannot share: run the "
+            "trainer without expandable_segments (PYTORCH_CUDA_ALLOC_CONF)")
+    raise ValueError(f"tensor {name!r}: its storage's shared handle has {len(handle)} bytes, neither a cudaIpcMemHandle_t "
+                     f"({HANDLE_BYTES}) nor PyTorch's versioned form of one ({HANDLE_BYTES + 2})")
+
+
 def _describe(name: str, tensor: Any) -> Dict[str, Any]:
     if not getattr(tensor, "is_cuda", False):
         raise ValueError(f"tensor {name!r} is not on a CUDA device: only CUDA tensors can be shared through IPC")
@@ -40,11 +58,7 @@ def _describe(name: str, tensor: Any) -> Dict[str, Any]:
         raise ValueError(f"tensor {name!r} is not contiguous: send t.contiguous()")
     shared = tensor.untyped_storage()._share_cuda_()
     device, handle, _storage_bytes, storage_offset_bytes = shared[0], shared[1], shared[2], shared[3]
-    handle = bytes(handle)
-    if len(handle) != HANDLE_BYTES:
-        raise ValueError(
-            f"tensor {name!r}: its storage's IPC handle has {len(handle)} bytes, not the {HANDLE_BYTES} of a cudaIpcMemHandle_t "
-            "(PyTorch's expandable segments share memory another way: run the trainer without expandable_segments)")
+    handle = cuda_ipc_mem_handle(name, bytes(handle))
     return {
         "name": name,
         "dtype": "bfloat16",

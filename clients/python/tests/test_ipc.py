@@ -71,11 +71,19 @@ def test_pairs_are_accepted_in_order_and_a_missing_version_is_left_out():
     (FakeTensor([2], FakeStorage(0, HANDLE, 64, 0), contiguous=False), "contiguous"),
     (FakeTensor([2], FakeStorage(0, HANDLE, 64, 0), is_cuda=False), "CUDA"),
     (FakeTensor([2], FakeStorage(0, b"short", 64, 0)), "64"),
+    (FakeTensor([2], FakeStorage(0, b"\x02e" + HANDLE, 64, 0)), "expandable_segments"),
+    (FakeTensor([2], FakeStorage(0, b"\x02x" + HANDLE, 64, 0)), "66"),
 ])
 def test_a_tensor_that_cannot_be_shared_is_a_value_error_naming_it(tensor, said):
     with pytest.raises(ValueError, match=said) as error:
         ipc_weights_request({"model.layers.1.mlp.gate.weight": tensor})
     assert "'model.layers.1.mlp.gate.weight'" in str(error.value)
+
+
+def test_the_versioned_handle_of_recent_pytorch_gives_its_cuda_handle():
+    storage = FakeStorage(0, b"\x02c" + HANDLE, 64, 0)
+    body = ipc_weights_request({"model.norm.weight": FakeTensor([8], storage)})
+    assert base64.b64decode(body["tensors"][0]["ipc_handle"]) == HANDLE
 
 
 def test_nothing_to_send_is_a_value_error():

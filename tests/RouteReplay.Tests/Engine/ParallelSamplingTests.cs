@@ -12,7 +12,7 @@ public sealed class ParallelSamplingTests(TinyModelFixture model) : IClassFixtur
     [Fact]
     public void Many_sampled_rows_in_one_step_draw_what_each_draws_alone()
     {
-        var requests = Enumerable.Range(0, 12).Select(i => new EngineRequest
+        var requests = Enumerable.Range(0, 8).Select(i => new EngineRequest
         {
             RequestId = $"r{i}",
             PromptTokenIds = model.Tokenizer.Encode($"Request number {i} samples its own tokens from its own seed"),
@@ -22,7 +22,7 @@ public sealed class ParallelSamplingTests(TinyModelFixture model) : IClassFixtur
                 TopP = i % 3 == 0 ? 0.9f : 1f,
                 TopK = i % 5 == 0 ? 20 : 0,
                 Seed = (ulong)(100 + i),
-                MaxTokens = 10,
+                MaxTokens = 6,
                 IgnoreEos = true,
             },
             Logprobs = i % 2 == 0 ? 2 : null,
@@ -30,7 +30,7 @@ public sealed class ParallelSamplingTests(TinyModelFixture model) : IClassFixtur
         }).ToArray();
         var reference = EngineRunner.OneAtATime(model, requests);
 
-        using var engine = EngineRunner.Create(model, new EngineOptions { NumBlocks = 256, MaxNumSeqs = 12 });
+        using var engine = EngineRunner.Create(model, new EngineOptions { NumBlocks = 256, MaxNumSeqs = 8 });
         var runner = new EngineRunner();
         foreach (var request in requests)
         {
@@ -38,7 +38,7 @@ public sealed class ParallelSamplingTests(TinyModelFixture model) : IClassFixtur
         }
         engine.RunToCompletion();
 
-        Assert.True(Environment.ProcessorCount < 2 || engine.Stats.Steps < 12 * 11, "the requests should share steps");
+        Assert.True(engine.Stats.Steps < 8 * 6, "the requests should share steps");
         foreach (var request in requests)
         {
             var want = reference[request.RequestId].Choices[0];

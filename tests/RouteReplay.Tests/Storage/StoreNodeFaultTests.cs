@@ -57,8 +57,8 @@ public sealed class StoreNodeFaultTests(TinyModelFixture model) : IClassFixture<
             Assert.False(live.IsDown);
             Assert.Equal(0, live.Outages);
         }
-        var line = Assert.Single(log);
-        Assert.Contains($"node 127.0.0.1:{cluster.Ports[2]} failed", line);
+        Assert.Single(log, line => line.Contains($"node 127.0.0.1:{cluster.Ports[2]} failed", StringComparison.Ordinal));
+        Assert.DoesNotContain(log, line => cluster.Ports[..2].Any(port => line.Contains($"node 127.0.0.1:{port}", StringComparison.Ordinal)));
     }
 
     [Fact]

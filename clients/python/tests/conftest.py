@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -53,3 +54,11 @@ def client(url) -> Client:
 @pytest.fixture(scope="session")
 def info(client) -> dict:
     return client.model_info()
+
+
+def load_example(name: str):
+    """The module of ``examples/NAME.py``, loaded from its file (the examples are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

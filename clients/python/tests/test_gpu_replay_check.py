@@ -1,21 +1,14 @@
 """The GPU replay check's parts that need no PyTorch: its rollouts against the test server and its verdict."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from conftest import load_example
 
 from routereplay_client import to_megatron_replay
-
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "gpu_replay_check.py"
 
 
 @pytest.fixture(scope="module")
 def check():
-    spec = importlib.util.spec_from_file_location("gpu_replay_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("gpu_replay_check")
 
 
 def test_its_expected_experts_read_from_the_rows_agree_with_to_megatron_replay(check, client, info):

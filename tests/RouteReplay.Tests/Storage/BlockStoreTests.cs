@@ -125,13 +125,15 @@ public sealed class FileBlockStoreTests : BlockStoreContract, IAsyncLifetime
             {
                 await store.PutAsync(KeyOf(i), Value(i, 10_000), CancellationToken.None);
             }
+            // 14 values of which the cap holds 10: an eviction pass leaves 9, but one may end before the last write,
+            // which then brings the folder to exactly the cap without passing it.
             var deadline = DateTime.UtcNow.AddSeconds(10);
-            while (Directory.GetFiles(folder, "*" + FileBlockStore.Extension, SearchOption.AllDirectories).Length > 9 && DateTime.UtcNow < deadline)
+            while (Directory.GetFiles(folder, "*" + FileBlockStore.Extension, SearchOption.AllDirectories).Length > 10 && DateTime.UtcNow < deadline)
             {
                 await Task.Delay(20);
             }
-            Assert.True(Directory.GetFiles(folder, "*" + FileBlockStore.Extension, SearchOption.AllDirectories).Length <= 9);
-            Assert.True(store.Evictions >= 5);
+            Assert.True(Directory.GetFiles(folder, "*" + FileBlockStore.Extension, SearchOption.AllDirectories).Length <= 10);
+            Assert.True(store.Evictions >= 4);
             Assert.NotNull(await Read(store, KeyOf(0)));
             Assert.Null(await Read(store, KeyOf(1)));
             Assert.NotNull(await Read(store, KeyOf(13)));

@@ -85,7 +85,50 @@ public static class ModelFingerprint
         Line(text, "dtype", config.DType);
         Line(text, "attention_bias", config.AttentionBias);
         Line(text, "routing_dtype", RoutingDTypeName(config.NumExperts));
+        AppendFamilyLines(text, config);
         return text.ToString();
+    }
+
+    /// <summary>
+    /// The fields other families add, each only when it differs from Qwen3-MoE's value, so a Qwen3-MoE model's text
+    /// (and every key already stored for one) is unchanged.
+    /// </summary>
+    private static void AppendFamilyLines(StringBuilder text, ModelConfig config)
+    {
+        var qwen3 = new ModelConfig
+        {
+            Architecture = config.Architecture,
+            HiddenSize = 0,
+            NumHiddenLayers = 0,
+            NumAttentionHeads = 0,
+            NumKeyValueHeads = 0,
+            HeadDim = 0,
+            IntermediateSize = 0,
+            MoeIntermediateSize = 0,
+            NumExperts = 0,
+            NumExpertsPerTok = 0,
+            RopeTheta = 0,
+            VocabSize = 0,
+            MaxPositionEmbeddings = 0,
+            DType = "",
+        };
+        void LineIfChanged<T>(string name, T value, T qwen3Value)
+        {
+            if (!EqualityComparer<T>.Default.Equals(value, qwen3Value))
+            {
+                Line(text, name, Convert.ToString(value, CultureInfo.InvariantCulture) ?? "null");
+            }
+        }
+        LineIfChanged("model_type", config.ModelType, qwen3.ModelType);
+        LineIfChanged("router", RouterText(config.Router), RouterText(qwen3.Router));
+        LineIfChanged("shared_expert_intermediate_size", config.SharedExpertIntermediateSize, qwen3.SharedExpertIntermediateSize);
+        LineIfChanged("shared_expert_gate", config.SharedExpertGate, qwen3.SharedExpertGate);
+        LineIfChanged("first_k_dense_replace", config.FirstKDenseReplace, qwen3.FirstKDenseReplace);
+        LineIfChanged("qk_norm", config.QkNorm.ToString(), qwen3.QkNorm.ToString());
+        LineIfChanged("clip_qkv", config.ClipQkv, qwen3.ClipQkv);
+        LineIfChanged("output_projection_bias", config.OutputProjectionBias, config.AttentionBias);
+        LineIfChanged("sliding_window", config.SlidingWindow, qwen3.SlidingWindow);
+        LineIfChanged("sliding_layers", string.Join(',', config.SlidingLayers), string.Join(',', qwen3.SlidingLayers));
     }
 
     /// <summary>
@@ -167,6 +210,9 @@ public static class ModelFingerprint
     private static void Line(StringBuilder text, string name, double value) => Line(text, name, Number(value));
 
     private static void Line(StringBuilder text, string name, bool value) => Line(text, name, value ? "true" : "false");
+
+    private static string RouterText(RouterSpec router) =>
+        string.Join(',', router.Scoring, router.LogitBias, router.CorrectionBias, router.ExpertGroups, router.TopKGroups, Number(router.ScalingFactor));
 
     private static string Number(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 }

@@ -148,7 +148,7 @@ public sealed class CpuBackendTests(TinyModelFixture model) : IClassFixture<Tiny
     public void Top_k_orders_by_probability_and_breaks_ties_to_the_lower_id()
     {
         Span<int> selected = stackalloc int[3];
-        MoeBlock.SelectTopK([0.1f, 0.3f, 0.2f, 0.3f, 0.05f], selected);
+        ExpertRouter.SelectTopK([0.1f, 0.3f, 0.2f, 0.3f, 0.05f], selected);
         Assert.Equal(new[] { 1, 3, 2 }, selected.ToArray());
     }
 }

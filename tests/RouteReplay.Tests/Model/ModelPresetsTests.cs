@@ -50,7 +50,7 @@ public sealed class ModelPresetsTests
         Assert.Equal((151_936, false, 1e-6, 1_000_000.0, true), (c.VocabSize, c.TieWordEmbeddings, c.RmsNormEps, c.RopeTheta, c.NormTopkProb));
         Assert.Equal(Enumerable.Range(0, 48), c.MoeLayers);
         Assert.Equal(40960, c.MaxPositionEmbeddings);
-        var bytes = Qwen3MoeWeightLayout.Enumerate(c).Sum(w => TensorShapes.ElementCount(w.Shape) * 2);
+        var bytes = WeightLayout.Enumerate(c).Sum(w => TensorShapes.ElementCount(w.Shape) * 2);
         Assert.InRange(bytes, 61_000_000_000, 61_100_000_000);
     }
 

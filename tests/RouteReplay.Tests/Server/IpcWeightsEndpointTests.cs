@@ -22,7 +22,7 @@ public sealed class IpcWeightsEndpointTests(TinyModelFixture model) : IClassFixt
     private JsonObject Body()
     {
         var tensors = new JsonArray();
-        foreach (var weight in Qwen3MoeWeightLayout.Enumerate(model.Config).Take(5))
+        foreach (var weight in WeightLayout.Enumerate(model.Config).Take(5))
         {
             tensors.Add(new JsonObject
             {

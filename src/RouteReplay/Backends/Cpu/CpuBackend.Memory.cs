@@ -6,7 +6,7 @@ namespace RouteReplay.Backends.Cpu;
 /// </summary>
 public sealed partial class CpuBackend : IReleasableBackend
 {
-    private Qwen3MoeWeights? _hostCopy;
+    private ModelWeights? _hostCopy;
 
     public bool KvCacheReleased => _cache is null;
 
@@ -22,7 +22,7 @@ public sealed partial class CpuBackend : IReleasableBackend
 
     private CpuKvCache LiveCache => _cache ?? throw new InvalidOperationException("the KV cache is released; restore it before a forward or a block copy");
 
-    private Qwen3MoeWeights LiveWeights => _weights ?? throw new InvalidOperationException($"the weights are released ({Weights}); restore or replace them before a forward");
+    private ModelWeights LiveWeights => _weights ?? throw new InvalidOperationException($"the weights are released ({Weights}); restore or replace them before a forward");
 
     public void ReleaseKvCache() => _cache = null;
 

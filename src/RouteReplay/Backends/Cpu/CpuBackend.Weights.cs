@@ -15,7 +15,7 @@ public sealed partial class CpuBackend : IReloadableBackend
                 $"the checkpoint in '{checkpoint.Directory}' does not match the served model's architecture: {FirstDifference(Config, checkpoint.Config)}",
                 "model_path");
         }
-        return new CpuWeights(Qwen3MoeWeights.Load(checkpoint));
+        return new CpuWeights(ModelWeights.Load(checkpoint));
     }
 
     /// <summary>
@@ -48,8 +48,8 @@ public sealed partial class CpuBackend : IReloadableBackend
         return "their end-of-sequence token ids differ";
     }
 
-    private sealed class CpuWeights(Qwen3MoeWeights weights) : PreparedWeights
+    private sealed class CpuWeights(ModelWeights weights) : PreparedWeights
     {
-        public Qwen3MoeWeights Weights { get; } = weights;
+        public ModelWeights Weights { get; } = weights;
     }
 }

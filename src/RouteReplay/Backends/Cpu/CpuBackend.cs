@@ -11,7 +11,7 @@ namespace RouteReplay.Backends.Cpu;
 /// </summary>
 public sealed partial class CpuBackend : IModelBackend
 {
-    private Qwen3MoeWeights? _weights;
+    private ModelWeights? _weights;
     private CpuKvCache? _cache;
     private readonly RotaryEmbedding _rope;
     private readonly MoeBlock _moe;
@@ -20,7 +20,7 @@ public sealed partial class CpuBackend : IModelBackend
     private Scratch _scratch = new(0, null!);
     private float[] _logits = [];
 
-    private CpuBackend(ModelConfig config, Qwen3MoeWeights weights, int numBlocks, int blockSize)
+    private CpuBackend(ModelConfig config, ModelWeights weights, int numBlocks, int blockSize)
     {
         Config = config;
         RoutingFormat = RoutingFormat.For(config);
@@ -36,7 +36,7 @@ public sealed partial class CpuBackend : IModelBackend
 
     /// <summary>Loads the checkpoint's weights as fp32 and allocates a KV cache of <paramref name="numBlocks"/> blocks.</summary>
     public static CpuBackend Load(Checkpoint checkpoint, int numBlocks, int blockSize) =>
-        new(checkpoint.Config, Qwen3MoeWeights.Load(checkpoint), numBlocks, blockSize);
+        new(checkpoint.Config, ModelWeights.Load(checkpoint), numBlocks, blockSize);
 
     public ModelConfig Config { get; }
 
@@ -146,41 +146,79 @@ public sealed partial class CpuBackend : IModelBackend
         ParallelMath.MatMul(w.Q, s.Normed, 0, n, s.Query, 0);
         ParallelMath.MatMul(w.K, s.Normed, 0, n, s.Key, 0);
         ParallelMath.MatMul(w.V, s.Normed, 0, n, s.Value, 0);
+        var clip = Config.ClipQkv is { } limit ? (float)limit : float.PositiveInfinity;
+        Clip(s.Value.AsSpan(0, n * kvDim), clip);
         var keys = cache.Keys[layer];
         var values = cache.Values[layer];
         for (var t = 0; t < n; t++)
         {
             var cos = s.Cos.AsSpan(t * s.HalfHeadDim, s.HalfHeadDim);
             var sin = s.Sin.AsSpan(t * s.HalfHeadDim, s.HalfHeadDim);
+            NormProjection(s.Query.AsSpan(t * qDim, qDim), w.QNorm, hd);
+            NormProjection(s.Key.AsSpan(t * kvDim, kvDim), w.KNorm, hd);
+            Clip(s.Query.AsSpan(t * qDim, qDim), clip);
+            Clip(s.Key.AsSpan(t * kvDim, kvDim), clip);
             for (var head = 0; head < heads; head++)
             {
-                var q = s.Query.AsSpan((t * qDim) + (head * hd), hd);
-                Kernels.RmsNorm(q, w.QNorm, _eps, q);
-                RotaryEmbedding.Apply(q, cos, sin);
+                RotaryEmbedding.Apply(s.Query.AsSpan((t * qDim) + (head * hd), hd), cos, sin);
             }
             var slot = batch.SlotMapping[t];
             for (var head = 0; head < kvHeads; head++)
             {
-                var k = s.Key.AsSpan((t * kvDim) + (head * hd), hd);
-                Kernels.RmsNorm(k, w.KNorm, _eps, k);
-                RotaryEmbedding.Apply(k, cos, sin);
+                RotaryEmbedding.Apply(s.Key.AsSpan((t * kvDim) + (head * hd), hd), cos, sin);
             }
             s.Key.AsSpan(t * kvDim, kvDim).CopyTo(keys.AsSpan(slot * kvDim, kvDim));
             s.Value.AsSpan(t * kvDim, kvDim).CopyTo(values.AsSpan(slot * kvDim, kvDim));
         }
+        var window = Config.WindowOf(layer);
         ParallelMath.For(n * heads >= 8 ? Math.Min(n * heads, Environment.ProcessorCount * 4) : 1, part =>
         {
             var parts = n * heads >= 8 ? Math.Min(n * heads, Environment.ProcessorCount * 4) : 1;
             for (var item = part; item < n * heads; item += parts)
             {
-                AttendOneHead(batch, cache, item / heads, item % heads, keys, values, s);
+                AttendOneHead(batch, cache, item / heads, item % heads, window, keys, values, s);
             }
         });
         ParallelMath.MatMul(w.O, s.Attended, 0, n, s.Projected, 0);
     }
 
-    /// <summary>Causal attention of one query head over positions <c>0..p</c> of its sequence, read from the cache.</summary>
-    private void AttendOneHead(ForwardBatch batch, CpuKvCache cache, int t, int head, float[] keys, float[] values, Scratch s)
+    /// <summary>RMSNorm of a q or k projection: per head when the weight is one head wide, else over the whole projection.</summary>
+    private void NormProjection(Span<float> projection, float[]? weight, int headDim)
+    {
+        if (weight is null)
+        {
+            return;
+        }
+        if (weight.Length == projection.Length)
+        {
+            Kernels.RmsNorm(projection, weight, _eps, projection);
+            return;
+        }
+        for (var start = 0; start < projection.Length; start += headDim)
+        {
+            var head = projection.Slice(start, headDim);
+            Kernels.RmsNorm(head, weight, _eps, head);
+        }
+    }
+
+    /// <summary>OLMoE's <c>clip_qkv</c>, after the q/k norms; nothing when the limit is infinite.</summary>
+    private static void Clip(Span<float> values, float limit)
+    {
+        if (float.IsPositiveInfinity(limit))
+        {
+            return;
+        }
+        foreach (ref var x in values)
+        {
+            x = Math.Clamp(x, -limit, limit);
+        }
+    }
+
+    /// <summary>
+    /// Causal attention of one query head over positions <c>0..p</c> of its sequence (the last
+    /// <paramref name="window"/> of them when the layer slides), read from the cache.
+    /// </summary>
+    private void AttendOneHead(ForwardBatch batch, CpuKvCache cache, int t, int head, int window, float[] keys, float[] values, Scratch s)
     {
         int hd = Config.HeadDim, kvDim = Config.NumKeyValueHeads * hd;
         var kvHead = head / (Config.NumAttentionHeads / Config.NumKeyValueHeads);
@@ -188,21 +226,22 @@ public sealed partial class CpuBackend : IModelBackend
         var blockTable = batch.BlockTable(batch.TokenSequence[t]);
         var q = s.Query.AsSpan((t * Config.NumAttentionHeads * hd) + (head * hd), hd);
         var output = s.Attended.AsSpan((t * Config.NumAttentionHeads * hd) + (head * hd), hd);
-        var scores = ArrayPool<float>.Shared.Rent(position + 1);
+        var first = window > 0 ? Math.Max(0, position - window + 1) : 0;
+        var scores = ArrayPool<float>.Shared.Rent(position + 1 - first);
         try
         {
-            var span = scores.AsSpan(0, position + 1);
-            for (var j = 0; j <= position; j++)
+            var span = scores.AsSpan(0, position + 1 - first);
+            for (var j = first; j <= position; j++)
             {
                 var slot = cache.SlotOf(blockTable, j);
-                span[j] = Kernels.Dot(q, keys.AsSpan((slot * kvDim) + (kvHead * hd), hd)) * _attentionScale;
+                span[j - first] = Kernels.Dot(q, keys.AsSpan((slot * kvDim) + (kvHead * hd), hd)) * _attentionScale;
             }
             Kernels.Softmax(span);
             output.Clear();
-            for (var j = 0; j <= position; j++)
+            for (var j = first; j <= position; j++)
             {
                 var slot = cache.SlotOf(blockTable, j);
-                Kernels.AddScaled(output, values.AsSpan((slot * kvDim) + (kvHead * hd), hd), span[j]);
+                Kernels.AddScaled(output, values.AsSpan((slot * kvDim) + (kvHead * hd), hd), span[j - first]);
             }
         }
         finally
@@ -223,7 +262,7 @@ public sealed partial class CpuBackend : IModelBackend
         ParallelMath.MatMul(mlp.Down, s.Gate, 0, n, s.Projected, 0);
     }
 
-    private void ComputeLogits(ForwardBatch batch, Qwen3MoeWeights weights, Scratch s)
+    private void ComputeLogits(ForwardBatch batch, ModelWeights weights, Scratch s)
     {
         var rows = batch.LogitRowCount;
         if (rows == 0)

@@ -5,23 +5,29 @@ using RouteReplay.Routing;
 namespace RouteReplay.Backends.Cpu;
 
 /// <summary>
-/// The sparse MoE block: router softmax, top-k (or the forced experts), the selected SwiGLU experts, and the weighted
-/// sum. Tokens are grouped by expert so a prefill reuses each expert's weights; every product is still computed by
-/// the same per-row kernel, so grouping never changes a value.
+/// The sparse MoE block: the router's scores and top-k (<see cref="ExpertRouter"/>, or the forced experts), the
+/// selected SwiGLU experts, the weighted sum, and the shared expert when the family has one. Tokens are grouped by
+/// expert so a prefill reuses each expert's weights; every product is still computed by the same per-row kernel, so
+/// grouping never changes a value.
 /// </summary>
 internal sealed class MoeBlock
 {
     private readonly ModelConfig _config;
     private readonly RoutingFormat _format;
-    private Buffers _buffers = new(0, 0, 0, 0, 0);
+    private readonly ExpertRouter _router;
+    private Buffers _buffers = new(0, 0, 0, 0, 0, 0);
 
     public MoeBlock(ModelConfig config, RoutingFormat format)
     {
         _config = config;
         _format = format;
+        _router = new ExpertRouter(config);
     }
 
-    /// <summary>When set, sees every token's router probabilities (MoE layer index, token, probabilities); for checks.</summary>
+    /// <summary>
+    /// When set, sees every token's selection scores (MoE layer index, token, scores): the router probabilities of a
+    /// softmax router; for checks.
+    /// </summary>
     public Action<int, int, float[]>? RouterObserver { get; set; }
 
     /// <summary>Writes the block's output for <paramref name="tokens"/> rows of <paramref name="input"/> into <paramref name="output"/>.</summary>
@@ -32,7 +38,7 @@ internal sealed class MoeBlock
         ParallelMath.MatMul(weights.Router, input, 0, tokens, b.RouterProbabilities, 0);
         for (var t = 0; t < tokens; t++)
         {
-            Route(batch, moeIndex, t, b);
+            Route(batch, weights, moeIndex, t, b);
         }
 
         Array.Clear(b.ExpertCounts);
@@ -78,20 +84,47 @@ internal sealed class MoeBlock
                 Kernels.AddScaled(sum, b.ExpertOutput.AsSpan(b.RowOfAssignment[i] * h, h), b.GateWeights[i]);
             }
         }
+        if (weights.SharedExpert is { } shared)
+        {
+            AddSharedExpert(weights, shared, input, output, tokens, b);
+        }
+    }
+
+    /// <summary>Adds the shared expert's output, scaled by <c>sigmoid(shared_expert_gate(x))</c> when the block has that gate.</summary>
+    private void AddSharedExpert(MoeWeights weights, SwiGluMlp shared, float[] input, float[] output, int tokens, Buffers b)
+    {
+        var h = _config.HiddenSize;
+        ParallelMath.MatMul(shared.Gate, input, 0, tokens, b.SharedGate, 0);
+        ParallelMath.MatMul(shared.Up, input, 0, tokens, b.SharedUp, 0);
+        var count = tokens * shared.Gate.OutDim;
+        for (var i = 0; i < count; i++)
+        {
+            b.SharedGate[i] = Kernels.Silu(b.SharedGate[i]) * b.SharedUp[i];
+        }
+        ParallelMath.MatMul(shared.Down, b.SharedGate, 0, tokens, b.SharedOutput, 0);
+        if (weights.SharedExpertGate is { } gate)
+        {
+            ParallelMath.MatMul(gate, input, 0, tokens, b.SharedGateLogits, 0);
+        }
+        for (var t = 0; t < tokens; t++)
+        {
+            var scale = weights.SharedExpertGate is null ? 1f : 1f / (1f + MathF.Exp(-b.SharedGateLogits[t]));
+            Kernels.AddScaled(output.AsSpan(t * h, h), b.SharedOutput.AsSpan(t * h, h), scale);
+        }
     }
 
     /// <summary>Chooses the token's experts and gate weights and records them in its routing row.</summary>
-    private void Route(ForwardBatch batch, int moeIndex, int t, Buffers b)
+    private void Route(ForwardBatch batch, MoeWeights weights, int moeIndex, int t, Buffers b)
     {
         int k = _config.NumExpertsPerTok, experts = _config.NumExperts;
-        var probabilities = b.RouterProbabilities.AsSpan(t * experts, experts);
-        if (!TensorPrimitives.IsFiniteAll(probabilities))
+        var scores = b.RouterProbabilities.AsSpan(t * experts, experts);
+        if (!TensorPrimitives.IsFiniteAll(scores))
         {
             batch.TokenStatus[t] |= (byte)TokenFault.NonFiniteRouterLogits;
-            ReplaceNonFinite(probabilities);
+            ReplaceNonFinite(scores);
         }
-        Kernels.Softmax(probabilities);
-        RouterObserver?.Invoke(moeIndex, t, probabilities.ToArray());
+        var selection = _router.Score(scores, weights.CorrectionBias);
+        RouterObserver?.Invoke(moeIndex, t, selection.ToArray());
         var selected = b.Selected.AsSpan(t * k, k);
         var forcedRow = batch.ForcedRouting.AsSpan(t * _format.RowBytes, _format.RowBytes);
         if (batch.HasForcedRouting && !_format.IsUnsetRow(forcedRow))
@@ -108,22 +141,9 @@ internal sealed class MoeBlock
         }
         else
         {
-            SelectTopK(probabilities, selected);
+            _router.Select(selected);
         }
-        var gateWeights = b.GateWeights.AsSpan(t * k, k);
-        var total = 0f;
-        for (var j = 0; j < k; j++)
-        {
-            gateWeights[j] = probabilities[selected[j]];
-            total += gateWeights[j];
-        }
-        if (_config.NormTopkProb && total > 0)
-        {
-            for (var j = 0; j < k; j++)
-            {
-                gateWeights[j] /= total;
-            }
-        }
+        _router.Weigh(scores, selected, b.GateWeights.AsSpan(t * k, k));
         var routingRow = batch.RoutingRow(t);
         for (var j = 0; j < k; j++)
         {
@@ -152,27 +172,6 @@ internal sealed class MoeBlock
         }
     }
 
-    /// <summary>The k largest probabilities in descending order; a tie goes to the lower expert id.</summary>
-    internal static void SelectTopK(ReadOnlySpan<float> probabilities, Span<int> selected)
-    {
-        for (var j = 0; j < selected.Length; j++)
-        {
-            var best = -1;
-            for (var e = 0; e < probabilities.Length; e++)
-            {
-                if (selected[..j].Contains(e))
-                {
-                    continue;
-                }
-                if (best < 0 || probabilities[e] > probabilities[best])
-                {
-                    best = e;
-                }
-            }
-            selected[j] = best;
-        }
-    }
-
     private static void RunExpert(SwiGluMlp expert, Buffers b, int firstRow, int rows, int inter, int h)
     {
         Kernels.MatMul(expert.Gate.Weight, h, inter, b.Gathered.AsSpan(firstRow * h, rows * h), rows, b.Gate.AsSpan(firstRow * inter, rows * inter), 0, inter);
@@ -190,12 +189,18 @@ internal sealed class MoeBlock
     {
         if (_buffers.Capacity < tokens)
         {
-            _buffers = new Buffers(Math.Max(tokens, _buffers.Capacity * 2), _config.NumExperts, _config.NumExpertsPerTok, _config.HiddenSize, _config.MoeIntermediateSize);
+            _buffers = new Buffers(
+                Math.Max(tokens, _buffers.Capacity * 2),
+                _config.NumExperts,
+                _config.NumExpertsPerTok,
+                _config.HiddenSize,
+                _config.MoeIntermediateSize,
+                _config.SharedExpertIntermediateSize);
         }
         return _buffers;
     }
 
-    private sealed class Buffers(int capacity, int experts, int k, int hidden, int inter)
+    private sealed class Buffers(int capacity, int experts, int k, int hidden, int inter, int sharedInter)
     {
         public int Capacity { get; } = capacity;
 
@@ -220,5 +225,13 @@ internal sealed class MoeBlock
         public float[] Up { get; } = new float[capacity * k * inter];
 
         public float[] ExpertOutput { get; } = new float[capacity * k * hidden];
+
+        public float[] SharedGate { get; } = new float[capacity * sharedInter];
+
+        public float[] SharedUp { get; } = new float[capacity * sharedInter];
+
+        public float[] SharedOutput { get; } = new float[sharedInter > 0 ? capacity * hidden : 0];
+
+        public float[] SharedGateLogits { get; } = new float[sharedInter > 0 ? capacity : 0];
     }
 }

@@ -108,7 +108,7 @@ public sealed partial class CudaBackend : IReloadableBackend
     /// </summary>
     private void FillRandom(ulong seed)
     {
-        var specs = Qwen3MoeWeightLayout.Enumerate(Config).ToDictionary(spec => spec.Name);
+        var specs = WeightLayout.Enumerate(Config).ToDictionary(spec => spec.Name);
         long total = 0;
         foreach (var tensor in DeviceTensorMap.Tensors(Config, _ => false))
         {

@@ -1,13 +1,47 @@
 namespace RouteReplay.Model.Checkpoints;
 
 /// <summary>
-/// The architecture of a Qwen3-MoE model, as read from a Hugging Face <c>config.json</c>
-/// (both the transformers 4.x and 5.x spellings). Equality compares the lists by their elements.
+/// The architecture of an MoE model of one of the <see cref="ModelFamilies"/>, as read from a Hugging Face
+/// <c>config.json</c> (both the transformers 4.x and 5.x spellings). The defaults of the family fields are
+/// Qwen3-MoE's. Equality compares the lists by their elements.
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary>The architecture name the model declares; always <c>Qwen3MoeForCausalLM</c> when parsed.</summary>
+    /// <summary>The architecture name of the family (<c>Qwen3MoeForCausalLM</c>, <c>MixtralForCausalLM</c>, ...).</summary>
     public required string Architecture { get; init; }
+
+    /// <summary>The family, as transformers' <c>model_type</c> names it (<see cref="ModelFamilies"/>).</summary>
+    public string ModelType { get; init; } = ModelFamilies.Qwen3Moe;
+
+    /// <summary>How the router turns its logits into the selected experts and their weights.</summary>
+    public RouterSpec Router { get; init; } = RouterSpec.Softmax;
+
+    /// <summary>
+    /// Hidden width of the shared expert every token of an MoE layer also runs (Qwen2-MoE's
+    /// <c>shared_expert_intermediate_size</c>; DeepSeek's <c>moe_intermediate_size * n_shared_experts</c>); 0 for none.
+    /// </summary>
+    public int SharedExpertIntermediateSize { get; init; }
+
+    /// <summary>Whether the shared expert's output is scaled by <c>sigmoid(shared_expert_gate(x))</c> (Qwen2-MoE).</summary>
+    public bool SharedExpertGate { get; init; }
+
+    /// <summary>The first this-many layers are dense (<c>first_k_dense_replace</c>).</summary>
+    public int FirstKDenseReplace { get; init; }
+
+    /// <summary>Where q/k RMSNorm applies: per head (Qwen3), over the whole projection (OLMoE), or not at all.</summary>
+    public QkNormKind QkNorm { get; init; } = QkNormKind.PerHead;
+
+    /// <summary>OLMoE's <c>clip_qkv</c>: q, k and v are clamped to +-this after projection; null for none.</summary>
+    public double? ClipQkv { get; init; }
+
+    /// <summary>Keys a query sees in a sliding-window layer, its own position included (<c>sliding_window</c>); 0 for none.</summary>
+    public int SlidingWindow { get; init; }
+
+    /// <summary>
+    /// The layers whose attention slides (from <c>layer_types</c>); empty means every layer when
+    /// <see cref="SlidingWindow"/> is set.
+    /// </summary>
+    public IReadOnlyList<int> SlidingLayers { get; init; } = [];
 
     /// <summary>Width of the residual stream (<c>hidden_size</c>).</summary>
     public required int HiddenSize { get; init; }
@@ -66,8 +100,11 @@ public sealed record ModelConfig
     /// <summary>The weights' dtype: <c>bfloat16</c>, <c>float16</c> or <c>float32</c> (<c>torch_dtype</c> or <c>dtype</c>).</summary>
     public required string DType { get; init; }
 
-    /// <summary>Whether the attention projections have biases (<c>attention_bias</c>).</summary>
+    /// <summary>Whether the q, k and v projections have biases (<c>attention_bias</c>; always for Qwen2-MoE).</summary>
     public bool AttentionBias { get; init; }
+
+    /// <summary>Whether the output projection has a bias (with <c>attention_bias</c>, except in Qwen2-MoE).</summary>
+    public bool OutputProjectionBias { get; init; }
 
     /// <summary>End-of-sequence token ids from <c>eos_token_id</c> (empty when absent).</summary>
     public IReadOnlyList<int> EosTokenIds { get; init; } = [];
@@ -77,7 +114,11 @@ public sealed record ModelConfig
 
     /// <summary>Whether decoder layer <paramref name="layer"/> uses the sparse MoE block rather than the dense MLP.</summary>
     public bool IsMoeLayer(int layer) =>
-        NumExperts > 0 && !MlpOnlyLayers.Contains(layer) && (layer + 1) % DecoderSparseStep == 0;
+        NumExperts > 0 && layer >= FirstKDenseReplace && !MlpOnlyLayers.Contains(layer) && (layer + 1) % DecoderSparseStep == 0;
+
+    /// <summary>The sliding window of layer <paramref name="layer"/>'s attention; 0 when it sees the whole context.</summary>
+    public int WindowOf(int layer) =>
+        SlidingWindow > 0 && (SlidingLayers.Count == 0 || SlidingLayers.Contains(layer)) ? SlidingWindow : 0;
 
     /// <summary>Reads and validates a <c>config.json</c>.</summary>
     /// <exception cref="CheckpointException">The file is missing, malformed, incomplete or not a Qwen3-MoE config.</exception>
@@ -112,7 +153,17 @@ public sealed record ModelConfig
         && MaxPositionEmbeddings == other.MaxPositionEmbeddings
         && DType == other.DType
         && AttentionBias == other.AttentionBias
-        && EosTokenIds.SequenceEqual(other.EosTokenIds);
+        && OutputProjectionBias == other.OutputProjectionBias
+        && EosTokenIds.SequenceEqual(other.EosTokenIds)
+        && ModelType == other.ModelType
+        && Router == other.Router
+        && SharedExpertIntermediateSize == other.SharedExpertIntermediateSize
+        && SharedExpertGate == other.SharedExpertGate
+        && FirstKDenseReplace == other.FirstKDenseReplace
+        && QkNorm == other.QkNorm
+        && ClipQkv == other.ClipQkv
+        && SlidingWindow == other.SlidingWindow
+        && SlidingLayers.SequenceEqual(other.SlidingLayers);
 
     /// <inheritdoc />
     public override int GetHashCode() =>
@@ -121,5 +172,6 @@ public sealed record ModelConfig
             HashCode.Combine(IntermediateSize, MoeIntermediateSize, NumExperts, NumExpertsPerTok, NormTopkProb, DecoderSparseStep),
             HashCode.Combine(RmsNormEps, RopeTheta, RopeScaling, VocabSize, TieWordEmbeddings, MaxPositionEmbeddings, DType, AttentionBias),
             MlpOnlyLayers.Count,
-            EosTokenIds.Count);
+            EosTokenIds.Count,
+            HashCode.Combine(ModelType, Router, SharedExpertIntermediateSize, QkNorm, SlidingWindow, FirstKDenseReplace));
 }

@@ -12,14 +12,28 @@ internal static class ModelConfigWriter
 
     private static void WriteFields(ModelConfig config, Utf8JsonWriter writer)
     {
+        var qwen3 = config.ModelType == ModelFamilies.Qwen3Moe;
+        var qwen2 = config.ModelType == ModelFamilies.Qwen2Moe;
+        var olmoe = config.ModelType == ModelFamilies.Olmoe;
+        var mixtral = config.ModelType == ModelFamilies.Mixtral;
         writer.WriteStartObject();
         writer.WriteStartArray("architectures");
         writer.WriteStringValue(config.Architecture);
         writer.WriteEndArray();
-        writer.WriteBoolean("attention_bias", config.AttentionBias);
+        if (qwen3 || olmoe)
+        {
+            writer.WriteBoolean("attention_bias", config.AttentionBias);
+        }
         writer.WriteNumber("attention_dropout", 0.0);
         writer.WriteNull("bos_token_id");
-        writer.WriteNumber("decoder_sparse_step", config.DecoderSparseStep);
+        if (olmoe)
+        {
+            WriteOptional(writer, "clip_qkv", config.ClipQkv, writeNull: true);
+        }
+        if (qwen3 || qwen2)
+        {
+            writer.WriteNumber("decoder_sparse_step", config.DecoderSparseStep);
+        }
         IndentedJsonFile.WriteIntOrIntList(writer, "eos_token_id", config.EosTokenIds);
         writer.WriteNumber("head_dim", config.HeadDim);
         writer.WriteString("hidden_act", "silu");
@@ -27,13 +41,22 @@ internal static class ModelConfigWriter
         writer.WriteNumber("initializer_range", 0.02);
         writer.WriteNumber("intermediate_size", config.IntermediateSize);
         writer.WriteNumber("max_position_embeddings", config.MaxPositionEmbeddings);
-        writer.WriteNumber("max_window_layers", config.NumHiddenLayers);
-        IndentedJsonFile.WriteIntList(writer, "mlp_only_layers", config.MlpOnlyLayers);
-        writer.WriteString("model_type", ModelConfigParser.Qwen3MoeModelType);
-        writer.WriteNumber("moe_intermediate_size", config.MoeIntermediateSize);
-        writer.WriteBoolean("norm_topk_prob", config.NormTopkProb);
+        if (qwen3 || qwen2)
+        {
+            writer.WriteNumber("max_window_layers", config.NumHiddenLayers);
+            IndentedJsonFile.WriteIntList(writer, "mlp_only_layers", config.MlpOnlyLayers);
+        }
+        writer.WriteString("model_type", config.ModelType);
+        if (qwen3 || qwen2)
+        {
+            writer.WriteNumber("moe_intermediate_size", config.MoeIntermediateSize);
+        }
+        if (!mixtral)
+        {
+            writer.WriteBoolean("norm_topk_prob", config.NormTopkProb);
+        }
         writer.WriteNumber("num_attention_heads", config.NumAttentionHeads);
-        writer.WriteNumber("num_experts", config.NumExperts);
+        writer.WriteNumber(mixtral ? "num_local_experts" : "num_experts", config.NumExperts);
         writer.WriteNumber("num_experts_per_tok", config.NumExpertsPerTok);
         writer.WriteNumber("num_hidden_layers", config.NumHiddenLayers);
         writer.WriteNumber("num_key_value_heads", config.NumKeyValueHeads);
@@ -42,11 +65,25 @@ internal static class ModelConfigWriter
         WriteRopeScaling(writer, config.RopeScaling);
         writer.WriteNumber("rope_theta", config.RopeTheta);
         writer.WriteNumber("router_aux_loss_coef", 0.001);
-        writer.WriteNull("sliding_window");
+        if (qwen2)
+        {
+            writer.WriteNumber("shared_expert_intermediate_size", config.SharedExpertIntermediateSize);
+        }
+        if (config.SlidingWindow > 0)
+        {
+            writer.WriteNumber("sliding_window", config.SlidingWindow);
+        }
+        else
+        {
+            writer.WriteNull("sliding_window");
+        }
         writer.WriteBoolean("tie_word_embeddings", config.TieWordEmbeddings);
         writer.WriteString("torch_dtype", config.DType);
         writer.WriteBoolean("use_cache", true);
-        writer.WriteBoolean("use_sliding_window", false);
+        if (qwen3 || qwen2)
+        {
+            writer.WriteBoolean("use_sliding_window", false);
+        }
         writer.WriteNumber("vocab_size", config.VocabSize);
         writer.WriteEndObject();
     }
@@ -71,11 +108,15 @@ internal static class ModelConfigWriter
         writer.WriteEndObject();
     }
 
-    private static void WriteOptional(Utf8JsonWriter writer, string key, double? value)
+    private static void WriteOptional(Utf8JsonWriter writer, string key, double? value, bool writeNull = false)
     {
         if (value is { } present)
         {
             writer.WriteNumber(key, present);
+        }
+        else if (writeNull)
+        {
+            writer.WriteNull(key);
         }
     }
 }

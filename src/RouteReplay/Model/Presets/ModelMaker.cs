@@ -25,7 +25,7 @@ public static class ModelMaker
     {
         ArgumentNullException.ThrowIfNull(preset);
         ArgumentNullException.ThrowIfNull(outDir);
-        var bytes = Qwen3MoeWeightLayout.Enumerate(preset.Config).Sum(w => TensorShapes.ElementCount(w.Shape) * 2);
+        var bytes = WeightLayout.Enumerate(preset.Config).Sum(w => TensorShapes.ElementCount(w.Shape) * 2);
         if (bytes > MaxWeightBytes)
         {
             throw new ArgumentException(
@@ -37,7 +37,7 @@ public static class ModelMaker
         var config = preset.Config;
         ModelConfigWriter.Write(config, Path.Combine(outDir, Checkpoint.ConfigFileName));
         GenerationConfigWriter.Write(new GenerationConfig(config.EosTokenIds), Path.Combine(outDir, GenerationConfig.FileName));
-        var weights = RandomWeightGenerator.Generate(Qwen3MoeWeightLayout.Enumerate(config).ToArray(), seed);
+        var weights = RandomWeightGenerator.Generate(WeightLayout.Enumerate(config).ToArray(), seed);
         SafetensorsWriter.Write(Path.Combine(outDir, WeightsFileName), weights);
         foreach (var file in TokenizerFiles)
         {

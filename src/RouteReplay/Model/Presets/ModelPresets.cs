@@ -3,8 +3,10 @@ using RouteReplay.Model.Checkpoints;
 namespace RouteReplay.Model.Presets;
 
 /// <summary>
-/// The built-in Qwen3-MoE presets for random-weight checkpoints (tests, demos, benchmarks). <c>qwen3-30b-a3b</c> is
-/// the real Qwen3-30B-A3B architecture (61 GB of bf16 weights), meant for <c>--load-format dummy</c> on a GPU.
+/// The built-in presets for random-weight checkpoints (tests, demos, benchmarks): Qwen3-MoE's <c>tiny</c> and
+/// <c>small</c>, a tiny shape of every other family (<c>*-tiny</c>), and real architectures (<c>qwen3-30b-a3b</c>,
+/// <c>olmoe-1b-7b</c>, <c>qwen1.5-moe-a2.7b</c>, <c>mixtral-8x7b</c>) meant for <c>--load-format dummy</c>. Every
+/// tiny shape uses the Qwen3 tokenizer's vocabulary, so the built-in tokenizer serves it.
 /// </summary>
 public static class ModelPresets
 {
@@ -51,6 +53,95 @@ public static class ModelPresets
             TieWordEmbeddings = false,
             MaxPositionEmbeddings = 40960,
         }),
+        new("olmoe-tiny", Olmoe() with
+        {
+            HiddenSize = 64,
+            NumHiddenLayers = 4,
+            NumAttentionHeads = 4,
+            NumKeyValueHeads = 4,
+            HeadDim = 16,
+            NumExperts = 8,
+            NumExpertsPerTok = 2,
+            MoeIntermediateSize = 32,
+            IntermediateSize = 32,
+        }),
+        new("qwen2-moe-tiny", Qwen2Moe() with
+        {
+            HiddenSize = 64,
+            NumHiddenLayers = 4,
+            MlpOnlyLayers = [0],
+            NumAttentionHeads = 4,
+            NumKeyValueHeads = 2,
+            HeadDim = 16,
+            NumExperts = 8,
+            NumExpertsPerTok = 2,
+            MoeIntermediateSize = 32,
+            SharedExpertIntermediateSize = 64,
+            IntermediateSize = 128,
+        }),
+        new("mixtral-tiny", Mixtral() with
+        {
+            HiddenSize = 64,
+            NumHiddenLayers = 4,
+            NumAttentionHeads = 4,
+            NumKeyValueHeads = 2,
+            HeadDim = 16,
+            NumExperts = 8,
+            NumExpertsPerTok = 2,
+            MoeIntermediateSize = 32,
+            IntermediateSize = 32,
+            SlidingWindow = 16,
+        }),
+        new("olmoe-1b-7b", Olmoe() with
+        {
+            HiddenSize = 2048,
+            NumHiddenLayers = 16,
+            NumAttentionHeads = 16,
+            NumKeyValueHeads = 16,
+            HeadDim = 128,
+            NumExperts = 64,
+            NumExpertsPerTok = 8,
+            MoeIntermediateSize = 1024,
+            IntermediateSize = 1024,
+            RopeTheta = 10_000,
+            RmsNormEps = 1e-5,
+            VocabSize = 50_304,
+            TieWordEmbeddings = false,
+            EosTokenIds = [50_279],
+        }),
+        new("qwen1.5-moe-a2.7b", Qwen2Moe() with
+        {
+            HiddenSize = 2048,
+            NumHiddenLayers = 24,
+            NumAttentionHeads = 16,
+            NumKeyValueHeads = 16,
+            HeadDim = 128,
+            NumExperts = 60,
+            NumExpertsPerTok = 4,
+            MoeIntermediateSize = 1408,
+            SharedExpertIntermediateSize = 5632,
+            IntermediateSize = 5632,
+            TieWordEmbeddings = false,
+            MaxPositionEmbeddings = 8192,
+            EosTokenIds = [151_643],
+        }),
+        new("mixtral-8x7b", Mixtral() with
+        {
+            HiddenSize = 4096,
+            NumHiddenLayers = 32,
+            NumAttentionHeads = 32,
+            NumKeyValueHeads = 8,
+            HeadDim = 128,
+            NumExperts = 8,
+            NumExpertsPerTok = 2,
+            MoeIntermediateSize = 14_336,
+            IntermediateSize = 14_336,
+            RmsNormEps = 1e-5,
+            VocabSize = 32_000,
+            TieWordEmbeddings = false,
+            MaxPositionEmbeddings = 32_768,
+            EosTokenIds = [2],
+        }),
     ];
 
     /// <summary>The preset names, in the order listed above.</summary>
@@ -61,6 +152,37 @@ public static class ModelPresets
     public static ModelPreset Get(string name) =>
         Presets.FirstOrDefault(preset => preset.Name == name)
         ?? throw new ArgumentException($"unknown model preset '{name}'; valid presets: {string.Join(", ", Names)}", nameof(name));
+
+    /// <summary>OLMoE: softmax router without renormalisation, MHA with q/k norm over the whole projection.</summary>
+    private static ModelConfig Olmoe() => Qwen3Moe() with
+    {
+        Architecture = ModelFamilies.ArchitectureOf(ModelFamilies.Olmoe),
+        ModelType = ModelFamilies.Olmoe,
+        NormTopkProb = false,
+        QkNorm = QkNormKind.WholeProjection,
+        RopeTheta = 10_000,
+    };
+
+    /// <summary>Qwen2-MoE: a shared expert with a sigmoid gate, q/k/v biases, no q/k norm.</summary>
+    private static ModelConfig Qwen2Moe() => Qwen3Moe() with
+    {
+        Architecture = ModelFamilies.ArchitectureOf(ModelFamilies.Qwen2Moe),
+        ModelType = ModelFamilies.Qwen2Moe,
+        NormTopkProb = false,
+        SharedExpertGate = true,
+        AttentionBias = true,
+        QkNorm = QkNormKind.None,
+    };
+
+    /// <summary>Mixtral: top-k on the router logits, softmax over the k; GQA without q/k norm.</summary>
+    private static ModelConfig Mixtral() => Qwen3Moe() with
+    {
+        Architecture = ModelFamilies.ArchitectureOf(ModelFamilies.Mixtral),
+        ModelType = ModelFamilies.Mixtral,
+        Router = new RouterSpec(RouterScoring.SoftmaxOverSelected),
+        NormTopkProb = false,
+        QkNorm = QkNormKind.None,
+    };
 
     /// <summary>The settings all presets share; the size fields are overwritten by each preset.</summary>
     private static ModelConfig Qwen3Moe() => new()

@@ -15,7 +15,7 @@ public sealed class DeviceTensorMapTests
     {
         var config = ModelPresets.Get(preset).Config;
         var mapped = DeviceTensorMap.Tensors(config, _ => false).ToDictionary(t => t.Name);
-        var layout = Qwen3MoeWeightLayout.Enumerate(config).ToDictionary(w => w.Name);
+        var layout = WeightLayout.Enumerate(config).ToDictionary(w => w.Name);
         Assert.Equal(layout.Keys.Order(), mapped.Keys.Order());
         Assert.All(layout.Values, w => Assert.Equal(w.Shape, mapped[w.Name].Shape));
     }

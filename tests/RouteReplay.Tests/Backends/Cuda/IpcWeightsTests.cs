@@ -17,7 +17,7 @@ public sealed class IpcWeightsTests
     private static IpcTensor Shared(string name, long[] shape, long offset = 0) => new(name, shape, new byte[IpcTensor.HandleBytes], offset);
 
     private static List<IpcTensor> EveryTensor(ModelConfig config) =>
-        [.. Qwen3MoeWeightLayout.Enumerate(config).Select((w, i) => Shared(w.Name, w.Shape, i * 256L))];
+        [.. WeightLayout.Enumerate(config).Select((w, i) => Shared(w.Name, w.Shape, i * 256L))];
 
     private static (DeviceTensorKind, int, long, long) Place(DeviceTensor tensor) => (tensor.Kind, tensor.Layer, tensor.ElementOffset, tensor.Elements);
 
@@ -32,7 +32,7 @@ public sealed class IpcWeightsTests
         Assert.Equal(tensors.Count, weights.Copies.Count);
         var disk = DeviceTensorMap.Tensors(Config, _ => false).ToDictionary(t => t.Name);
         Assert.All(weights.Copies, copy => Assert.Equal(Place(disk[copy.Source.Name]), Place(copy.Target)));
-        Assert.Equal(Qwen3MoeWeightLayout.Enumerate(Config).Sum(w => TensorShapes.ElementCount(w.Shape) * 2), weights.Bytes);
+        Assert.Equal(WeightLayout.Enumerate(Config).Sum(w => TensorShapes.ElementCount(w.Shape) * 2), weights.Bytes);
     }
 
     [Fact]
@@ -82,7 +82,7 @@ public sealed class IpcWeightsTests
     [Fact]
     public void A_shape_other_than_the_served_models_is_refused_naming_the_tensor()
     {
-        var q = Qwen3MoeWeightLayout.Enumerate(Config).First(w => w.Name == "model.layers.1.self_attn.q_proj.weight");
+        var q = WeightLayout.Enumerate(Config).First(w => w.Name == "model.layers.1.self_attn.q_proj.weight");
         List<IpcTensor> tensors = [Shared(q.Name, [q.Shape[0], q.Shape[1] + 1])];
 
         var error = Assert.Throws<ArgumentException>(() => IpcWeights.Plan(Config, tensors));
@@ -95,7 +95,7 @@ public sealed class IpcWeightsTests
     [Fact]
     public void A_name_sent_twice_is_refused_naming_both_places()
     {
-        var norm = Qwen3MoeWeightLayout.Enumerate(Config).First(w => w.Name == "model.norm.weight");
+        var norm = WeightLayout.Enumerate(Config).First(w => w.Name == "model.norm.weight");
         List<IpcTensor> tensors = [Shared(norm.Name, norm.Shape), Shared("model.embed_tokens.weight", [Config.VocabSize, Config.HiddenSize]), Shared(norm.Name, norm.Shape)];
 
         var error = Assert.Throws<ArgumentException>(() => IpcWeights.Plan(Config, tensors));

@@ -2,7 +2,6 @@ using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Backends.Cpu;
 
-/// <summary>A linear layer's fp32 weight, <c>[OutDim, InDim]</c> row-major, with an optional bias.</summary>
 /// <summary>
 /// A linear layer's weight, <c>[OutDim, InDim]</c> row-major, with an optional bias. A weight that is exactly
 /// representable in bf16 may be held as <see cref="Bf16Weight"/> only (then <see cref="Weight"/> is empty).
@@ -12,17 +11,25 @@ internal sealed record Linear(float[] Weight, int OutDim, int InDim, float[]? Bi
 /// <summary>A SwiGLU MLP: <c>down(silu(gate(x)) * up(x))</c>. Used for dense layers and for each expert.</summary>
 internal sealed record SwiGluMlp(Linear Gate, Linear Up, Linear Down);
 
-internal sealed record AttentionWeights(Linear Q, Linear K, Linear V, Linear O, float[] QNorm, float[] KNorm);
+/// <summary>The attention projections; the q/k norm weights are null when the family has none.</summary>
+internal sealed record AttentionWeights(Linear Q, Linear K, Linear V, Linear O, float[]? QNorm, float[]? KNorm);
 
-/// <summary>A sparse MoE block: the router <c>[NumExperts, Hidden]</c> and one SwiGLU MLP per expert.</summary>
-internal sealed record MoeWeights(Linear Router, SwiGluMlp[] Experts);
+/// <summary>
+/// A sparse MoE block: the router <c>[NumExperts, Hidden]</c> (with its bias in gpt-oss), one SwiGLU MLP per expert,
+/// and the optional shared expert with its optional sigmoid gate <c>[1, Hidden]</c>.
+/// </summary>
+internal sealed record MoeWeights(Linear Router, SwiGluMlp[] Experts, SwiGluMlp? SharedExpert = null, Linear? SharedExpertGate = null)
+{
+    /// <summary>DeepSeek-V3's <c>e_score_correction_bias</c> (selection only); empty when the router has none.</summary>
+    public float[] CorrectionBias { get; init; } = [];
+}
 
 internal sealed record LayerWeights(float[] InputNorm, float[] PostAttentionNorm, AttentionWeights Attention, SwiGluMlp? Dense, MoeWeights? Moe);
 
-/// <summary>The fp32 weights of a Qwen3-MoE checkpoint, read with the tensor names transformers uses.</summary>
-internal sealed class Qwen3MoeWeights
+/// <summary>The fp32 weights of a checkpoint of one of the <see cref="ModelFamilies"/>, read with the tensor names transformers uses.</summary>
+internal sealed class ModelWeights
 {
-    private Qwen3MoeWeights(Linear embedding, LayerWeights[] layers, float[] finalNorm, Linear lmHead)
+    private ModelWeights(Linear embedding, LayerWeights[] layers, float[] finalNorm, Linear lmHead)
     {
         Embedding = embedding;
         Layers = layers;
@@ -40,7 +47,7 @@ internal sealed class Qwen3MoeWeights
     /// <summary>The output projection; shares <see cref="Embedding"/> when the embeddings are tied.</summary>
     public Linear LmHead { get; }
 
-    public static Qwen3MoeWeights Load(Checkpoint checkpoint)
+    public static ModelWeights Load(Checkpoint checkpoint)
     {
         var c = checkpoint.Config;
         long h = c.HiddenSize;
@@ -51,34 +58,51 @@ internal sealed class Qwen3MoeWeights
         var lmHead = c.TieWordEmbeddings
             ? embedding
             : Compact(checkpoint.ReadFloat32("lm_head.weight", c.VocabSize, h), c.VocabSize, c.HiddenSize);
-        return new Qwen3MoeWeights(embedding, layers, finalNorm, lmHead);
+        return new ModelWeights(embedding, layers, finalNorm, lmHead);
     }
 
     private static LayerWeights LoadLayer(Checkpoint checkpoint, ModelConfig c, int layer)
     {
         var prefix = $"model.layers.{layer}";
         var hd = c.HeadDim;
+        var normWidths = WeightLayout.QkNormWidths(c);
         var attention = new AttentionWeights(
             ReadLinear(checkpoint, $"{prefix}.self_attn.q_proj", c.NumAttentionHeads * hd, c.HiddenSize, c.AttentionBias),
             ReadLinear(checkpoint, $"{prefix}.self_attn.k_proj", c.NumKeyValueHeads * hd, c.HiddenSize, c.AttentionBias),
             ReadLinear(checkpoint, $"{prefix}.self_attn.v_proj", c.NumKeyValueHeads * hd, c.HiddenSize, c.AttentionBias),
-            ReadLinear(checkpoint, $"{prefix}.self_attn.o_proj", c.HiddenSize, c.NumAttentionHeads * hd, c.AttentionBias),
-            checkpoint.ReadFloat32($"{prefix}.self_attn.q_norm.weight", hd),
-            checkpoint.ReadFloat32($"{prefix}.self_attn.k_norm.weight", hd));
+            ReadLinear(checkpoint, $"{prefix}.self_attn.o_proj", c.HiddenSize, c.NumAttentionHeads * hd, c.OutputProjectionBias),
+            normWidths is var (q, _) ? checkpoint.ReadFloat32($"{prefix}.self_attn.q_norm.weight", q) : null,
+            normWidths is var (_, k) ? checkpoint.ReadFloat32($"{prefix}.self_attn.k_norm.weight", k) : null);
         var inputNorm = checkpoint.ReadFloat32($"{prefix}.input_layernorm.weight", c.HiddenSize);
         var postNorm = checkpoint.ReadFloat32($"{prefix}.post_attention_layernorm.weight", c.HiddenSize);
         if (!c.IsMoeLayer(layer))
         {
-            var dense = ReadMlp(checkpoint, $"{prefix}.mlp", c.IntermediateSize, c.HiddenSize);
+            var dense = ReadMlp(checkpoint, $"{prefix}.mlp", ("gate_proj", "up_proj", "down_proj"), c.IntermediateSize, c.HiddenSize);
             return new LayerWeights(inputNorm, postNorm, attention, dense, null);
         }
-        var router = ReadLinear(checkpoint, $"{prefix}.mlp.gate", c.NumExperts, c.HiddenSize, bias: false);
-        var experts = checkpoint.HasTensor($"{prefix}.mlp.experts.gate_up_proj")
-            ? ReadFusedExperts(checkpoint, $"{prefix}.mlp.experts", c)
+        var moe = MoePrefix(checkpoint, c, layer);
+        var router = ReadLinear(checkpoint, $"{moe}.gate", c.NumExperts, c.HiddenSize, bias: false);
+        var experts = checkpoint.HasTensor($"{moe}.experts.gate_up_proj")
+            ? ReadFusedExperts(checkpoint, $"{moe}.experts", c)
             : Enumerable.Range(0, c.NumExperts)
-                .Select(e => ReadMlp(checkpoint, $"{prefix}.mlp.experts.{e}", c.MoeIntermediateSize, c.HiddenSize))
+                .Select(e => ReadMlp(checkpoint, $"{moe}.experts.{e}", WeightLayout.ExpertProjections(c), c.MoeIntermediateSize, c.HiddenSize))
                 .ToArray();
-        return new LayerWeights(inputNorm, postNorm, attention, null, new MoeWeights(router, experts));
+        var shared = c.SharedExpertIntermediateSize > 0
+            ? ReadMlp(checkpoint, $"{moe}.shared_expert", ("gate_proj", "up_proj", "down_proj"), c.SharedExpertIntermediateSize, c.HiddenSize)
+            : null;
+        var sharedGate = c.SharedExpertGate ? ReadLinear(checkpoint, $"{moe}.shared_expert_gate", 1, c.HiddenSize, bias: false) : null;
+        return new LayerWeights(inputNorm, postNorm, attention, null, new MoeWeights(router, experts, shared, sharedGate));
+    }
+
+    /// <summary>
+    /// The family's own prefix (<see cref="WeightLayout.MoePrefix"/>), or <c>mlp</c> when a checkpoint saved from
+    /// transformers 5's in-memory layout uses that instead (Mixtral).
+    /// </summary>
+    private static string MoePrefix(Checkpoint checkpoint, ModelConfig c, int layer)
+    {
+        var own = WeightLayout.MoePrefix(c, layer);
+        var plain = $"model.layers.{layer}.mlp";
+        return !checkpoint.HasTensor($"{own}.gate.weight") && checkpoint.HasTensor($"{plain}.gate.weight") ? plain : own;
     }
 
     /// <summary>Writes token <paramref name="token"/>'s embedding into <paramref name="destination"/>.</summary>
@@ -99,10 +123,10 @@ internal sealed class Qwen3MoeWeights
     private static Linear Compact(float[] weight, int outDim, int inDim) =>
         Kernels.ToBf16IfLossless(weight) is { } bf16 ? new Linear([], outDim, inDim, null, bf16) : new Linear(weight, outDim, inDim);
 
-    private static SwiGluMlp ReadMlp(Checkpoint checkpoint, string prefix, int intermediate, int hidden) => new(
-        ReadLinear(checkpoint, $"{prefix}.gate_proj", intermediate, hidden, bias: false),
-        ReadLinear(checkpoint, $"{prefix}.up_proj", intermediate, hidden, bias: false),
-        ReadLinear(checkpoint, $"{prefix}.down_proj", hidden, intermediate, bias: false));
+    private static SwiGluMlp ReadMlp(Checkpoint checkpoint, string prefix, (string Gate, string Up, string Down) names, int intermediate, int hidden) => new(
+        ReadLinear(checkpoint, $"{prefix}.{names.Gate}", intermediate, hidden, bias: false),
+        ReadLinear(checkpoint, $"{prefix}.{names.Up}", intermediate, hidden, bias: false),
+        ReadLinear(checkpoint, $"{prefix}.{names.Down}", hidden, intermediate, bias: false));
 
     /// <summary>The fused layout transformers 5 keeps in memory: <c>gate_up_proj [E, 2I, H]</c>, <c>down_proj [E, H, I]</c>.</summary>
     private static SwiGluMlp[] ReadFusedExperts(Checkpoint checkpoint, string prefix, ModelConfig c)

@@ -1,0 +1,117 @@
+namespace RouteReplay.Model.Checkpoints;
+
+/// <summary>
+/// The weight tensors of a model of one of the <see cref="ModelFamilies"/>, with the names and shapes its Hugging Face
+/// checkpoints use (Mixtral's original <c>block_sparse_moe</c> / <c>w1 w2 w3</c> names included).
+/// </summary>
+internal static class WeightLayout
+{
+    public static IEnumerable<WeightSpec> Enumerate(ModelConfig config)
+    {
+        long hidden = config.HiddenSize;
+        var residualGain = 1.0 / Math.Sqrt(2.0 * config.NumHiddenLayers);
+        yield return new("model.embed_tokens.weight", [config.VocabSize, hidden], WeightRole.Embedding);
+        for (var layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            var prefix = $"model.layers.{layer}";
+            yield return new($"{prefix}.input_layernorm.weight", [hidden], WeightRole.Norm);
+            yield return new($"{prefix}.post_attention_layernorm.weight", [hidden], WeightRole.Norm);
+            foreach (var weight in Attention(config, $"{prefix}.self_attn", residualGain))
+            {
+                yield return weight;
+            }
+            var mlp = config.IsMoeLayer(layer)
+                ? SparseMlp(config, MoePrefix(config, layer), residualGain)
+                : GatedMlp(config, $"{prefix}.mlp", config.IntermediateSize, residualGain);
+            foreach (var weight in mlp)
+            {
+                yield return weight;
+            }
+        }
+        yield return new("model.norm.weight", [hidden], WeightRole.Norm);
+        if (!config.TieWordEmbeddings)
+        {
+            yield return new("lm_head.weight", [config.VocabSize, hidden], WeightRole.Linear);
+        }
+    }
+
+    /// <summary>The prefix of an MoE layer's router and experts in the family's own checkpoints.</summary>
+    public static string MoePrefix(ModelConfig config, int layer) =>
+        config.ModelType == ModelFamilies.Mixtral ? $"model.layers.{layer}.block_sparse_moe" : $"model.layers.{layer}.mlp";
+
+    /// <summary>The names of an expert's gate, up and down projections.</summary>
+    public static (string Gate, string Up, string Down) ExpertProjections(ModelConfig config) =>
+        config.ModelType == ModelFamilies.Mixtral ? ("w1", "w3", "w2") : ("gate_proj", "up_proj", "down_proj");
+
+    /// <summary>The shapes of the q and k norm weights; null when the family has none.</summary>
+    public static (long Query, long Key)? QkNormWidths(ModelConfig config) => config.QkNorm switch
+    {
+        QkNormKind.PerHead => (config.HeadDim, config.HeadDim),
+        QkNormKind.WholeProjection => ((long)config.NumAttentionHeads * config.HeadDim, (long)config.NumKeyValueHeads * config.HeadDim),
+        _ => null,
+    };
+
+    private static IEnumerable<WeightSpec> Attention(ModelConfig config, string prefix, double residualGain)
+    {
+        long hidden = config.HiddenSize;
+        long queryWidth = (long)config.NumAttentionHeads * config.HeadDim;
+        long keyValueWidth = (long)config.NumKeyValueHeads * config.HeadDim;
+        (string Name, long Out, long In, bool Bias)[] projections =
+        [
+            ("q_proj", queryWidth, hidden, config.AttentionBias),
+            ("k_proj", keyValueWidth, hidden, config.AttentionBias),
+            ("v_proj", keyValueWidth, hidden, config.AttentionBias),
+            ("o_proj", hidden, queryWidth, config.OutputProjectionBias),
+        ];
+        foreach (var (name, outputs, inputs, bias) in projections)
+        {
+            yield return new($"{prefix}.{name}.weight", [outputs, inputs], WeightRole.Linear, name == "o_proj" ? residualGain : 1.0);
+            if (bias)
+            {
+                yield return new($"{prefix}.{name}.bias", [outputs], WeightRole.Bias);
+            }
+        }
+        if (QkNormWidths(config) is var (query, key))
+        {
+            yield return new($"{prefix}.q_norm.weight", [query], WeightRole.Norm);
+            yield return new($"{prefix}.k_norm.weight", [key], WeightRole.Norm);
+        }
+    }
+
+    private static IEnumerable<WeightSpec> SparseMlp(ModelConfig config, string prefix, double residualGain)
+    {
+        yield return new($"{prefix}.gate.weight", [config.NumExperts, config.HiddenSize], WeightRole.Router);
+        for (var expert = 0; expert < config.NumExperts; expert++)
+        {
+            foreach (var weight in GatedMlp(config, $"{prefix}.experts.{expert}", config.MoeIntermediateSize, residualGain))
+            {
+                yield return weight;
+            }
+        }
+        if (config.SharedExpertIntermediateSize > 0)
+        {
+            foreach (var weight in GatedMlp(config, $"{prefix}.shared_expert", config.SharedExpertIntermediateSize, residualGain))
+            {
+                yield return weight;
+            }
+            if (config.SharedExpertGate)
+            {
+                yield return new($"{prefix}.shared_expert_gate.weight", [1, config.HiddenSize], WeightRole.Router);
+            }
+        }
+    }
+
+    private static IEnumerable<WeightSpec> GatedMlp(ModelConfig config, string prefix, long intermediate, double residualGain)
+    {
+        long hidden = config.HiddenSize;
+        var (gate, up, down) = prefix.Contains(".experts.", StringComparison.Ordinal)
+            ? ExpertProjections(config)
+            : ("gate_proj", "up_proj", "down_proj");
+        return
+        [
+            new($"{prefix}.{gate}.weight", [intermediate, hidden], WeightRole.Linear),
+            new($"{prefix}.{up}.weight", [intermediate, hidden], WeightRole.Linear),
+            new($"{prefix}.{down}.weight", [hidden, intermediate], WeightRole.Linear, residualGain),
+        ];
+    }
+}

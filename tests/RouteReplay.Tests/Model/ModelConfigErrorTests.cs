@@ -66,14 +66,14 @@ public sealed class ModelConfigErrorTests
     }
 
     [Fact]
-    public void Other_model_type_without_architectures_names_architectures()
+    public void Unknown_model_type_without_architectures_names_model_type()
     {
         var json = ConfigJson.Edit(ConfigJson.Transformers4, root =>
         {
             root.Remove("architectures");
-            root["model_type"] = "mixtral";
+            root["model_type"] = "llama";
         });
-        AssertNamesField(json, "architectures");
+        Assert.Contains("llama", AssertNamesField(json, "model_type").Message);
     }
 
     [Theory]

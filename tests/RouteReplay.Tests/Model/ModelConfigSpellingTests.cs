@@ -119,7 +119,7 @@ public sealed class ModelConfigSpellingTests
         var json = ConfigJson.Edit(ConfigJson.Transformers4, root =>
         {
             root["some_future_field"] = new JsonObject { ["nested"] = new JsonArray(1, "two", null) };
-            root["quantization_config"] = "whatever";
+            root["another_future_field"] = "whatever";
         });
         Assert.Equal(ModelConfig.Parse(ConfigJson.Transformers4, "a"), ModelConfig.Parse(json, "b"));
     }

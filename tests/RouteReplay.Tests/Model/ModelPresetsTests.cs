@@ -6,9 +6,11 @@ namespace RouteReplay.Tests.Model;
 public sealed class ModelPresetsTests
 {
     [Fact]
-    public void Lists_tiny_small_and_qwen3_30b_a3b()
+    public void Lists_the_qwen3_presets_then_every_family_tiny_and_real_shape()
     {
-        Assert.Equal(["tiny", "small", "qwen3-30b-a3b"], ModelPresets.Names);
+        Assert.Equal(
+            ["tiny", "small", "qwen3-30b-a3b", "olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny", "olmoe-1b-7b", "qwen1.5-moe-a2.7b", "mixtral-8x7b"],
+            ModelPresets.Names);
         Assert.All(ModelPresets.Names, name => Assert.Equal(name, ModelPresets.Get(name).Name));
     }
 

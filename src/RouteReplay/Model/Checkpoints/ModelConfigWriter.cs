@@ -56,10 +56,17 @@ internal static class ModelConfigWriter
             writer.WriteBoolean("norm_topk_prob", config.NormTopkProb);
         }
         writer.WriteNumber("num_attention_heads", config.NumAttentionHeads);
-        writer.WriteNumber(mixtral ? "num_local_experts" : "num_experts", config.NumExperts);
+        if (!mixtral)
+        {
+            writer.WriteNumber("num_experts", config.NumExperts);
+        }
         writer.WriteNumber("num_experts_per_tok", config.NumExpertsPerTok);
         writer.WriteNumber("num_hidden_layers", config.NumHiddenLayers);
         writer.WriteNumber("num_key_value_heads", config.NumKeyValueHeads);
+        if (mixtral)
+        {
+            writer.WriteNumber("num_local_experts", config.NumExperts);
+        }
         writer.WriteBoolean("output_router_logits", false);
         writer.WriteNumber("rms_norm_eps", config.RmsNormEps);
         WriteRopeScaling(writer, config.RopeScaling);

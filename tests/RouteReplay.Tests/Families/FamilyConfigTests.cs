@@ -1,0 +1,116 @@
+using System.Text.Json.Nodes;
+using RouteReplay.Cache;
+using RouteReplay.Model.Checkpoints;
+using RouteReplay.Model.Presets;
+using RouteReplay.Tests.Model;
+
+namespace RouteReplay.Tests.Families;
+
+public sealed class FamilyConfigTests
+{
+    public static TheoryData<string> FamilyPresets => ["olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny", "olmoe-1b-7b", "qwen1.5-moe-a2.7b", "mixtral-8x7b"];
+
+    [Theory]
+    [MemberData(nameof(FamilyPresets))]
+    public void A_written_config_reads_back_as_the_preset(string preset)
+    {
+        using var dir = new TempDirectory();
+        var config = ModelPresets.Get(preset).Config;
+        var path = Path.Combine(dir.Path, "config.json");
+        ModelConfigWriter.Write(config, path);
+        Assert.Equal(config, ModelConfig.Load(path));
+    }
+
+    [Fact]
+    public void Each_family_reads_its_own_fields()
+    {
+        var olmoe = Parse(ModelFamilies.Olmoe, root =>
+        {
+            root.Remove("moe_intermediate_size");
+            root["intermediate_size"] = 1024;
+            root["norm_topk_prob"] = false;
+            root["clip_qkv"] = 8.0;
+        });
+        Assert.Equal((1024, 1024, QkNormKind.WholeProjection, 8.0), (olmoe.MoeIntermediateSize, olmoe.IntermediateSize, olmoe.QkNorm, olmoe.ClipQkv));
+
+        var qwen2 = Parse(ModelFamilies.Qwen2Moe, root => root["shared_expert_intermediate_size"] = 5632);
+        Assert.Equal((5632, true, true, false, QkNormKind.None), (qwen2.SharedExpertIntermediateSize, qwen2.SharedExpertGate, qwen2.AttentionBias, qwen2.OutputProjectionBias, qwen2.QkNorm));
+
+        var mixtral = Parse(ModelFamilies.Mixtral, root =>
+        {
+            root.Remove("num_experts");
+            root["num_local_experts"] = 8;
+            root["sliding_window"] = 4096;
+        });
+        Assert.Equal((8, 4096, RouterScoring.SoftmaxOverSelected), (mixtral.NumExperts, mixtral.SlidingWindow, mixtral.Router.Scoring));
+        Assert.Equal(4096, mixtral.WindowOf(0));
+    }
+
+    [Fact]
+    public void Qwen3_keys_are_unchanged_and_families_never_share_keys()
+    {
+        var layout = new PayloadLayout(16, TensorDType.BF16, 4, 2, 16, 4096, []);
+        var tiny = ModelPresets.Get("tiny").Config;
+        Assert.DoesNotContain("model_type", ModelFingerprint.ArchitectureText(tiny));
+        var fingerprints = new[] { "tiny", "olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny" }
+            .Select(name => ModelFingerprint.Compute(ModelPresets.Get(name).Config, "weights", layout))
+            .ToArray();
+        Assert.Equal(fingerprints.Length, fingerprints.Distinct().Count());
+        var windowed = ModelPresets.Get("mixtral-tiny").Config;
+        Assert.NotEqual(
+            ModelFingerprint.Compute(windowed, "weights", layout),
+            ModelFingerprint.Compute(windowed with { SlidingWindow = 32 }, "weights", layout));
+    }
+
+    [Theory]
+    [InlineData("model_type", "llama")]
+    [InlineData("hidden_act", "gelu")]
+    [InlineData("scoring_func", "sigmoid")]
+    public void Unsupported_settings_are_named_before_any_weight_is_read(string field, string value)
+    {
+        var json = ConfigJson.Edit(ConfigJson.Transformers4, root =>
+        {
+            if (field == "model_type")
+            {
+                root.Remove("architectures");
+            }
+            root[field] = value;
+        });
+        var error = Assert.Throws<CheckpointException>(() => ModelConfig.Parse(json, "config.json"));
+        Assert.Contains(field, error.Message);
+        Assert.Contains(value, error.Message);
+    }
+
+    [Fact]
+    public void A_quantised_checkpoint_is_refused_naming_its_method()
+    {
+        var json = ConfigJson.With(ConfigJson.Transformers4, "quantization_config", new JsonObject { ["quant_method"] = "fp8" });
+        var error = Assert.Throws<CheckpointException>(() => ModelConfig.Parse(json, "config.json"));
+        Assert.Contains("quantization_config.quant_method", error.Message);
+        Assert.Contains("fp8", error.Message);
+    }
+
+    [Fact]
+    public void Sliding_window_qwen2_moe_is_refused()
+    {
+        var json = ConfigJson.Edit(ConfigJson.Transformers4, root =>
+        {
+            root["architectures"] = new JsonArray("Qwen2MoeForCausalLM");
+            root["model_type"] = "qwen2_moe";
+            root["shared_expert_intermediate_size"] = 64;
+            root["use_sliding_window"] = true;
+        });
+        var error = Assert.Throws<CheckpointException>(() => ModelConfig.Parse(json, "config.json"));
+        Assert.Contains("use_sliding_window", error.Message);
+    }
+
+    private static ModelConfig Parse(string modelType, Action<JsonObject> edit) =>
+        ModelConfig.Parse(
+            ConfigJson.Edit(ConfigJson.Transformers4, root =>
+            {
+                root["architectures"] = new JsonArray(ModelFamilies.ArchitectureOf(modelType));
+                root["model_type"] = modelType;
+                edit(root);
+            }),
+            "config.json");
+}

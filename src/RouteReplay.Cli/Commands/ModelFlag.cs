@@ -4,7 +4,7 @@ using RouteReplay.Model.Presets;
 namespace RouteReplay.Cli.Commands;
 
 /// <summary>
-/// <c>--model</c>: a checkpoint folder, or the name of a built-in preset (<c>tiny</c>, <c>small</c>) made once into the
+/// <c>--model</c>: a checkpoint folder, or the name of a built-in preset (<c>tiny</c>, <c>mixtral-tiny</c>, ...) made once into the
 /// cache; absent, the tiny preset. A folder of that name wins over the preset.
 /// </summary>
 internal sealed class ModelFlag

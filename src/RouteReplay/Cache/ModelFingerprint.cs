@@ -129,6 +129,14 @@ public static class ModelFingerprint
         LineIfChanged("output_projection_bias", config.OutputProjectionBias, config.AttentionBias);
         LineIfChanged("sliding_window", config.SlidingWindow, qwen3.SlidingWindow);
         LineIfChanged("sliding_layers", string.Join(',', config.SlidingLayers), string.Join(',', qwen3.SlidingLayers));
+        if (config.Mla is { } mla)
+        {
+            Line(text, "kv_layout", "latent");
+            Line(
+                text,
+                "mla",
+                string.Join(',', mla.QLoraRank, mla.KvLoraRank, mla.QkNopeHeadDim, mla.QkRopeHeadDim, mla.VHeadDim, mla.RopeInterleave, Number(mla.SoftmaxScaleFactor)));
+        }
     }
 
     /// <summary>
@@ -201,7 +209,10 @@ public static class ModelFingerprint
             scaling.OriginalMaxPositionEmbeddings?.ToString(CultureInfo.InvariantCulture) ?? "none",
             scaling.AttentionFactor is { } attention ? Number(attention) : "none",
             scaling.BetaFast is { } fast ? Number(fast) : "none",
-            scaling.BetaSlow is { } slow ? Number(slow) : "none");
+            scaling.BetaSlow is { } slow ? Number(slow) : "none")
+        + (scaling.Mscale is null && scaling.MscaleAllDim is null
+            ? ""
+            : $",mscale={(scaling.Mscale is { } m ? Number(m) : "none")},mscale_all_dim={(scaling.MscaleAllDim is { } a ? Number(a) : "none")}");
 
     private static void Line(StringBuilder text, string name, string value) => text.Append(name).Append('=').Append(value).Append('\n');
 

@@ -9,8 +9,9 @@ public readonly record struct ChannelLayout(string Name, int RowBytes);
 /// <summary>
 /// What one block's payload holds, byte for byte, as <see cref="PayloadCopier"/> lays it out: the KV of every layer
 /// (<see cref="KvBytesPerBlock"/> bytes of <see cref="KvDType"/> elements, logical shape
-/// <c>[NumLayers, 2 (K, V), BlockSize, NumKvHeads, HeadDim]</c>), then each channel's <c>BlockSize</c> rows in
-/// registration order. Two engines can exchange payloads only when their layouts are equal, so the layout is part of
+/// <c>[NumLayers, 2 (K, V), BlockSize, NumKvHeads, HeadDim]</c>; for multi-head latent attention
+/// <c>[NumLayers, BlockSize, 1, HeadDim]</c>, the compressed latent and RoPE key only), then each channel's
+/// <c>BlockSize</c> rows in registration order. Two engines can exchange payloads only when their layouts are equal, so the layout is part of
 /// the <see cref="ModelFingerprint"/> and of every encoded value's header.
 /// </summary>
 public sealed record PayloadLayout
@@ -68,7 +69,12 @@ public sealed record PayloadLayout
         ArgumentNullException.ThrowIfNull(channels);
         var config = backend.Config;
         return new PayloadLayout(
-            backend.BlockSize, backend.KvDType, config.NumHiddenLayers, config.NumKeyValueHeads, config.HeadDim, backend.KvBytesPerBlock,
+            backend.BlockSize,
+            backend.KvDType,
+            config.NumHiddenLayers,
+            config.Mla is null ? config.NumKeyValueHeads : 1,
+            config.Mla is null ? config.HeadDim : config.KeyCacheWidth,
+            backend.KvBytesPerBlock,
             channels.Select(c => new ChannelLayout(c.Name, c.RowBytes)).ToArray());
     }
 

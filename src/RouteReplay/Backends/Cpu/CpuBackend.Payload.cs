@@ -3,38 +3,40 @@ using RouteReplay.Model.Checkpoints;
 
 namespace RouteReplay.Backends.Cpu;
 
-/// <summary>Block KV in and out of the CPU cache: per layer, K then V, each the block's contiguous slot range.</summary>
+/// <summary>Block KV in and out of the CPU cache: per layer, K then V (empty for MLA), each the block's contiguous slot range.</summary>
 public sealed partial class CpuBackend
 {
     public TensorDType KvDType => TensorDType.F32;
 
-    public int KvBytesPerBlock => Config.NumHiddenLayers * 2 * BlockFloats * sizeof(float);
+    public int KvBytesPerBlock => Config.NumHiddenLayers * (KeyBlockFloats + ValueBlockFloats) * sizeof(float);
 
-    private int BlockFloats => BlockSize * Config.NumKeyValueHeads * Config.HeadDim;
+    private int KeyBlockFloats => BlockSize * Config.KeyCacheWidth;
+
+    private int ValueBlockFloats => BlockSize * Config.ValueCacheWidth;
 
     public void ReadBlockKv(int block, Span<byte> destination)
     {
         var cache = LiveCache;
-        var layerBytes = BlockFloats * sizeof(float);
+        int keyBytes = KeyBlockFloats * sizeof(float), valueBytes = ValueBlockFloats * sizeof(float);
         for (var layer = 0; layer < Config.NumHiddenLayers; layer++)
         {
-            var offset = layer * 2 * layerBytes;
-            MemoryMarshal.AsBytes(BlockRange(cache.Keys[layer], block)).CopyTo(destination[offset..]);
-            MemoryMarshal.AsBytes(BlockRange(cache.Values[layer], block)).CopyTo(destination[(offset + layerBytes)..]);
+            var offset = layer * (keyBytes + valueBytes);
+            MemoryMarshal.AsBytes(BlockRange(cache.Keys[layer], block, KeyBlockFloats)).CopyTo(destination[offset..]);
+            MemoryMarshal.AsBytes(BlockRange(cache.Values[layer], block, ValueBlockFloats)).CopyTo(destination[(offset + keyBytes)..]);
         }
     }
 
     public void WriteBlockKv(int block, ReadOnlySpan<byte> source)
     {
         var cache = LiveCache;
-        var layerBytes = BlockFloats * sizeof(float);
+        int keyBytes = KeyBlockFloats * sizeof(float), valueBytes = ValueBlockFloats * sizeof(float);
         for (var layer = 0; layer < Config.NumHiddenLayers; layer++)
         {
-            var offset = layer * 2 * layerBytes;
-            source.Slice(offset, layerBytes).CopyTo(MemoryMarshal.AsBytes(BlockRange(cache.Keys[layer], block)));
-            source.Slice(offset + layerBytes, layerBytes).CopyTo(MemoryMarshal.AsBytes(BlockRange(cache.Values[layer], block)));
+            var offset = layer * (keyBytes + valueBytes);
+            source.Slice(offset, keyBytes).CopyTo(MemoryMarshal.AsBytes(BlockRange(cache.Keys[layer], block, KeyBlockFloats)));
+            source.Slice(offset + keyBytes, valueBytes).CopyTo(MemoryMarshal.AsBytes(BlockRange(cache.Values[layer], block, ValueBlockFloats)));
         }
     }
 
-    private Span<float> BlockRange(float[] layerCache, int block) => layerCache.AsSpan(block * BlockFloats, BlockFloats);
+    private static Span<float> BlockRange(float[] layerCache, int block, int blockFloats) => layerCache.AsSpan(block * blockFloats, blockFloats);
 }

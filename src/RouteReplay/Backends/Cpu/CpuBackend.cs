@@ -15,6 +15,7 @@ public sealed partial class CpuBackend : IModelBackend
     private CpuKvCache? _cache;
     private readonly RotaryEmbedding _rope;
     private readonly MoeBlock _moe;
+    private readonly LatentAttention? _latent;
     private readonly float _eps;
     private readonly float _attentionScale;
     private Scratch _scratch = new(0, null!);
@@ -30,6 +31,7 @@ public sealed partial class CpuBackend : IModelBackend
         BlockSize = blockSize;
         _rope = new RotaryEmbedding(config);
         _moe = new MoeBlock(config, RoutingFormat);
+        _latent = config.Mla is null ? null : new LatentAttention(config);
         _eps = (float)config.RmsNormEps;
         _attentionScale = 1f / MathF.Sqrt(config.HeadDim);
     }
@@ -75,7 +77,14 @@ public sealed partial class CpuBackend : IModelBackend
         {
             var weights = live.Layers[layer];
             NormRows(s.Hidden, weights.InputNorm, s.Normed, n, h);
-            Attention(batch, cache, layer, weights.Attention, s);
+            if (weights.Latent is { } latent)
+            {
+                _latent!.Forward(batch, cache, layer, latent, s.Normed, s.Cos, s.Sin, s.Projected, n);
+            }
+            else
+            {
+                Attention(batch, cache, layer, weights.Attention!, s);
+            }
             AddRows(s.Hidden, s.Projected, n * h);
             NormRows(s.Hidden, weights.PostAttentionNorm, s.Normed, n, h);
             if (weights.Moe is { } moe)

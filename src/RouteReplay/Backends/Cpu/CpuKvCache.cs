@@ -3,8 +3,10 @@ using RouteReplay.Model.Checkpoints;
 namespace RouteReplay.Backends.Cpu;
 
 /// <summary>
-/// The paged KV cache in host memory, fp32: per layer, K and V of shape <c>[NumBlocks * BlockSize, KvHeads * HeadDim]</c>.
-/// A block's rows for one layer are contiguous, so a block's payload is a fixed set of contiguous ranges.
+/// The paged KV cache in host memory, fp32: per layer, K of shape <c>[NumBlocks * BlockSize, KeyWidth]</c> and V of
+/// <c>[NumBlocks * BlockSize, ValueWidth]</c> (<see cref="ModelConfig.KeyCacheWidth"/>; for MLA, K holds the latent
+/// and RoPE key and V is empty). A block's rows for one layer are contiguous, so a block's payload is a fixed set of
+/// contiguous ranges.
 /// </summary>
 internal sealed class CpuKvCache
 {
@@ -14,8 +16,9 @@ internal sealed class CpuKvCache
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockSize);
         NumBlocks = numBlocks;
         BlockSize = blockSize;
-        KvDim = config.NumKeyValueHeads * config.HeadDim;
-        var perLayer = (long)numBlocks * blockSize * KvDim;
+        KeyWidth = config.KeyCacheWidth;
+        ValueWidth = config.ValueCacheWidth;
+        var perLayer = (long)numBlocks * blockSize * KeyWidth;
         if (perLayer > Array.MaxLength)
         {
             throw new ArgumentOutOfRangeException(nameof(numBlocks), numBlocks, "the KV cache of one layer exceeds the largest array");
@@ -25,7 +28,7 @@ internal sealed class CpuKvCache
         for (var layer = 0; layer < config.NumHiddenLayers; layer++)
         {
             Keys[layer] = GC.AllocateUninitializedArray<float>((int)perLayer, pinned: true);
-            Values[layer] = GC.AllocateUninitializedArray<float>((int)perLayer, pinned: true);
+            Values[layer] = GC.AllocateUninitializedArray<float>(numBlocks * blockSize * ValueWidth, pinned: true);
         }
     }
 
@@ -33,7 +36,9 @@ internal sealed class CpuKvCache
 
     public int BlockSize { get; }
 
-    public int KvDim { get; }
+    public int KeyWidth { get; }
+
+    public int ValueWidth { get; }
 
     public float[][] Keys { get; }
 

@@ -24,7 +24,17 @@ internal sealed record MoeWeights(Linear Router, SwiGluMlp[] Experts, SwiGluMlp?
     public float[] CorrectionBias { get; init; } = [];
 }
 
-internal sealed record LayerWeights(float[] InputNorm, float[] PostAttentionNorm, AttentionWeights Attention, SwiGluMlp? Dense, MoeWeights? Moe);
+/// <summary>
+/// Multi-head latent attention: the query projection (direct, or <see cref="QCompress"/>, its norm, then
+/// <see cref="Q"/>), the KV compression (latent then RoPE key), the latent's norm, the per-head expansion
+/// <c>[heads * (nope + v), kv_lora_rank]</c> and the output projection.
+/// </summary>
+internal sealed record LatentAttentionWeights(
+    Linear? QCompress, float[]? QCompressNorm, Linear Q, Linear KvCompress, float[] KvNorm, Linear KvExpand, Linear O);
+
+/// <summary>One decoder layer: exactly one of <see cref="Attention"/> and <see cref="Latent"/>, and one of <see cref="Dense"/> and <see cref="Moe"/>.</summary>
+internal sealed record LayerWeights(
+    float[] InputNorm, float[] PostAttentionNorm, AttentionWeights? Attention, SwiGluMlp? Dense, MoeWeights? Moe, LatentAttentionWeights? Latent = null);
 
 /// <summary>The fp32 weights of a checkpoint of one of the <see cref="ModelFamilies"/>, read with the tensor names transformers uses.</summary>
 internal sealed class ModelWeights
@@ -66,7 +76,8 @@ internal sealed class ModelWeights
         var prefix = $"model.layers.{layer}";
         var hd = c.HeadDim;
         var normWidths = WeightLayout.QkNormWidths(c);
-        var attention = new AttentionWeights(
+        var latent = c.Mla is { } mla ? ReadLatentAttention(checkpoint, c, mla, $"{prefix}.self_attn") : null;
+        var attention = latent is not null ? null : new AttentionWeights(
             ReadLinear(checkpoint, $"{prefix}.self_attn.q_proj", c.NumAttentionHeads * hd, c.HiddenSize, c.AttentionBias),
             ReadLinear(checkpoint, $"{prefix}.self_attn.k_proj", c.NumKeyValueHeads * hd, c.HiddenSize, c.AttentionBias),
             ReadLinear(checkpoint, $"{prefix}.self_attn.v_proj", c.NumKeyValueHeads * hd, c.HiddenSize, c.AttentionBias),
@@ -78,7 +89,7 @@ internal sealed class ModelWeights
         if (!c.IsMoeLayer(layer))
         {
             var dense = ReadMlp(checkpoint, $"{prefix}.mlp", ("gate_proj", "up_proj", "down_proj"), c.IntermediateSize, c.HiddenSize);
-            return new LayerWeights(inputNorm, postNorm, attention, dense, null);
+            return new LayerWeights(inputNorm, postNorm, attention, dense, null, latent);
         }
         var moe = MoePrefix(checkpoint, c, layer);
         var router = ReadLinear(checkpoint, $"{moe}.gate", c.NumExperts, c.HiddenSize, bias: false);
@@ -88,10 +99,30 @@ internal sealed class ModelWeights
                 .Select(e => ReadMlp(checkpoint, $"{moe}.experts.{e}", WeightLayout.ExpertProjections(c), c.MoeIntermediateSize, c.HiddenSize))
                 .ToArray();
         var shared = c.SharedExpertIntermediateSize > 0
-            ? ReadMlp(checkpoint, $"{moe}.shared_expert", ("gate_proj", "up_proj", "down_proj"), c.SharedExpertIntermediateSize, c.HiddenSize)
+            ? ReadMlp(checkpoint, WeightLayout.SharedExpertPrefix(c, moe), ("gate_proj", "up_proj", "down_proj"), c.SharedExpertIntermediateSize, c.HiddenSize)
             : null;
         var sharedGate = c.SharedExpertGate ? ReadLinear(checkpoint, $"{moe}.shared_expert_gate", 1, c.HiddenSize, bias: false) : null;
-        return new LayerWeights(inputNorm, postNorm, attention, null, new MoeWeights(router, experts, shared, sharedGate));
+        var moeWeights = new MoeWeights(router, experts, shared, sharedGate)
+        {
+            CorrectionBias = c.Router.CorrectionBias ? checkpoint.ReadFloat32($"{moe}.gate.e_score_correction_bias", c.NumExperts) : [],
+        };
+        return new LayerWeights(inputNorm, postNorm, attention, null, moeWeights, latent);
+    }
+
+    private static LatentAttentionWeights ReadLatentAttention(Checkpoint checkpoint, ModelConfig c, MlaSpec mla, string prefix)
+    {
+        int h = c.HiddenSize, heads = c.NumAttentionHeads;
+        var compressed = mla.QLoraRank > 0;
+        return new LatentAttentionWeights(
+            compressed ? ReadLinear(checkpoint, $"{prefix}.q_a_proj", mla.QLoraRank, h, c.AttentionBias) : null,
+            compressed ? checkpoint.ReadFloat32($"{prefix}.q_a_layernorm.weight", mla.QLoraRank) : null,
+            compressed
+                ? ReadLinear(checkpoint, $"{prefix}.q_b_proj", heads * mla.QkHeadDim, mla.QLoraRank, bias: false)
+                : ReadLinear(checkpoint, $"{prefix}.q_proj", heads * mla.QkHeadDim, h, bias: false),
+            ReadLinear(checkpoint, $"{prefix}.kv_a_proj_with_mqa", mla.KvLoraRank + mla.QkRopeHeadDim, h, c.AttentionBias),
+            checkpoint.ReadFloat32($"{prefix}.kv_a_layernorm.weight", mla.KvLoraRank),
+            ReadLinear(checkpoint, $"{prefix}.kv_b_proj", heads * (mla.QkNopeHeadDim + mla.VHeadDim), mla.KvLoraRank, bias: false),
+            ReadLinear(checkpoint, $"{prefix}.o_proj", h, heads * mla.VHeadDim, c.OutputProjectionBias));
     }
 
     /// <summary>

@@ -74,7 +74,10 @@ internal sealed class RotaryEmbedding
         var dim = config.HeadDim;
         var factor = scaling.Factor;
         var originalMax = scaling.OriginalMaxPositionEmbeddings ?? config.MaxPositionEmbeddings;
-        var attentionFactor = scaling.AttentionFactor ?? (factor > 1 ? (0.1 * Math.Log(factor)) + 1.0 : 1.0);
+        var attentionFactor = scaling.AttentionFactor
+            ?? (scaling.Mscale is { } mscale && scaling.MscaleAllDim is { } all && mscale != 0 && all != 0
+                ? RopeScaling.YarnMscale(factor, mscale) / RopeScaling.YarnMscale(factor, all)
+                : RopeScaling.YarnMscale(factor));
         var betaFast = scaling.BetaFast ?? 32.0;
         var betaSlow = scaling.BetaSlow ?? 1.0;
         double CorrectionDim(double rotations) =>

@@ -23,12 +23,12 @@ public sealed partial class CudaBackend : IModelBackend
 
     private unsafe CudaBackend(ModelConfig config, CudaBackendOptions options)
     {
-        CudaLibrary.EnsureLoaded();
         if (config.ModelType != ModelFamilies.Qwen3Moe)
         {
             throw new NotSupportedException(
                 $"the CUDA backend runs {ModelFamilies.Qwen3Moe} models only in this version; model_type '{config.ModelType}' runs with --device cpu");
         }
+        CudaLibrary.EnsureLoaded();
         if (config.AttentionBias || config.OutputProjectionBias)
         {
             throw new NotSupportedException("the CUDA backend does not support attention biases (attention_bias: true)");

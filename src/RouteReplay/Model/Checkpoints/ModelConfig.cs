@@ -28,6 +28,18 @@ public sealed record ModelConfig
     /// <summary>The first this-many layers are dense (<c>first_k_dense_replace</c>).</summary>
     public int FirstKDenseReplace { get; init; }
 
+    /// <summary>Multi-head latent attention (DeepSeek-V3's compressed KV); null for ordinary (grouped-query) attention.</summary>
+    public MlaSpec? Mla { get; init; }
+
+    /// <summary>
+    /// Floats one slot of one layer's K cache holds: <c>kv_heads * head_dim</c>, or MLA's compressed latent plus its
+    /// RoPE key (<c>kv_lora_rank + qk_rope_head_dim</c>).
+    /// </summary>
+    public int KeyCacheWidth => Mla is { } mla ? mla.KvLoraRank + mla.QkRopeHeadDim : NumKeyValueHeads * HeadDim;
+
+    /// <summary>Floats one slot of one layer's V cache holds; 0 for MLA, whose values come from the latent in K.</summary>
+    public int ValueCacheWidth => Mla is null ? NumKeyValueHeads * HeadDim : 0;
+
     /// <summary>Where q/k RMSNorm applies: per head (Qwen3), over the whole projection (OLMoE), or not at all.</summary>
     public QkNormKind QkNorm { get; init; } = QkNormKind.PerHead;
 
@@ -163,7 +175,8 @@ public sealed record ModelConfig
         && QkNorm == other.QkNorm
         && ClipQkv == other.ClipQkv
         && SlidingWindow == other.SlidingWindow
-        && SlidingLayers.SequenceEqual(other.SlidingLayers);
+        && SlidingLayers.SequenceEqual(other.SlidingLayers)
+        && Mla == other.Mla;
 
     /// <inheritdoc />
     public override int GetHashCode() =>

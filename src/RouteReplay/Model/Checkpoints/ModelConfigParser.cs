@@ -21,12 +21,14 @@ internal static class ModelConfigParser
             HiddenSize = fields.RequiredPositiveInt("hidden_size"),
             NumHiddenLayers = fields.RequiredPositiveInt("num_hidden_layers"),
             NumAttentionHeads = fields.RequiredPositiveInt("num_attention_heads"),
-            NumKeyValueHeads = fields.OptionalPositiveInt("num_key_value_heads")
-                ?? (modelType == ModelFamilies.Qwen3Moe ? throw fields.Error("num_key_value_heads", "is required but missing") : fields.RequiredPositiveInt("num_attention_heads")),
-            HeadDim = ParseHeadDim(fields),
+            NumKeyValueHeads = modelType == ModelFamilies.DeepseekV3
+                ? fields.RequiredPositiveInt("num_attention_heads")
+                : fields.OptionalPositiveInt("num_key_value_heads")
+                    ?? (modelType == ModelFamilies.Qwen3Moe ? throw fields.Error("num_key_value_heads", "is required but missing") : fields.RequiredPositiveInt("num_attention_heads")),
+            HeadDim = modelType == ModelFamilies.DeepseekV3 ? fields.RequiredPositiveInt("qk_rope_head_dim") : ParseHeadDim(fields),
             IntermediateSize = fields.RequiredPositiveInt("intermediate_size"),
             MoeIntermediateSize = 0,
-            NumExperts = ParseNumExperts(fields),
+            NumExperts = modelType == ModelFamilies.DeepseekV3 ? fields.RequiredPositiveInt("n_routed_experts") : ParseNumExperts(fields),
             NumExpertsPerTok = fields.RequiredPositiveInt("num_experts_per_tok"),
             NormTopkProb = fields.OptionalBool("norm_topk_prob") ?? false,
             RmsNormEps = ParseRmsNormEps(fields),
@@ -67,6 +69,7 @@ internal static class ModelConfigParser
                 QkNorm = QkNormKind.None,
                 SlidingWindow = fields.OptionalPositiveInt("sliding_window") ?? 0,
             },
+            ModelFamilies.DeepseekV3 => ParseDeepseekV3(fields, common),
             _ => common with
             {
                 MoeIntermediateSize = fields.RequiredPositiveInt("moe_intermediate_size"),
@@ -78,6 +81,55 @@ internal static class ModelConfigParser
         };
         ValidateConsistency(config, fields);
         return config;
+    }
+
+    /// <summary>
+    /// DeepSeek-V3 (and Moonlight, Kimi-K2): sigmoid router with a selection bias, group-limited top-k and scaled
+    /// weights; shared experts; the first layers dense; multi-head latent attention.
+    /// </summary>
+    private static ModelConfig ParseDeepseekV3(JsonObjectReader fields, ModelConfig common)
+    {
+        if (fields.OptionalString("topk_method") is { } method && method != "noaux_tc")
+        {
+            throw fields.Error("topk_method", $"is '{method}'; RouteReplay runs DeepSeek-V3 routers (noaux_tc) only");
+        }
+        if (fields.OptionalInt("moe_layer_freq") is { } frequency and not 1)
+        {
+            throw fields.Error("moe_layer_freq", $"is {frequency}; only 1 (every layer past first_k_dense_replace is MoE) is supported");
+        }
+        var moeIntermediate = fields.RequiredPositiveInt("moe_intermediate_size");
+        var groups = fields.OptionalPositiveInt("n_group") ?? 1;
+        var qkNope = fields.RequiredPositiveInt("qk_nope_head_dim");
+        var qkRope = fields.RequiredPositiveInt("qk_rope_head_dim");
+        var softmaxScale = common.RopeScaling is { MscaleAllDim: { } all } scaling && all != 0
+            ? Math.Pow(RopeScaling.YarnMscale(scaling.Factor, all), 2)
+            : 1.0;
+        return common with
+        {
+            MoeIntermediateSize = moeIntermediate,
+            FirstKDenseReplace = fields.OptionalInt("first_k_dense_replace") is { } dense and >= 0
+                ? dense
+                : fields.Has("first_k_dense_replace") ? throw fields.Error("first_k_dense_replace", "must not be negative") : 0,
+            SharedExpertIntermediateSize = moeIntermediate * (fields.OptionalInt("n_shared_experts") is { } shared and >= 0 ? shared : 0),
+            NormTopkProb = fields.OptionalBool("norm_topk_prob") ?? true,
+            Router = new RouterSpec(
+                RouterScoring.Sigmoid,
+                CorrectionBias: true,
+                ExpertGroups: groups,
+                TopKGroups: fields.OptionalPositiveInt("topk_group") ?? 1,
+                ScalingFactor: fields.OptionalDouble("routed_scaling_factor") ?? 1.0),
+            QkNorm = QkNormKind.None,
+            AttentionBias = fields.OptionalBool("attention_bias") ?? false,
+            OutputProjectionBias = fields.OptionalBool("attention_bias") ?? false,
+            Mla = new MlaSpec(
+                QLoraRank: fields.OptionalPositiveInt("q_lora_rank") ?? 0,
+                KvLoraRank: fields.RequiredPositiveInt("kv_lora_rank"),
+                QkNopeHeadDim: qkNope,
+                QkRopeHeadDim: qkRope,
+                VHeadDim: fields.RequiredPositiveInt("v_head_dim"),
+                RopeInterleave: fields.OptionalBool("rope_interleave") ?? true,
+                SoftmaxScaleFactor: softmaxScale),
+        };
     }
 
     /// <summary>
@@ -115,9 +167,10 @@ internal static class ModelConfigParser
             var method = quantization.OptionalString("quant_method") ?? "(unnamed)";
             throw quantization.Error("quant_method", $"is '{method}'; RouteReplay loads unquantised bfloat16, float16 or float32 weights only");
         }
-        if (fields.OptionalString("scoring_func") is { } scoring && scoring != "softmax")
+        var expectedScoring = modelType == ModelFamilies.DeepseekV3 ? "sigmoid" : "softmax";
+        if (fields.OptionalString("scoring_func") is { } scoring && scoring != expectedScoring)
         {
-            throw fields.Error("scoring_func", $"is '{scoring}', but {modelType} routers score with softmax");
+            throw fields.Error("scoring_func", $"is '{scoring}', but {modelType} routers score with {expectedScoring}");
         }
         if (modelType == ModelFamilies.Qwen2Moe && fields.OptionalBool("use_sliding_window") == true)
         {
@@ -178,6 +231,18 @@ internal static class ModelConfigParser
             throw fields.Error(
                 "num_experts_per_tok",
                 $"({config.NumExpertsPerTok}) must not exceed the number of experts ({config.NumExperts})");
+        }
+        if (config.NumExperts % config.Router.ExpertGroups != 0 || config.Router.TopKGroups > config.Router.ExpertGroups)
+        {
+            throw fields.Error(
+                "topk_group",
+                $"({config.Router.TopKGroups}) must not exceed n_group ({config.Router.ExpertGroups}), which must divide the {config.NumExperts} experts");
+        }
+        if (config.NumExpertsPerTok > config.NumExperts / config.Router.ExpertGroups * config.Router.TopKGroups)
+        {
+            throw fields.Error(
+                "num_experts_per_tok",
+                $"({config.NumExpertsPerTok}) exceeds the experts of the {config.Router.TopKGroups} groups a token may use");
         }
         foreach (var layer in config.MlpOnlyLayers)
         {

@@ -16,11 +16,12 @@ internal static class ModelConfigWriter
         var qwen2 = config.ModelType == ModelFamilies.Qwen2Moe;
         var olmoe = config.ModelType == ModelFamilies.Olmoe;
         var mixtral = config.ModelType == ModelFamilies.Mixtral;
+        var deepseek = config.Mla is not null;
         writer.WriteStartObject();
         writer.WriteStartArray("architectures");
         writer.WriteStringValue(config.Architecture);
         writer.WriteEndArray();
-        if (qwen3 || olmoe)
+        if (qwen3 || olmoe || deepseek)
         {
             writer.WriteBoolean("attention_bias", config.AttentionBias);
         }
@@ -35,11 +36,19 @@ internal static class ModelConfigWriter
             writer.WriteNumber("decoder_sparse_step", config.DecoderSparseStep);
         }
         IndentedJsonFile.WriteIntOrIntList(writer, "eos_token_id", config.EosTokenIds);
+        if (deepseek)
+        {
+            writer.WriteNumber("first_k_dense_replace", config.FirstKDenseReplace);
+        }
         writer.WriteNumber("head_dim", config.HeadDim);
         writer.WriteString("hidden_act", "silu");
         writer.WriteNumber("hidden_size", config.HiddenSize);
         writer.WriteNumber("initializer_range", 0.02);
         writer.WriteNumber("intermediate_size", config.IntermediateSize);
+        if (config.Mla is { } mla)
+        {
+            writer.WriteNumber("kv_lora_rank", mla.KvLoraRank);
+        }
         writer.WriteNumber("max_position_embeddings", config.MaxPositionEmbeddings);
         if (qwen3 || qwen2)
         {
@@ -47,16 +56,22 @@ internal static class ModelConfigWriter
             IndentedJsonFile.WriteIntList(writer, "mlp_only_layers", config.MlpOnlyLayers);
         }
         writer.WriteString("model_type", config.ModelType);
-        if (qwen3 || qwen2)
+        if (qwen3 || qwen2 || deepseek)
         {
             writer.WriteNumber("moe_intermediate_size", config.MoeIntermediateSize);
+        }
+        if (deepseek)
+        {
+            writer.WriteNumber("n_group", config.Router.ExpertGroups);
+            writer.WriteNumber("n_routed_experts", config.NumExperts);
+            writer.WriteNumber("n_shared_experts", config.SharedExpertIntermediateSize / config.MoeIntermediateSize);
         }
         if (!mixtral)
         {
             writer.WriteBoolean("norm_topk_prob", config.NormTopkProb);
         }
         writer.WriteNumber("num_attention_heads", config.NumAttentionHeads);
-        if (!mixtral)
+        if (!mixtral && !deepseek)
         {
             writer.WriteNumber("num_experts", config.NumExperts);
         }
@@ -68,10 +83,35 @@ internal static class ModelConfigWriter
             writer.WriteNumber("num_local_experts", config.NumExperts);
         }
         writer.WriteBoolean("output_router_logits", false);
+        if (config.Mla is { } attention)
+        {
+            if (attention.QLoraRank > 0)
+            {
+                writer.WriteNumber("q_lora_rank", attention.QLoraRank);
+            }
+            else
+            {
+                writer.WriteNull("q_lora_rank");
+            }
+            writer.WriteNumber("qk_nope_head_dim", attention.QkNopeHeadDim);
+            writer.WriteNumber("qk_rope_head_dim", attention.QkRopeHeadDim);
+        }
         writer.WriteNumber("rms_norm_eps", config.RmsNormEps);
+        if (config.Mla is { } rope)
+        {
+            writer.WriteBoolean("rope_interleave", rope.RopeInterleave);
+        }
         WriteRopeScaling(writer, config.RopeScaling);
         writer.WriteNumber("rope_theta", config.RopeTheta);
+        if (deepseek)
+        {
+            writer.WriteNumber("routed_scaling_factor", config.Router.ScalingFactor);
+        }
         writer.WriteNumber("router_aux_loss_coef", 0.001);
+        if (deepseek)
+        {
+            writer.WriteString("scoring_func", "sigmoid");
+        }
         if (qwen2)
         {
             writer.WriteNumber("shared_expert_intermediate_size", config.SharedExpertIntermediateSize);
@@ -85,11 +125,20 @@ internal static class ModelConfigWriter
             writer.WriteNull("sliding_window");
         }
         writer.WriteBoolean("tie_word_embeddings", config.TieWordEmbeddings);
+        if (deepseek)
+        {
+            writer.WriteNumber("topk_group", config.Router.TopKGroups);
+            writer.WriteString("topk_method", "noaux_tc");
+        }
         writer.WriteString("torch_dtype", config.DType);
         writer.WriteBoolean("use_cache", true);
         if (qwen3 || qwen2)
         {
             writer.WriteBoolean("use_sliding_window", false);
+        }
+        if (config.Mla is { } values)
+        {
+            writer.WriteNumber("v_head_dim", values.VHeadDim);
         }
         writer.WriteNumber("vocab_size", config.VocabSize);
         writer.WriteEndObject();
@@ -107,6 +156,8 @@ internal static class ModelConfigWriter
         WriteOptional(writer, "beta_fast", scaling.BetaFast);
         WriteOptional(writer, "beta_slow", scaling.BetaSlow);
         writer.WriteNumber("factor", scaling.Factor);
+        WriteOptional(writer, "mscale", scaling.Mscale);
+        WriteOptional(writer, "mscale_all_dim", scaling.MscaleAllDim);
         if (scaling.OriginalMaxPositionEmbeddings is { } original)
         {
             writer.WriteNumber("original_max_position_embeddings", original);

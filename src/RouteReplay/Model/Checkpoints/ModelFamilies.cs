@@ -7,6 +7,7 @@ public static class ModelFamilies
     public const string Olmoe = "olmoe";
     public const string Qwen2Moe = "qwen2_moe";
     public const string Mixtral = "mixtral";
+    public const string DeepseekV3 = "deepseek_v3";
 
     private static readonly (string ModelType, string Architecture)[] Known =
     [
@@ -14,6 +15,7 @@ public static class ModelFamilies
         (Olmoe, "OlmoeForCausalLM"),
         (Qwen2Moe, "Qwen2MoeForCausalLM"),
         (Mixtral, "MixtralForCausalLM"),
+        (DeepseekV3, "DeepseekV3ForCausalLM"),
     ];
 
     /// <summary>The supported <c>model_type</c> values.</summary>

@@ -43,7 +43,9 @@ internal static class RopeConfigParser
                     scaling.OptionalPositiveInt("original_max_position_embeddings"),
                     scaling.OptionalDouble("attention_factor"),
                     scaling.OptionalDouble("beta_fast"),
-                    scaling.OptionalDouble("beta_slow"));
+                    scaling.OptionalDouble("beta_slow"),
+                    scaling.OptionalDouble("mscale"),
+                    scaling.OptionalDouble("mscale_all_dim"));
             default:
                 throw root.Error(key, $"has rope type '{type}', which is not supported (supported: default, linear, yarn)");
         }

@@ -7,10 +7,18 @@ namespace RouteReplay.Model.Checkpoints;
 /// <param name="AttentionFactor">The attention temperature factor (YaRN), if given.</param>
 /// <param name="BetaFast">The YaRN fast-rotation boundary, if given.</param>
 /// <param name="BetaSlow">The YaRN slow-rotation boundary, if given.</param>
+/// <param name="Mscale">DeepSeek's YaRN <c>mscale</c>, if given.</param>
+/// <param name="MscaleAllDim">DeepSeek's YaRN <c>mscale_all_dim</c>, if given (it also scales MLA's softmax).</param>
 public sealed record RopeScaling(
     string Type,
     double Factor,
     int? OriginalMaxPositionEmbeddings,
     double? AttentionFactor,
     double? BetaFast,
-    double? BetaSlow);
+    double? BetaSlow,
+    double? Mscale = null,
+    double? MscaleAllDim = null)
+{
+    /// <summary>YaRN's attention temperature for a scale: <c>0.1 * mscale * ln(scale) + 1</c>, or 1 when not extending.</summary>
+    public static double YarnMscale(double scale, double mscale = 1.0) => scale <= 1 ? 1.0 : (0.1 * mscale * Math.Log(scale)) + 1.0;
+}

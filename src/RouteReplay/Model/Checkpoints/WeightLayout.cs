@@ -16,7 +16,10 @@ internal static class WeightLayout
             var prefix = $"model.layers.{layer}";
             yield return new($"{prefix}.input_layernorm.weight", [hidden], WeightRole.Norm);
             yield return new($"{prefix}.post_attention_layernorm.weight", [hidden], WeightRole.Norm);
-            foreach (var weight in Attention(config, $"{prefix}.self_attn", residualGain))
+            var attention = config.Mla is { } mla
+                ? LatentAttention(config, mla, $"{prefix}.self_attn", residualGain)
+                : Attention(config, $"{prefix}.self_attn", residualGain);
+            foreach (var weight in attention)
             {
                 yield return weight;
             }
@@ -78,9 +81,53 @@ internal static class WeightLayout
         }
     }
 
+    /// <summary>
+    /// Multi-head latent attention: the query (directly, or through its compression <c>q_a_proj</c>,
+    /// <c>q_a_layernorm</c>, <c>q_b_proj</c>), the KV compression <c>kv_a_proj_with_mqa</c> (latent plus RoPE key),
+    /// <c>kv_a_layernorm</c>, the per-head expansion <c>kv_b_proj</c> and the output projection.
+    /// </summary>
+    private static IEnumerable<WeightSpec> LatentAttention(ModelConfig config, MlaSpec mla, string prefix, double residualGain)
+    {
+        long hidden = config.HiddenSize, heads = config.NumAttentionHeads;
+        if (mla.QLoraRank > 0)
+        {
+            yield return new($"{prefix}.q_a_proj.weight", [mla.QLoraRank, hidden], WeightRole.Linear);
+            if (config.AttentionBias)
+            {
+                yield return new($"{prefix}.q_a_proj.bias", [mla.QLoraRank], WeightRole.Bias);
+            }
+            yield return new($"{prefix}.q_a_layernorm.weight", [mla.QLoraRank], WeightRole.Norm);
+            yield return new($"{prefix}.q_b_proj.weight", [heads * mla.QkHeadDim, mla.QLoraRank], WeightRole.Linear);
+        }
+        else
+        {
+            yield return new($"{prefix}.q_proj.weight", [heads * mla.QkHeadDim, hidden], WeightRole.Linear);
+        }
+        yield return new($"{prefix}.kv_a_proj_with_mqa.weight", [mla.KvLoraRank + mla.QkRopeHeadDim, hidden], WeightRole.Linear);
+        if (config.AttentionBias)
+        {
+            yield return new($"{prefix}.kv_a_proj_with_mqa.bias", [mla.KvLoraRank + mla.QkRopeHeadDim], WeightRole.Bias);
+        }
+        yield return new($"{prefix}.kv_a_layernorm.weight", [mla.KvLoraRank], WeightRole.Norm);
+        yield return new($"{prefix}.kv_b_proj.weight", [heads * (mla.QkNopeHeadDim + mla.VHeadDim), mla.KvLoraRank], WeightRole.Linear);
+        yield return new($"{prefix}.o_proj.weight", [hidden, heads * mla.VHeadDim], WeightRole.Linear, residualGain);
+        if (config.OutputProjectionBias)
+        {
+            yield return new($"{prefix}.o_proj.bias", [hidden], WeightRole.Bias);
+        }
+    }
+
+    /// <summary>The shared expert's prefix: Qwen2-MoE's one <c>shared_expert</c>, DeepSeek's <c>shared_experts</c> (fused).</summary>
+    public static string SharedExpertPrefix(ModelConfig config, string moePrefix) =>
+        config.Mla is not null ? $"{moePrefix}.shared_experts" : $"{moePrefix}.shared_expert";
+
     private static IEnumerable<WeightSpec> SparseMlp(ModelConfig config, string prefix, double residualGain)
     {
         yield return new($"{prefix}.gate.weight", [config.NumExperts, config.HiddenSize], WeightRole.Router);
+        if (config.Router.CorrectionBias)
+        {
+            yield return new($"{prefix}.gate.e_score_correction_bias", [config.NumExperts], WeightRole.Bias);
+        }
         for (var expert = 0; expert < config.NumExperts; expert++)
         {
             foreach (var weight in GatedMlp(config, $"{prefix}.experts.{expert}", config.MoeIntermediateSize, residualGain))
@@ -90,7 +137,7 @@ internal static class WeightLayout
         }
         if (config.SharedExpertIntermediateSize > 0)
         {
-            foreach (var weight in GatedMlp(config, $"{prefix}.shared_expert", config.SharedExpertIntermediateSize, residualGain))
+            foreach (var weight in GatedMlp(config, SharedExpertPrefix(config, prefix), config.SharedExpertIntermediateSize, residualGain))
             {
                 yield return weight;
             }

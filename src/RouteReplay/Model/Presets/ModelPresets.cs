@@ -92,6 +92,22 @@ public static class ModelPresets
             IntermediateSize = 32,
             SlidingWindow = 16,
         }),
+        new("deepseek-v3-tiny", DeepseekV3() with
+        {
+            HiddenSize = 64,
+            NumHiddenLayers = 4,
+            FirstKDenseReplace = 1,
+            NumAttentionHeads = 4,
+            NumKeyValueHeads = 4,
+            HeadDim = 8,
+            Mla = new MlaSpec(QLoraRank: 32, KvLoraRank: 32, QkNopeHeadDim: 16, QkRopeHeadDim: 8, VHeadDim: 16, RopeInterleave: true),
+            NumExperts = 16,
+            NumExpertsPerTok = 4,
+            Router = new RouterSpec(RouterScoring.Sigmoid, CorrectionBias: true, ExpertGroups: 4, TopKGroups: 2, ScalingFactor: 2.5),
+            MoeIntermediateSize = 32,
+            SharedExpertIntermediateSize = 32,
+            IntermediateSize = 128,
+        }),
         new("olmoe-1b-7b", Olmoe() with
         {
             HiddenSize = 2048,
@@ -142,6 +158,28 @@ public static class ModelPresets
             MaxPositionEmbeddings = 32_768,
             EosTokenIds = [2],
         }),
+        new("moonlight-16b-a3b", DeepseekV3() with
+        {
+            HiddenSize = 2048,
+            NumHiddenLayers = 27,
+            FirstKDenseReplace = 1,
+            NumAttentionHeads = 16,
+            NumKeyValueHeads = 16,
+            HeadDim = 64,
+            Mla = new MlaSpec(QLoraRank: 0, KvLoraRank: 512, QkNopeHeadDim: 128, QkRopeHeadDim: 64, VHeadDim: 128, RopeInterleave: true),
+            NumExperts = 64,
+            NumExpertsPerTok = 6,
+            Router = new RouterSpec(RouterScoring.Sigmoid, CorrectionBias: true, ExpertGroups: 1, TopKGroups: 1, ScalingFactor: 2.446),
+            MoeIntermediateSize = 1408,
+            SharedExpertIntermediateSize = 2816,
+            IntermediateSize = 11_264,
+            RopeTheta = 50_000,
+            RmsNormEps = 1e-5,
+            VocabSize = 163_840,
+            TieWordEmbeddings = false,
+            MaxPositionEmbeddings = 8192,
+            EosTokenIds = [],
+        }),
     ];
 
     /// <summary>The preset names, in the order listed above.</summary>
@@ -181,6 +219,15 @@ public static class ModelPresets
         ModelType = ModelFamilies.Mixtral,
         Router = new RouterSpec(RouterScoring.SoftmaxOverSelected),
         NormTopkProb = false,
+        QkNorm = QkNormKind.None,
+    };
+
+    /// <summary>DeepSeek-V3: sigmoid router with a selection bias and group limit, shared experts, latent attention.</summary>
+    private static ModelConfig DeepseekV3() => Qwen3Moe() with
+    {
+        Architecture = ModelFamilies.ArchitectureOf(ModelFamilies.DeepseekV3),
+        ModelType = ModelFamilies.DeepseekV3,
+        NormTopkProb = true,
         QkNorm = QkNormKind.None,
     };
 

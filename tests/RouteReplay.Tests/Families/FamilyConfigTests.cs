@@ -8,7 +8,8 @@ namespace RouteReplay.Tests.Families;
 
 public sealed class FamilyConfigTests
 {
-    public static TheoryData<string> FamilyPresets => ["olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny", "olmoe-1b-7b", "qwen1.5-moe-a2.7b", "mixtral-8x7b"];
+    public static TheoryData<string> FamilyPresets =>
+        ["olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny", "deepseek-v3-tiny", "olmoe-1b-7b", "qwen1.5-moe-a2.7b", "mixtral-8x7b", "moonlight-16b-a3b"];
 
     [Theory]
     [MemberData(nameof(FamilyPresets))]
@@ -52,7 +53,7 @@ public sealed class FamilyConfigTests
         var layout = new PayloadLayout(16, TensorDType.BF16, 4, 2, 16, 4096, []);
         var tiny = ModelPresets.Get("tiny").Config;
         Assert.DoesNotContain("model_type", ModelFingerprint.ArchitectureText(tiny));
-        var fingerprints = new[] { "tiny", "olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny" }
+        var fingerprints = new[] { "tiny", "olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny", "deepseek-v3-tiny" }
             .Select(name => ModelFingerprint.Compute(ModelPresets.Get(name).Config, "weights", layout))
             .ToArray();
         Assert.Equal(fingerprints.Length, fingerprints.Distinct().Count());
@@ -60,6 +61,60 @@ public sealed class FamilyConfigTests
         Assert.NotEqual(
             ModelFingerprint.Compute(windowed, "weights", layout),
             ModelFingerprint.Compute(windowed with { SlidingWindow = 32 }, "weights", layout));
+    }
+
+    [Fact]
+    public void Deepseek_v3_reads_its_router_and_latent_attention()
+    {
+        var json = ConfigJson.Edit(ConfigJson.Transformers4, root =>
+        {
+            root["architectures"] = new JsonArray("DeepseekV3ForCausalLM");
+            root["model_type"] = "deepseek_v3";
+            root.Remove("num_experts");
+            root["n_routed_experts"] = 256;
+            root["num_experts_per_tok"] = 8;
+            root["n_group"] = 8;
+            root["topk_group"] = 4;
+            root["n_shared_experts"] = 1;
+            root["moe_intermediate_size"] = 2048;
+            root["first_k_dense_replace"] = 3;
+            root["routed_scaling_factor"] = 2.5;
+            root["scoring_func"] = "sigmoid";
+            root["topk_method"] = "noaux_tc";
+            root["q_lora_rank"] = 1536;
+            root["kv_lora_rank"] = 512;
+            root["qk_nope_head_dim"] = 128;
+            root["qk_rope_head_dim"] = 64;
+            root["v_head_dim"] = 128;
+            root["rope_scaling"] = new JsonObject
+            {
+                ["type"] = "yarn", ["factor"] = 40, ["mscale"] = 1.0, ["mscale_all_dim"] = 1.0,
+                ["original_max_position_embeddings"] = 4096, ["beta_fast"] = 32, ["beta_slow"] = 1,
+            };
+        });
+        var c = ModelConfig.Parse(json, "config.json");
+        Assert.Equal(new RouterSpec(RouterScoring.Sigmoid, CorrectionBias: true, ExpertGroups: 8, TopKGroups: 4, ScalingFactor: 2.5), c.Router);
+        Assert.Equal((256, 2048, 3, 64), (c.NumExperts, c.SharedExpertIntermediateSize, c.FirstKDenseReplace, c.HeadDim));
+        Assert.Equal(Enumerable.Range(3, 45), c.MoeLayers);
+        var mscale = (0.1 * Math.Log(40)) + 1;
+        Assert.Equal(new MlaSpec(1536, 512, 128, 64, 128, true, mscale * mscale), c.Mla);
+        Assert.Equal((576, 0), (c.KeyCacheWidth, c.ValueCacheWidth));
+    }
+
+    [Theory]
+    [InlineData("topk_method", "greedy")]
+    [InlineData("scoring_func", "softmax")]
+    [InlineData("topk_group", "9")]
+    public void Unsupported_deepseek_router_settings_are_named(string field, string value)
+    {
+        var config = ModelPresets.Get("deepseek-v3-tiny").Config;
+        using var dir = new TempDirectory();
+        var path = Path.Combine(dir.Path, "config.json");
+        ModelConfigWriter.Write(config, path);
+        var root = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        root[field] = int.TryParse(value, out var number) ? JsonValue.Create(number) : JsonValue.Create(value);
+        var error = Assert.Throws<CheckpointException>(() => ModelConfig.Parse(root.ToJsonString(), "config.json"));
+        Assert.Contains(field, error.Message);
     }
 
     [Theory]

@@ -10,7 +10,7 @@ namespace RouteReplay.Tests.Families;
 /// <summary>The tiny preset of every family besides Qwen3-MoE, made once into temporary folders.</summary>
 public sealed class FamilyModelsFixture : IDisposable
 {
-    public static readonly string[] Presets = ["olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny"];
+    public static readonly string[] Presets = ["olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny", "deepseek-v3-tiny"];
 
     private readonly Dictionary<string, string> _directories = [];
 

@@ -129,6 +129,13 @@ public static class ModelFingerprint
         LineIfChanged("output_projection_bias", config.OutputProjectionBias, config.AttentionBias);
         LineIfChanged("sliding_window", config.SlidingWindow, qwen3.SlidingWindow);
         LineIfChanged("sliding_layers", string.Join(',', config.SlidingLayers), string.Join(',', qwen3.SlidingLayers));
+        LineIfChanged("attention_sinks", config.AttentionSinks, qwen3.AttentionSinks);
+        LineIfChanged("swiglu_limit", config.SwigluLimit, qwen3.SwigluLimit);
+        if (config.SwigluLimit is not null)
+        {
+            Line(text, "swiglu_alpha", config.SwigluAlpha);
+        }
+        LineIfChanged("expert_biases", config.ExpertBiases, qwen3.ExpertBiases);
         if (config.Mla is { } mla)
         {
             Line(text, "kv_layout", "latent");
@@ -210,6 +217,7 @@ public static class ModelFingerprint
             scaling.AttentionFactor is { } attention ? Number(attention) : "none",
             scaling.BetaFast is { } fast ? Number(fast) : "none",
             scaling.BetaSlow is { } slow ? Number(slow) : "none")
+        + (scaling.Truncate ? "" : ",truncate=false")
         + (scaling.Mscale is null && scaling.MscaleAllDim is null
             ? ""
             : $",mscale={(scaling.Mscale is { } m ? Number(m) : "none")},mscale_all_dim={(scaling.MscaleAllDim is { } a ? Number(a) : "none")}");

@@ -9,7 +9,10 @@ namespace RouteReplay.Tests.Families;
 public sealed class FamilyConfigTests
 {
     public static TheoryData<string> FamilyPresets =>
-        ["olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny", "deepseek-v3-tiny", "olmoe-1b-7b", "qwen1.5-moe-a2.7b", "mixtral-8x7b", "moonlight-16b-a3b"];
+        [
+            "olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny", "deepseek-v3-tiny", "gpt-oss-tiny",
+            "olmoe-1b-7b", "qwen1.5-moe-a2.7b", "mixtral-8x7b", "moonlight-16b-a3b", "gpt-oss-20b",
+        ];
 
     [Theory]
     [MemberData(nameof(FamilyPresets))]
@@ -53,7 +56,7 @@ public sealed class FamilyConfigTests
         var layout = new PayloadLayout(16, TensorDType.BF16, 4, 2, 16, 4096, []);
         var tiny = ModelPresets.Get("tiny").Config;
         Assert.DoesNotContain("model_type", ModelFingerprint.ArchitectureText(tiny));
-        var fingerprints = new[] { "tiny", "olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny", "deepseek-v3-tiny" }
+        var fingerprints = new[] { "tiny", "olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny", "deepseek-v3-tiny", "gpt-oss-tiny" }
             .Select(name => ModelFingerprint.Compute(ModelPresets.Get(name).Config, "weights", layout))
             .ToArray();
         Assert.Equal(fingerprints.Length, fingerprints.Distinct().Count());
@@ -99,6 +102,26 @@ public sealed class FamilyConfigTests
         var mscale = (0.1 * Math.Log(40)) + 1;
         Assert.Equal(new MlaSpec(1536, 512, 128, 64, 128, true, mscale * mscale), c.Mla);
         Assert.Equal((576, 0), (c.KeyCacheWidth, c.ValueCacheWidth));
+    }
+
+    [Fact]
+    public void Gpt_oss_reads_layer_types_sinks_clamped_experts_and_an_untruncated_yarn()
+    {
+        var c = ModelPresets.Get("gpt-oss-20b").Config;
+        using var dir = new TempDirectory();
+        var path = Path.Combine(dir.Path, "config.json");
+        ModelConfigWriter.Write(c, path);
+        var root = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        root.Remove("layer_types");
+        root["quantization_config"] = new JsonObject { ["quant_method"] = "mxfp4" };
+        var parsed = ModelConfig.Parse(root.ToJsonString(), "config.json");
+        Assert.Equal(c, parsed);
+        Assert.Equal((128, 0), (parsed.WindowOf(0), parsed.WindowOf(1)));
+        Assert.Equal((true, 7.0, true), (parsed.AttentionSinks, parsed.SwigluLimit, parsed.Router.LogitBias));
+        Assert.False(parsed.RopeScaling!.Truncate);
+
+        root["layer_types"] = new JsonArray("sliding_attention");
+        Assert.Contains("layer_types", Assert.Throws<CheckpointException>(() => ModelConfig.Parse(root.ToJsonString(), "config.json")).Message);
     }
 
     [Theory]

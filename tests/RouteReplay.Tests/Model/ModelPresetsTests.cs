@@ -9,7 +9,10 @@ public sealed class ModelPresetsTests
     public void Lists_the_qwen3_presets_then_every_family_tiny_and_real_shape()
     {
         Assert.Equal(
-            ["tiny", "small", "qwen3-30b-a3b", "olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny", "olmoe-1b-7b", "qwen1.5-moe-a2.7b", "mixtral-8x7b"],
+            [
+                "tiny", "small", "qwen3-30b-a3b", "olmoe-tiny", "qwen2-moe-tiny", "mixtral-tiny", "deepseek-v3-tiny", "gpt-oss-tiny",
+                "olmoe-1b-7b", "qwen1.5-moe-a2.7b", "mixtral-8x7b", "gpt-oss-20b", "moonlight-16b-a3b",
+            ],
             ModelPresets.Names);
         Assert.All(ModelPresets.Names, name => Assert.Equal(name, ModelPresets.Get(name).Name));
     }

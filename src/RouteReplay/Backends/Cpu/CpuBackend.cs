@@ -185,10 +185,33 @@ public sealed partial class CpuBackend : IModelBackend
             var parts = n * heads >= 8 ? Math.Min(n * heads, Environment.ProcessorCount * 4) : 1;
             for (var item = part; item < n * heads; item += parts)
             {
-                AttendOneHead(batch, cache, item / heads, item % heads, window, keys, values, s);
+                AttendOneHead(batch, cache, item / heads, item % heads, window, w.Sinks, keys, values, s);
             }
         });
         ParallelMath.MatMul(w.O, s.Attended, 0, n, s.Projected, 0);
+    }
+
+    /// <summary>
+    /// A softmax over the scores and one more logit, the head's sink, whose share is dropped: the weights sum to less
+    /// than one when the sink is large (gpt-oss).
+    /// </summary>
+    private static void SoftmaxWithSink(Span<float> scores, float sink)
+    {
+        var max = sink;
+        foreach (var x in scores)
+        {
+            max = MathF.Max(max, x);
+        }
+        var sum = MathF.Exp(sink - max);
+        for (var i = 0; i < scores.Length; i++)
+        {
+            scores[i] = MathF.Exp(scores[i] - max);
+            sum += scores[i];
+        }
+        for (var i = 0; i < scores.Length; i++)
+        {
+            scores[i] /= sum;
+        }
     }
 
     /// <summary>RMSNorm of a q or k projection: per head when the weight is one head wide, else over the whole projection.</summary>
@@ -227,7 +250,7 @@ public sealed partial class CpuBackend : IModelBackend
     /// Causal attention of one query head over positions <c>0..p</c> of its sequence (the last
     /// <paramref name="window"/> of them when the layer slides), read from the cache.
     /// </summary>
-    private void AttendOneHead(ForwardBatch batch, CpuKvCache cache, int t, int head, int window, float[] keys, float[] values, Scratch s)
+    private void AttendOneHead(ForwardBatch batch, CpuKvCache cache, int t, int head, int window, float[]? sinks, float[] keys, float[] values, Scratch s)
     {
         int hd = Config.HeadDim, kvDim = Config.NumKeyValueHeads * hd;
         var kvHead = head / (Config.NumAttentionHeads / Config.NumKeyValueHeads);
@@ -245,7 +268,14 @@ public sealed partial class CpuBackend : IModelBackend
                 var slot = cache.SlotOf(blockTable, j);
                 span[j - first] = Kernels.Dot(q, keys.AsSpan((slot * kvDim) + (kvHead * hd), hd)) * _attentionScale;
             }
-            Kernels.Softmax(span);
+            if (sinks is null)
+            {
+                Kernels.Softmax(span);
+            }
+            else
+            {
+                SoftmaxWithSink(span, sinks[head]);
+            }
             output.Clear();
             for (var j = first; j <= position; j++)
             {

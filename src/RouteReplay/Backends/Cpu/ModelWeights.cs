@@ -11,8 +11,8 @@ internal sealed record Linear(float[] Weight, int OutDim, int InDim, float[]? Bi
 /// <summary>A SwiGLU MLP: <c>down(silu(gate(x)) * up(x))</c>. Used for dense layers and for each expert.</summary>
 internal sealed record SwiGluMlp(Linear Gate, Linear Up, Linear Down);
 
-/// <summary>The attention projections; the q/k norm weights are null when the family has none.</summary>
-internal sealed record AttentionWeights(Linear Q, Linear K, Linear V, Linear O, float[]? QNorm, float[]? KNorm);
+/// <summary>The attention projections; the q/k norm weights are null when the family has none, the sinks (one logit a head) unless it has them.</summary>
+internal sealed record AttentionWeights(Linear Q, Linear K, Linear V, Linear O, float[]? QNorm, float[]? KNorm, float[]? Sinks = null);
 
 /// <summary>
 /// A sparse MoE block: the router <c>[NumExperts, Hidden]</c> (with its bias in gpt-oss), one SwiGLU MLP per expert,
@@ -83,7 +83,8 @@ internal sealed class ModelWeights
             ReadLinear(checkpoint, $"{prefix}.self_attn.v_proj", c.NumKeyValueHeads * hd, c.HiddenSize, c.AttentionBias),
             ReadLinear(checkpoint, $"{prefix}.self_attn.o_proj", c.HiddenSize, c.NumAttentionHeads * hd, c.OutputProjectionBias),
             normWidths is var (q, _) ? checkpoint.ReadFloat32($"{prefix}.self_attn.q_norm.weight", q) : null,
-            normWidths is var (_, k) ? checkpoint.ReadFloat32($"{prefix}.self_attn.k_norm.weight", k) : null);
+            normWidths is var (_, k) ? checkpoint.ReadFloat32($"{prefix}.self_attn.k_norm.weight", k) : null,
+            c.AttentionSinks ? checkpoint.ReadFloat32($"{prefix}.self_attn.sinks", c.NumAttentionHeads) : null);
         var inputNorm = checkpoint.ReadFloat32($"{prefix}.input_layernorm.weight", c.HiddenSize);
         var postNorm = checkpoint.ReadFloat32($"{prefix}.post_attention_layernorm.weight", c.HiddenSize);
         if (!c.IsMoeLayer(layer))
@@ -92,8 +93,10 @@ internal sealed class ModelWeights
             return new LayerWeights(inputNorm, postNorm, attention, dense, null, latent);
         }
         var moe = MoePrefix(checkpoint, c, layer);
-        var router = ReadLinear(checkpoint, $"{moe}.gate", c.NumExperts, c.HiddenSize, bias: false);
-        var experts = checkpoint.HasTensor($"{moe}.experts.gate_up_proj")
+        var router = ReadLinear(checkpoint, $"{moe}.{WeightLayout.RouterName(c)}", c.NumExperts, c.HiddenSize, c.Router.LogitBias);
+        var experts = c.ModelType == ModelFamilies.GptOss
+            ? GptOssExperts.Read(checkpoint, $"{moe}.experts", c)
+            : checkpoint.HasTensor($"{moe}.experts.gate_up_proj")
             ? ReadFusedExperts(checkpoint, $"{moe}.experts", c)
             : Enumerable.Range(0, c.NumExperts)
                 .Select(e => ReadMlp(checkpoint, $"{moe}.experts.{e}", WeightLayout.ExpertProjections(c), c.MoeIntermediateSize, c.HiddenSize))

@@ -69,7 +69,7 @@ internal sealed class MoeBlock
                 var count = b.ExpertCounts[e];
                 if (count > 0)
                 {
-                    RunExpert(weights.Experts[e], b, b.ExpertOffsets[e], count, inter, h);
+                    RunExpert(weights.Experts[e], b, b.ExpertOffsets[e], count);
                 }
             }
         });
@@ -172,17 +172,53 @@ internal sealed class MoeBlock
         }
     }
 
-    private static void RunExpert(SwiGluMlp expert, Buffers b, int firstRow, int rows, int inter, int h)
+    private void RunExpert(SwiGluMlp expert, Buffers b, int firstRow, int rows)
     {
-        Kernels.MatMul(expert.Gate.Weight, h, inter, b.Gathered.AsSpan(firstRow * h, rows * h), rows, b.Gate.AsSpan(firstRow * inter, rows * inter), 0, inter);
-        Kernels.MatMul(expert.Up.Weight, h, inter, b.Gathered.AsSpan(firstRow * h, rows * h), rows, b.Up.AsSpan(firstRow * inter, rows * inter), 0, inter);
+        int h = _config.HiddenSize, inter = _config.MoeIntermediateSize;
+        var input = b.Gathered.AsSpan(firstRow * h, rows * h);
         var gate = b.Gate.AsSpan(firstRow * inter, rows * inter);
         var up = b.Up.AsSpan(firstRow * inter, rows * inter);
-        for (var i = 0; i < gate.Length; i++)
+        var output = b.ExpertOutput.AsSpan(firstRow * h, rows * h);
+        Kernels.MatMul(expert.Gate.Weight, h, inter, input, rows, gate, 0, inter);
+        Kernels.MatMul(expert.Up.Weight, h, inter, input, rows, up, 0, inter);
+        AddBias(gate, expert.Gate.Bias);
+        AddBias(up, expert.Up.Bias);
+        if (_config.SwigluLimit is { } limitValue)
         {
-            gate[i] = Kernels.Silu(gate[i]) * up[i];
+            float limit = (float)limitValue, alpha = (float)_config.SwigluAlpha;
+            for (var i = 0; i < gate.Length; i++)
+            {
+                var g = MathF.Min(gate[i], limit);
+                var u = Math.Clamp(up[i], -limit, limit);
+                gate[i] = (u + 1f) * (g / (1f + MathF.Exp(-alpha * g)));
+            }
         }
-        Kernels.MatMul(expert.Down.Weight, inter, h, gate, rows, b.ExpertOutput.AsSpan(firstRow * h, rows * h), 0, h);
+        else
+        {
+            for (var i = 0; i < gate.Length; i++)
+            {
+                gate[i] = Kernels.Silu(gate[i]) * up[i];
+            }
+        }
+        Kernels.MatMul(expert.Down.Weight, inter, h, gate, rows, output, 0, h);
+        AddBias(output, expert.Down.Bias);
+    }
+
+    /// <summary>Adds a bias to every row of <paramref name="rows"/>; nothing when there is none.</summary>
+    private static void AddBias(Span<float> rows, float[]? bias)
+    {
+        if (bias is null)
+        {
+            return;
+        }
+        for (var start = 0; start < rows.Length; start += bias.Length)
+        {
+            var row = rows.Slice(start, bias.Length);
+            for (var i = 0; i < row.Length; i++)
+            {
+                row[i] += bias[i];
+            }
+        }
     }
 
     private Buffers EnsureBuffers(int tokens)

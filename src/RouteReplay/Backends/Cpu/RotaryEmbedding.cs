@@ -82,8 +82,15 @@ internal sealed class RotaryEmbedding
         var betaSlow = scaling.BetaSlow ?? 1.0;
         double CorrectionDim(double rotations) =>
             dim * Math.Log(originalMax / (rotations * 2 * Math.PI)) / (2 * Math.Log(config.RopeTheta));
-        var low = Math.Max(Math.Floor(CorrectionDim(betaFast)), 0);
-        var high = Math.Min(Math.Ceiling(CorrectionDim(betaSlow)), dim - 1);
+        var low = CorrectionDim(betaFast);
+        var high = CorrectionDim(betaSlow);
+        if (scaling.Truncate)
+        {
+            low = Math.Floor(low);
+            high = Math.Ceiling(high);
+        }
+        low = Math.Max(low, 0);
+        high = Math.Min(high, dim - 1);
         if (low == high)
         {
             high += 0.001;

@@ -86,6 +86,18 @@ public sealed class Checkpoint : IDisposable
         file.ReadAsBFloat16(name, firstElement, destination);
     }
 
+    /// <summary>Copies the bytes of U8 tensor <paramref name="name"/>, checking its dtype and that its shape is exactly <paramref name="expectedShape"/>.</summary>
+    /// <exception cref="CheckpointException">The tensor is missing, not U8, or has another shape.</exception>
+    public byte[] ReadBytes(string name, params long[] expectedShape)
+    {
+        var (file, info) = Find(name, expectedShape);
+        if (info.DType != TensorDType.U8)
+        {
+            throw new CheckpointException(file.Path, name, $"{file.Path}: tensor '{name}' is {TensorDTypes.ToSafetensorsName(info.DType)}, expected U8");
+        }
+        return file.Bytes(name).ToArray();
+    }
+
     /// <summary>Unmaps the weight files.</summary>
     public void Dispose() => _weights.Dispose();
 

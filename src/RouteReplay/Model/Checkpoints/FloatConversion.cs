@@ -22,6 +22,8 @@ internal static class FloatConversion
             case TensorDType.F32:
                 Float32ToFloat32(source, destination);
                 break;
+            case TensorDType.U8:
+                throw new InvalidDataException("a U8 tensor holds packed quantised data, not numbers to read as floats");
             default:
                 throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown tensor dtype");
         }

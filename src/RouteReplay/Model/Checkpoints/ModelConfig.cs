@@ -40,6 +40,21 @@ public sealed record ModelConfig
     /// <summary>Floats one slot of one layer's V cache holds; 0 for MLA, whose values come from the latent in K.</summary>
     public int ValueCacheWidth => Mla is null ? NumKeyValueHeads * HeadDim : 0;
 
+    /// <summary>Whether each attention head has a learned sink logit that joins its softmax (gpt-oss <c>sinks</c>).</summary>
+    public bool AttentionSinks { get; init; }
+
+    /// <summary>
+    /// gpt-oss's clamped SwiGLU in the experts: the gate clamped to at most this, the up projection to +-this, and
+    /// <c>(up + 1) * gate * sigmoid(alpha * gate)</c>; null for plain SwiGLU (<c>silu(gate) * up</c>).
+    /// </summary>
+    public double? SwigluLimit { get; init; }
+
+    /// <summary>The sigmoid gain of gpt-oss's clamped SwiGLU (<c>swiglu_alpha</c>).</summary>
+    public double SwigluAlpha { get; init; } = 1.702;
+
+    /// <summary>Whether every expert projection has a bias (gpt-oss).</summary>
+    public bool ExpertBiases { get; init; }
+
     /// <summary>Where q/k RMSNorm applies: per head (Qwen3), over the whole projection (OLMoE), or not at all.</summary>
     public QkNormKind QkNorm { get; init; } = QkNormKind.PerHead;
 
@@ -176,7 +191,11 @@ public sealed record ModelConfig
         && ClipQkv == other.ClipQkv
         && SlidingWindow == other.SlidingWindow
         && SlidingLayers.SequenceEqual(other.SlidingLayers)
-        && Mla == other.Mla;
+        && Mla == other.Mla
+        && AttentionSinks == other.AttentionSinks
+        && SwigluLimit == other.SwigluLimit
+        && SwigluAlpha.Equals(other.SwigluAlpha)
+        && ExpertBiases == other.ExpertBiases;
 
     /// <inheritdoc />
     public override int GetHashCode() =>

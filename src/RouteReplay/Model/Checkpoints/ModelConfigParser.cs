@@ -29,7 +29,9 @@ internal static class ModelConfigParser
             IntermediateSize = fields.RequiredPositiveInt("intermediate_size"),
             MoeIntermediateSize = 0,
             NumExperts = modelType == ModelFamilies.DeepseekV3 ? fields.RequiredPositiveInt("n_routed_experts") : ParseNumExperts(fields),
-            NumExpertsPerTok = fields.RequiredPositiveInt("num_experts_per_tok"),
+            NumExpertsPerTok = fields.OptionalPositiveInt("num_experts_per_tok")
+                ?? fields.OptionalPositiveInt("experts_per_token")
+                ?? throw fields.Error("num_experts_per_tok", "is required but missing"),
             NormTopkProb = fields.OptionalBool("norm_topk_prob") ?? false,
             RmsNormEps = ParseRmsNormEps(fields),
             RopeTheta = ropeTheta,
@@ -70,6 +72,7 @@ internal static class ModelConfigParser
                 SlidingWindow = fields.OptionalPositiveInt("sliding_window") ?? 0,
             },
             ModelFamilies.DeepseekV3 => ParseDeepseekV3(fields, common),
+            ModelFamilies.GptOss => ParseGptOss(fields, common),
             _ => common with
             {
                 MoeIntermediateSize = fields.RequiredPositiveInt("moe_intermediate_size"),
@@ -81,6 +84,37 @@ internal static class ModelConfigParser
         };
         ValidateConsistency(config, fields);
         return config;
+    }
+
+    /// <summary>
+    /// gpt-oss: router bias, top-k on the logits then a softmax over the k; clamped SwiGLU experts with biases;
+    /// attention with biases and per-head sinks, sliding-window layers as <c>layer_types</c> says (alternating by default).
+    /// </summary>
+    private static ModelConfig ParseGptOss(JsonObjectReader fields, ModelConfig common)
+    {
+        var layerTypes = fields.OptionalStringList("layer_types")
+            ?? Enumerable.Range(0, common.NumHiddenLayers).Select(i => i % 2 == 0 ? "sliding_attention" : "full_attention").ToArray();
+        if (layerTypes.Count != common.NumHiddenLayers || layerTypes.Any(t => t is not ("sliding_attention" or "full_attention")))
+        {
+            throw fields.Error(
+                "layer_types",
+                $"must list sliding_attention or full_attention for each of the {common.NumHiddenLayers} layers");
+        }
+        var bias = fields.OptionalBool("attention_bias") ?? true;
+        return common with
+        {
+            MoeIntermediateSize = common.IntermediateSize,
+            Router = new RouterSpec(RouterScoring.SoftmaxOverSelected, LogitBias: true),
+            QkNorm = QkNormKind.None,
+            AttentionBias = bias,
+            OutputProjectionBias = bias,
+            AttentionSinks = true,
+            SlidingWindow = fields.OptionalPositiveInt("sliding_window") ?? 0,
+            SlidingLayers = Enumerable.Range(0, common.NumHiddenLayers).Where(i => layerTypes[i] == "sliding_attention").ToArray(),
+            SwigluLimit = fields.OptionalDouble("swiglu_limit") ?? 7.0,
+            SwigluAlpha = fields.OptionalDouble("swiglu_alpha") ?? 1.702,
+            ExpertBiases = true,
+        };
     }
 
     /// <summary>
@@ -165,7 +199,12 @@ internal static class ModelConfigParser
         if (fields.OptionalObject("quantization_config") is { } quantization)
         {
             var method = quantization.OptionalString("quant_method") ?? "(unnamed)";
-            throw quantization.Error("quant_method", $"is '{method}'; RouteReplay loads unquantised bfloat16, float16 or float32 weights only");
+            if (!(modelType == ModelFamilies.GptOss && method == "mxfp4"))
+            {
+                throw quantization.Error(
+                    "quant_method",
+                    $"is '{method}'; RouteReplay loads bfloat16, float16 or float32 weights (and gpt-oss's mxfp4 experts) only");
+            }
         }
         var expectedScoring = modelType == ModelFamilies.DeepseekV3 ? "sigmoid" : "softmax";
         if (fields.OptionalString("scoring_func") is { } scoring && scoring != expectedScoring)
@@ -238,7 +277,7 @@ internal static class ModelConfigParser
                 "topk_group",
                 $"({config.Router.TopKGroups}) must not exceed n_group ({config.Router.ExpertGroups}), which must divide the {config.NumExperts} experts");
         }
-        if (config.NumExpertsPerTok > config.NumExperts / config.Router.ExpertGroups * config.Router.TopKGroups)
+        if (config.NumExperts > 0 && config.NumExpertsPerTok > config.NumExperts / config.Router.ExpertGroups * config.Router.TopKGroups)
         {
             throw fields.Error(
                 "num_experts_per_tok",

@@ -17,11 +17,12 @@ internal static class ModelConfigWriter
         var olmoe = config.ModelType == ModelFamilies.Olmoe;
         var mixtral = config.ModelType == ModelFamilies.Mixtral;
         var deepseek = config.Mla is not null;
+        var gptOss = config.ModelType == ModelFamilies.GptOss;
         writer.WriteStartObject();
         writer.WriteStartArray("architectures");
         writer.WriteStringValue(config.Architecture);
         writer.WriteEndArray();
-        if (qwen3 || olmoe || deepseek)
+        if (qwen3 || olmoe || deepseek || gptOss)
         {
             writer.WriteBoolean("attention_bias", config.AttentionBias);
         }
@@ -49,6 +50,15 @@ internal static class ModelConfigWriter
         {
             writer.WriteNumber("kv_lora_rank", mla.KvLoraRank);
         }
+        if (gptOss)
+        {
+            writer.WriteStartArray("layer_types");
+            for (var layer = 0; layer < config.NumHiddenLayers; layer++)
+            {
+                writer.WriteStringValue(config.WindowOf(layer) > 0 ? "sliding_attention" : "full_attention");
+            }
+            writer.WriteEndArray();
+        }
         writer.WriteNumber("max_position_embeddings", config.MaxPositionEmbeddings);
         if (qwen3 || qwen2)
         {
@@ -66,19 +76,19 @@ internal static class ModelConfigWriter
             writer.WriteNumber("n_routed_experts", config.NumExperts);
             writer.WriteNumber("n_shared_experts", config.SharedExpertIntermediateSize / config.MoeIntermediateSize);
         }
-        if (!mixtral)
+        if (!mixtral && !gptOss)
         {
             writer.WriteBoolean("norm_topk_prob", config.NormTopkProb);
         }
         writer.WriteNumber("num_attention_heads", config.NumAttentionHeads);
-        if (!mixtral && !deepseek)
+        if (!mixtral && !deepseek && !gptOss)
         {
             writer.WriteNumber("num_experts", config.NumExperts);
         }
         writer.WriteNumber("num_experts_per_tok", config.NumExpertsPerTok);
         writer.WriteNumber("num_hidden_layers", config.NumHiddenLayers);
         writer.WriteNumber("num_key_value_heads", config.NumKeyValueHeads);
-        if (mixtral)
+        if (mixtral || gptOss)
         {
             writer.WriteNumber("num_local_experts", config.NumExperts);
         }
@@ -111,6 +121,11 @@ internal static class ModelConfigWriter
         if (deepseek)
         {
             writer.WriteString("scoring_func", "sigmoid");
+        }
+        if (gptOss)
+        {
+            writer.WriteNumber("swiglu_alpha", config.SwigluAlpha);
+            writer.WriteNumber("swiglu_limit", config.SwigluLimit ?? 7.0);
         }
         if (qwen2)
         {
@@ -158,6 +173,10 @@ internal static class ModelConfigWriter
         writer.WriteNumber("factor", scaling.Factor);
         WriteOptional(writer, "mscale", scaling.Mscale);
         WriteOptional(writer, "mscale_all_dim", scaling.MscaleAllDim);
+        if (!scaling.Truncate)
+        {
+            writer.WriteBoolean("truncate", false);
+        }
         if (scaling.OriginalMaxPositionEmbeddings is { } original)
         {
             writer.WriteNumber("original_max_position_embeddings", original);

@@ -8,6 +8,7 @@ public static class ModelFamilies
     public const string Qwen2Moe = "qwen2_moe";
     public const string Mixtral = "mixtral";
     public const string DeepseekV3 = "deepseek_v3";
+    public const string GptOss = "gpt_oss";
 
     private static readonly (string ModelType, string Architecture)[] Known =
     [
@@ -16,6 +17,7 @@ public static class ModelFamilies
         (Qwen2Moe, "Qwen2MoeForCausalLM"),
         (Mixtral, "MixtralForCausalLM"),
         (DeepseekV3, "DeepseekV3ForCausalLM"),
+        (GptOss, "GptOssForCausalLM"),
     ];
 
     /// <summary>The supported <c>model_type</c> values.</summary>

@@ -45,7 +45,8 @@ internal static class RopeConfigParser
                     scaling.OptionalDouble("beta_fast"),
                     scaling.OptionalDouble("beta_slow"),
                     scaling.OptionalDouble("mscale"),
-                    scaling.OptionalDouble("mscale_all_dim"));
+                    scaling.OptionalDouble("mscale_all_dim"),
+                    scaling.OptionalBool("truncate") ?? true);
             default:
                 throw root.Error(key, $"has rope type '{type}', which is not supported (supported: default, linear, yarn)");
         }

@@ -116,6 +116,18 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>The raw bytes of tensor <paramref name="name"/>, valid while the file is open.</summary>
+    /// <exception cref="CheckpointException">The file has no tensor of that name.</exception>
+    public ReadOnlySpan<byte> Bytes(string name)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!Tensors.TryGetValue(name, out var info))
+        {
+            throw new CheckpointException(Path, name, $"{Path}: tensor '{name}' not found");
+        }
+        return new ReadOnlySpan<byte>(_data + info.DataOffset, checked((int)(info.ElementCount * TensorDTypes.SizeOf(info.DType))));
+    }
+
     /// <summary>
     /// Copies elements <c>[firstElement, firstElement + destination.Length / 2)</c> of tensor <paramref name="name"/>
     /// into <paramref name="destination"/> as little-endian bf16: bf16 data unchanged, fp32 and f16 rounded to the

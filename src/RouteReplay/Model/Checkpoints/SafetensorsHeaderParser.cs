@@ -102,7 +102,7 @@ internal static class SafetensorsHeaderParser
         var dtypeName = dtypeElement.GetString()!;
         if (!TensorDTypes.TryParseSafetensorsName(dtypeName, out var dtype))
         {
-            throw Error(fileName, name, $"has dtype '{dtypeName}', which is not supported (supported: F32, F16, BF16)");
+            throw Error(fileName, name, $"has dtype '{dtypeName}', which is not supported (supported: F32, F16, BF16, and U8 for quantised blocks)");
         }
         return dtype;
     }

@@ -11,4 +11,7 @@ public enum TensorDType
 
     /// <summary>bfloat16: the upper 16 bits of a binary32 (safetensors <c>BF16</c>).</summary>
     BF16,
+
+    /// <summary>Unsigned bytes (safetensors <c>U8</c>): packed quantised data such as MXFP4 blocks and scales, never read as floats.</summary>
+    U8,
 }

@@ -8,6 +8,7 @@ internal static class TensorDTypes
         TensorDType.F32 => 4,
         TensorDType.F16 => 2,
         TensorDType.BF16 => 2,
+        TensorDType.U8 => 1,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown tensor dtype"),
     };
 
@@ -16,6 +17,7 @@ internal static class TensorDTypes
         TensorDType.F32 => "F32",
         TensorDType.F16 => "F16",
         TensorDType.BF16 => "BF16",
+        TensorDType.U8 => "U8",
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown tensor dtype"),
     };
 
@@ -31,6 +33,9 @@ internal static class TensorDTypes
                 return true;
             case "BF16":
                 dtype = TensorDType.BF16;
+                return true;
+            case "U8":
+                dtype = TensorDType.U8;
                 return true;
             default:
                 dtype = default;

@@ -42,6 +42,9 @@ internal static class WeightLayout
     public static string MoePrefix(ModelConfig config, int layer) =>
         config.ModelType == ModelFamilies.Mixtral ? $"model.layers.{layer}.block_sparse_moe" : $"model.layers.{layer}.mlp";
 
+    /// <summary>The router's name under the MoE prefix: <c>router</c> in gpt-oss, <c>gate</c> elsewhere.</summary>
+    public static string RouterName(ModelConfig config) => config.ModelType == ModelFamilies.GptOss ? "router" : "gate";
+
     /// <summary>The names of an expert's gate, up and down projections.</summary>
     public static (string Gate, string Up, string Down) ExpertProjections(ModelConfig config) =>
         config.ModelType == ModelFamilies.Mixtral ? ("w1", "w3", "w2") : ("gate_proj", "up_proj", "down_proj");
@@ -78,6 +81,10 @@ internal static class WeightLayout
         {
             yield return new($"{prefix}.q_norm.weight", [query], WeightRole.Norm);
             yield return new($"{prefix}.k_norm.weight", [key], WeightRole.Norm);
+        }
+        if (config.AttentionSinks)
+        {
+            yield return new($"{prefix}.sinks", [config.NumAttentionHeads], WeightRole.Bias);
         }
     }
 
@@ -117,13 +124,39 @@ internal static class WeightLayout
         }
     }
 
+    /// <summary>
+    /// gpt-oss's experts as its checkpoints store them unquantised: <c>gate_up_proj [E, H, 2I]</c> (input-major, gate
+    /// and up columns interleaved) with a bias <c>[E, 2I]</c>, and <c>down_proj [E, I, H]</c> with a bias <c>[E, H]</c>.
+    /// </summary>
+    private static IEnumerable<WeightSpec> InterleavedExperts(ModelConfig config, string prefix, double residualGain)
+    {
+        long e = config.NumExperts, h = config.HiddenSize, i = config.MoeIntermediateSize;
+        yield return new($"{prefix}.gate_up_proj", [e, h, 2 * i], WeightRole.Linear, Math.Sqrt(2 * i / (double)h));
+        yield return new($"{prefix}.gate_up_proj_bias", [e, 2 * i], WeightRole.Bias);
+        yield return new($"{prefix}.down_proj", [e, i, h], WeightRole.Linear, residualGain * Math.Sqrt(h / (double)i));
+        yield return new($"{prefix}.down_proj_bias", [e, h], WeightRole.Bias);
+    }
+
     /// <summary>The shared expert's prefix: Qwen2-MoE's one <c>shared_expert</c>, DeepSeek's <c>shared_experts</c> (fused).</summary>
     public static string SharedExpertPrefix(ModelConfig config, string moePrefix) =>
         config.Mla is not null ? $"{moePrefix}.shared_experts" : $"{moePrefix}.shared_expert";
 
     private static IEnumerable<WeightSpec> SparseMlp(ModelConfig config, string prefix, double residualGain)
     {
-        yield return new($"{prefix}.gate.weight", [config.NumExperts, config.HiddenSize], WeightRole.Router);
+        var router = $"{prefix}.{RouterName(config)}";
+        yield return new($"{router}.weight", [config.NumExperts, config.HiddenSize], WeightRole.Router);
+        if (config.Router.LogitBias)
+        {
+            yield return new($"{router}.bias", [config.NumExperts], WeightRole.Bias);
+        }
+        if (config.ModelType == ModelFamilies.GptOss)
+        {
+            foreach (var weight in InterleavedExperts(config, $"{prefix}.experts", residualGain))
+            {
+                yield return weight;
+            }
+            yield break;
+        }
         if (config.Router.CorrectionBias)
         {
             yield return new($"{prefix}.gate.e_score_correction_bias", [config.NumExperts], WeightRole.Bias);

@@ -108,6 +108,20 @@ public static class ModelPresets
             SharedExpertIntermediateSize = 32,
             IntermediateSize = 128,
         }),
+        new("gpt-oss-tiny", GptOss() with
+        {
+            HiddenSize = 64,
+            NumHiddenLayers = 4,
+            NumAttentionHeads = 4,
+            NumKeyValueHeads = 2,
+            HeadDim = 16,
+            NumExperts = 8,
+            NumExpertsPerTok = 2,
+            MoeIntermediateSize = 32,
+            IntermediateSize = 32,
+            SlidingWindow = 8,
+            SlidingLayers = [0, 2],
+        }),
         new("olmoe-1b-7b", Olmoe() with
         {
             HiddenSize = 2048,
@@ -157,6 +171,23 @@ public static class ModelPresets
             TieWordEmbeddings = false,
             MaxPositionEmbeddings = 32_768,
             EosTokenIds = [2],
+        }),
+        new("gpt-oss-20b", GptOss() with
+        {
+            HiddenSize = 2880,
+            NumHiddenLayers = 24,
+            NumAttentionHeads = 64,
+            NumKeyValueHeads = 8,
+            HeadDim = 64,
+            NumExperts = 32,
+            NumExpertsPerTok = 4,
+            MoeIntermediateSize = 2880,
+            IntermediateSize = 2880,
+            SlidingWindow = 128,
+            SlidingLayers = Enumerable.Range(0, 12).Select(i => 2 * i).ToArray(),
+            VocabSize = 201_088,
+            TieWordEmbeddings = false,
+            EosTokenIds = [200_002],
         }),
         new("moonlight-16b-a3b", DeepseekV3() with
         {
@@ -220,6 +251,28 @@ public static class ModelPresets
         Router = new RouterSpec(RouterScoring.SoftmaxOverSelected),
         NormTopkProb = false,
         QkNorm = QkNormKind.None,
+    };
+
+    /// <summary>
+    /// gpt-oss: router bias and a softmax over the selected logits, clamped SwiGLU experts with biases, attention
+    /// biases and sinks, sliding-window layers alternating with full ones, YaRN RoPE without truncation.
+    /// </summary>
+    private static ModelConfig GptOss() => Qwen3Moe() with
+    {
+        Architecture = ModelFamilies.ArchitectureOf(ModelFamilies.GptOss),
+        ModelType = ModelFamilies.GptOss,
+        NormTopkProb = false,
+        Router = new RouterSpec(RouterScoring.SoftmaxOverSelected, LogitBias: true),
+        QkNorm = QkNormKind.None,
+        AttentionBias = true,
+        OutputProjectionBias = true,
+        AttentionSinks = true,
+        SwigluLimit = 7.0,
+        ExpertBiases = true,
+        RmsNormEps = 1e-5,
+        RopeTheta = 150_000,
+        RopeScaling = new RopeScaling("yarn", 32, 4096, null, 32, 1, Truncate: false),
+        MaxPositionEmbeddings = 131_072,
     };
 
     /// <summary>DeepSeek-V3: sigmoid router with a selection bias and group limit, shared experts, latent attention.</summary>

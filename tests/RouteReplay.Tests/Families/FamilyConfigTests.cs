@@ -91,8 +91,13 @@ public sealed class FamilyConfigTests
             root["v_head_dim"] = 128;
             root["rope_scaling"] = new JsonObject
             {
-                ["type"] = "yarn", ["factor"] = 40, ["mscale"] = 1.0, ["mscale_all_dim"] = 1.0,
-                ["original_max_position_embeddings"] = 4096, ["beta_fast"] = 32, ["beta_slow"] = 1,
+                ["type"] = "yarn",
+                ["factor"] = 40,
+                ["mscale"] = 1.0,
+                ["mscale_all_dim"] = 1.0,
+                ["original_max_position_embeddings"] = 4096,
+                ["beta_fast"] = 32,
+                ["beta_slow"] = 1,
             };
         });
         var c = ModelConfig.Parse(json, "config.json");

@@ -1,4 +1,3 @@
-using RouteReplay.Backends;
 using RouteReplay.DeviceChecks.Lifecycle;
 using RouteReplay.Tests.Support;
 

@@ -28,6 +28,8 @@
 #   invariance  serve --device cuda (dummy Qwen3-30B-A3B), prefix caching on and off: probes alone and under load
 #               return identical tokens and routing
 #   cpu-vs-cuda the CUDA backend against the CPU backend on the tiny and small presets
+#   families    tiny OLMoE, Qwen2-MoE, Mixtral, gpt-oss and DeepSeek-V3 checkpoints written by transformers
+#               (scripts/hf_family_fixtures.py, kept under families/ to commit) and the CPU forward compared with them
 #   dummy       Qwen3-30B-A3B dummy weights: reproducible, sane logits, every expert routed
 #   lifecycle   every lifecycle path on the GPU: returned rows equal the rows first computed
 #   hf          a 4-layer Qwen3-30B-A3B-shaped checkpoint written by transformers; routing and greedy tokens against it
@@ -227,6 +229,13 @@ hf() {
     "$checks/routereplay-device-checks" "$out/results" hf-compare "$work/hf4" "$out/results/hf_reference.json"
 }
 
+# The other MoE families: tiny checkpoints transformers writes (kept in $out/families to commit as fixtures) and the
+# CPU forward compared with them.
+families() {
+  python3 "$root/scripts/hf_family_fixtures.py" "$out/families" &&
+    "$checks/routereplay-device-checks" "$out/results" families "$out/families"
+}
+
 bench() {
   "$app/routereplay" bench --device cuda --load-format dummy --preset qwen3-30b-a3b --batch-sizes 1,8,64,128,256 \
     --prompt-tokens 512 --output-tokens 256 --prefill-requests 8 --prefill-tokens 2048 --rounds 1 --profile \
@@ -234,7 +243,7 @@ bench() {
 }
 
 export root out work app checks tokenizer
-export -f build serve hf bench weight_sync start_server stop_server serve_small invariance memory_release
+export -f build serve hf families bench weight_sync start_server stop_server serve_small invariance memory_release
 for p in "${phases[@]}"; do
   case "$p" in
     build) phase build 240 build ;;
@@ -252,6 +261,7 @@ for p in "${phases[@]}"; do
     dummy) phase dummy 180 "$checks/routereplay-device-checks" "$out/results" dummy qwen3-30b-a3b 2048 ;;
     lifecycle) phase lifecycle 240 "$checks/routereplay-device-checks" "$out/results" lifecycle small ;;
     hf) phase hf 420 hf ;;
+    families) phase families 240 families ;;
     serve) phase serve 300 serve ;;
     bench) phase bench 420 bench ;;
     bench-quick) phase bench-quick 240 "$app/routereplay" bench --device cuda --load-format dummy --preset qwen3-30b-a3b \

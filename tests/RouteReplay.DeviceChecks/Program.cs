@@ -4,10 +4,11 @@ using RouteReplay.DeviceChecks;
 // The checks that need a GPU, run by scripts/device/run.sh from a self-contained publish on the GPU machine:
 //   routereplay-device-checks OUT_DIR cpu-vs-cuda PRESET | lifecycle PRESET | dummy PRESET [TOKENS] | hf-compare MODEL_DIR REFERENCE_JSON
 //                                     | device-fault PRESET | batch-invariance SERVER_URL NAME | cuda-graphs PRESET | memory-release PRESET
+//                                     | families FIXTURES_DIR (CPU only: the families against transformers' tiny checkpoints)
 // Each check prints one line "CHECK name PASS|FAIL summary" and writes OUT_DIR/name.json; exit code 1 when any failed.
 if (args.Length < 2)
 {
-    Console.Error.WriteLine("usage: routereplay-device-checks OUT_DIR (cpu-vs-cuda PRESET | lifecycle PRESET | dummy PRESET [TOKENS] | hf-compare MODEL_DIR REFERENCE_JSON | device-fault PRESET | batch-invariance SERVER_URL NAME | cuda-graphs PRESET | memory-release PRESET)");
+    Console.Error.WriteLine("usage: routereplay-device-checks OUT_DIR (cpu-vs-cuda PRESET | lifecycle PRESET | dummy PRESET [TOKENS] | hf-compare MODEL_DIR REFERENCE_JSON | device-fault PRESET | batch-invariance SERVER_URL NAME | cuda-graphs PRESET | memory-release PRESET | families FIXTURES_DIR)");
     return 2;
 }
 var output = Directory.CreateDirectory(args[0]).FullName;
@@ -42,6 +43,13 @@ try
         case "batch-invariance":
             results.Add(BatchInvarianceCheck.Run(args[2], args[3]));
             break;
+        case "families":
+            foreach (var result in FamilyReferenceCheck.Run(args[2]))
+            {
+                results.Add(result);
+                Console.WriteLine(result.Line);
+            }
+            break;
         case "memory-release":
             results.Add(MemoryReleaseCheck.Run(args[2], work));
             break;
@@ -61,7 +69,7 @@ finally
 }
 foreach (var result in results)
 {
-    if (args[1] != "lifecycle")
+    if (args[1] is not ("lifecycle" or "families"))
     {
         Console.WriteLine(result.Line);
     }

@@ -68,6 +68,43 @@ public sealed class TokenizerLoadErrorTests : IDisposable
         AssertNamesFile("tokenizer.json", () => TextTokenizer.Load(_directory));
     }
 
+    [Fact]
+    public void A_byte_level_pre_tokenizer_with_use_regex_splits_as_gpt2_does()
+    {
+        Write(
+            TinyTokenizer.Replace(
+                """{"type": "Split", "pattern": {"Regex": "\\s+|\\S+"}, "behavior": "Isolated"}""",
+                """{"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}""",
+                StringComparison.Ordinal),
+            ValidConfig);
+
+        var tokenizer = TextTokenizer.Load(_directory);
+
+        // GPT-2's regex keeps a letter run whole ("aba" -> "ab" + "a"); a run of "ab"s is one piece, merged pairwise.
+        Assert.Equal([2, 0, 3], tokenizer.Encode("aba<|im_end|>"));
+        Assert.Equal([2, 2], tokenizer.Encode("abab"));
+    }
+
+    [Theory]
+    [InlineData("""{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\d"}, "behavior": "Isolated"}, {"type": "Split", "pattern": {"Regex": "\\S+"}, "behavior": "Isolated"}]}""", "2 regexes")]
+    [InlineData("""{"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, {"type": "ByteLevel", "use_regex": true}]}""", "Digits")]
+    [InlineData("""{"type": "ByteLevel", "add_prefix_space": true}""", "prefix space")]
+    [InlineData("""{"type": "Split", "pattern": {"Regex": "\\s"}, "behavior": "Removed"}""", "Isolated")]
+    [InlineData("""{"type": "Metaspace", "replacement": "_"}""", "Metaspace")]
+    public void A_pre_tokenizer_that_would_split_differently_is_refused(string preTokenizer, string named)
+    {
+        Write(
+            TinyTokenizer.Replace(
+                """{"type": "Split", "pattern": {"Regex": "\\s+|\\S+"}, "behavior": "Isolated"}""",
+                preTokenizer,
+                StringComparison.Ordinal),
+            ValidConfig);
+
+        var error = Assert.ThrowsAny<Exception>(() => TextTokenizer.Load(_directory));
+        Assert.Contains("tokenizer.json", error.Message, StringComparison.Ordinal);
+        Assert.Contains(named, error.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("{")]
     [InlineData("""{"eos_token": 7}""")]

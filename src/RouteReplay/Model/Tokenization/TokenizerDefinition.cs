@@ -92,22 +92,58 @@ internal sealed record TokenizerDefinition(
         return result;
     }
 
+    /// <summary>GPT-2's pre-tokenization regex, which a ByteLevel pre-tokenizer with <c>use_regex</c> applies (OLMoE, GPT-NeoX).</summary>
+    internal const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
+    /// <summary>
+    /// The one regex that splits text before BPE: a single <c>Split</c> step (isolating its matches), or the GPT-2
+    /// pattern of a ByteLevel step with <c>use_regex</c>. Anything else (several splits, digit or punctuation steps,
+    /// a prefix space) would tokenize differently from the model's own tokenizer, so it is refused.
+    /// </summary>
     private static string ReadSplitPattern(TokenizerJsonReader file, JsonElement root)
     {
         var preTokenizer = file.Required(root, "pre_tokenizer", JsonValueKind.Object, "pre_tokenizer");
         var steps = file.Optional(preTokenizer, "pretokenizers") is { ValueKind: JsonValueKind.Array } sequence
             ? sequence.EnumerateArray().ToList()
             : [preTokenizer];
+        var patterns = new List<string>();
         foreach (var step in steps)
         {
-            if (file.OptionalString(step, "type") == "Split"
-                && file.Optional(step, "pattern") is { } pattern
-                && file.Optional(pattern, "Regex") is { ValueKind: JsonValueKind.String } regex)
+            var type = file.OptionalString(step, "type");
+            if (type == "Split")
             {
-                return regex.GetString()!;
+                if (file.Optional(step, "pattern") is not { } pattern
+                    || file.Optional(pattern, "Regex") is not { ValueKind: JsonValueKind.String } regex)
+                {
+                    throw file.Invalid("'pre_tokenizer' has a Split step without a Regex pattern.");
+                }
+                if (file.OptionalString(step, "behavior") is { } behavior and not "Isolated" || file.Optional(step, "invert") is { ValueKind: JsonValueKind.True })
+                {
+                    throw file.Invalid("'pre_tokenizer' has a Split step that does not isolate its matches; only Isolated, not inverted, is supported.");
+                }
+                patterns.Add(regex.GetString()!);
+            }
+            else if (type == "ByteLevel")
+            {
+                if (file.Optional(step, "add_prefix_space") is { ValueKind: JsonValueKind.True })
+                {
+                    throw file.Invalid("'pre_tokenizer' adds a prefix space (ByteLevel add_prefix_space), which is not supported.");
+                }
+                if (file.Optional(step, "use_regex") is not { ValueKind: JsonValueKind.False })
+                {
+                    patterns.Add(Gpt2Pattern);
+                }
+            }
+            else
+            {
+                throw file.Invalid($"'pre_tokenizer' step '{type}' is not supported (only one Split regex, or ByteLevel).");
             }
         }
-        throw file.Invalid("'pre_tokenizer' has no Split step with a Regex pattern.");
+        return patterns.Count == 1
+            ? patterns[0]
+            : throw file.Invalid(patterns.Count == 0
+                ? "'pre_tokenizer' has no Split step with a Regex pattern (nor a ByteLevel step with use_regex)."
+                : $"'pre_tokenizer' splits with {patterns.Count} regexes in turn; only one is supported.");
     }
 
     private static void RequireByteLevelDecoder(TokenizerJsonReader file, JsonElement root)

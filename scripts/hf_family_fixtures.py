@@ -1,12 +1,14 @@
 """Tiny checkpoints of the MoE families besides Qwen3-MoE, written by transformers itself, with fp32 references.
 
 Usage: python3 scripts/hf_family_fixtures.py OUT_DIR [FAMILY ...]
+       python3 scripts/hf_family_fixtures.py --existing CHECKPOINT_DIR ...
 
 For each family, OUT_DIR/<name>/ receives the checkpoint transformers saves (config.json, model.safetensors in
 bfloat16) and reference.json: the model reloaded from those files in fp32 on the CPU (eager attention), a greedy
 continuation of a few token-id prompts, and for every position the top-5 logits and, per MoE layer, the router's
 logits (recomputed from the router's input and weights), the selected experts and their weights as the router
-module returned them. Weights are redrawn so routing is far from uniform (transformers' own initialisation gives
+module returned them. With --existing, each folder (a checkpoint RouteReplay's make-model wrote) gets only
+reference.json, so the names and shapes it writes are checked by transformers' own loading. Weights are redrawn so routing is far from uniform (transformers' own initialisation gives
 router logits near zero, where every decision is a near-tie).
 """
 import json
@@ -123,10 +125,14 @@ def one_family(out_dir: str, name: str, model_type: str, settings: dict, seed: i
     model.to(torch.bfloat16).save_pretrained(folder)
     saved = {k: v.clone().float() for k, v in model.state_dict().items()}
 
+    write_reference(folder, name, model_type, seed, saved)
+
+
+def write_reference(folder: str, name: str, model_type: str, seed: int, saved: dict | None) -> None:
     model, info = load(folder)
     model.eval()
     reloaded = model.state_dict()
-    changed = [k for k, v in saved.items() if k in reloaded and not torch.equal(reloaded[k].float(), v)]
+    changed = [k for k, v in (saved or {}).items() if k in reloaded and not torch.equal(reloaded[k].float(), v)]
     tensors = {}
     for file in sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")):
         with safe_open(os.path.join(folder, file), framework="pt") as handle:
@@ -184,7 +190,25 @@ def one_family(out_dir: str, name: str, model_type: str, settings: dict, seed: i
           f"unexpected {len(result['unexpected_keys'])}, changed {len(changed)}", flush=True)
 
 
+def existing(folders: list) -> None:
+    for index, folder in enumerate(folders):
+        name = os.path.basename(os.path.normpath(folder))
+        start = time.time()
+        try:
+            with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+                model_type = json.load(f)["model_type"]
+            write_reference(folder, name, model_type, seed=2000 + index, saved=None)
+        except Exception:
+            print(f"{name}: FAILED", flush=True)
+            traceback.print_exc()
+        print(f"{name}: {time.time() - start:.1f} s", flush=True)
+
+
 def main() -> None:
+    if sys.argv[1] == "--existing":
+        torch.set_num_threads(4)
+        existing(sys.argv[2:])
+        return
     out_dir = sys.argv[1]
     wanted = sys.argv[2:] or list(FAMILIES)
     os.makedirs(out_dir, exist_ok=True)

@@ -234,6 +234,12 @@ hf() {
 families() {
   python3 "$root/scripts/hf_family_fixtures.py" "$out/families" &&
     "$checks/routereplay-device-checks" "$out/results" families "$out/families"
+  local made=() preset
+  for preset in olmoe-tiny qwen2-moe-tiny mixtral-tiny gpt-oss-tiny deepseek-v3-tiny; do
+    "$app/routereplay" make-model --preset "$preset" --out "$work/made/$preset" >/dev/null && made+=("$work/made/$preset")
+  done
+  python3 "$root/scripts/hf_family_fixtures.py" --existing "${made[@]}" &&
+    "$checks/routereplay-device-checks" "$out/results/made" families "$work/made"
 }
 
 bench() {

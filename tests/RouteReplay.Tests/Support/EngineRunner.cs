@@ -34,12 +34,16 @@ public sealed class EngineRunner : IRequestSink
     /// An engine on a <see cref="BatchVariantBackend"/> around the CPU backend, with the test channel and a
     /// <see cref="FirstComputedRows"/> recorder attached.
     /// </summary>
-    public static (LlmEngine Engine, BatchVariantBackend Backend, FirstComputedRows FirstRows) CreateBatchVariant(TinyModelFixture model, EngineOptions options)
+    public static (LlmEngine Engine, BatchVariantBackend Backend, FirstComputedRows FirstRows) CreateBatchVariant(TinyModelFixture model, EngineOptions options) =>
+        CreateBatchVariant(model.Directory, options);
+
+    /// <summary>As <see cref="CreateBatchVariant(TinyModelFixture, EngineOptions)"/>, for the checkpoint in <paramref name="directory"/>.</summary>
+    public static (LlmEngine Engine, BatchVariantBackend Backend, FirstComputedRows FirstRows) CreateBatchVariant(string directory, EngineOptions options)
     {
         var resolved = options.Validate();
         BatchVariantBackend? backend = null;
         var engine = LoadedModel.Load(
-            model.Directory,
+            directory,
             options with { WeightsVersion = "test" },
             (checkpoint, o) => backend = new BatchVariantBackend(CpuBackend.Load(checkpoint, o.ResolvedNumBlocks, o.BlockSize)),
             [new TokenPositionChannel(resolved.ResolvedNumBlocks, resolved.BlockSize)]);

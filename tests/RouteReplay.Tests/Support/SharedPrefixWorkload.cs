@@ -61,15 +61,37 @@ public static class SharedPrefixWorkload
     /// <summary>
     /// The workload (first turns only, or with second turns) and its one-request-at-a-time reference run, computed once
     /// per process for a model's weights: the reference is a pure function of the weights and the workload, and every
-    /// test reads it without changing it.
+    /// test reads it without changing it. With second turns only the second turns are run: the first turns are the
+    /// very requests of the first-turns workload, and one at a time with prefix caching off no request sees another,
+    /// so their reference is the first-turns reference.
     /// </summary>
     public static (List<EngineRequest> Workload, Dictionary<string, RequestResult> Reference) WithReference(TinyModelFixture model, bool greedy, bool secondTurns = true)
     {
         var key = (ModelFingerprint.HashWeights(model.Directory), greedy, secondTurns);
         return References.GetOrAdd(key, _ => new Lazy<(List<EngineRequest>, Dictionary<string, RequestResult>)>(() =>
         {
-            var workload = secondTurns ? Build(model.Tokenizer, greedy, WithReference(model, greedy, secondTurns: false).Reference) : Build(model.Tokenizer, greedy, null);
-            return (workload, EngineRunner.OneAtATime(model, workload));
+            if (!secondTurns)
+            {
+                var firstTurns = Build(model.Tokenizer, greedy, null);
+                return (firstTurns, EngineRunner.OneAtATime(model, firstTurns));
+            }
+            var (first, firstReference) = WithReference(model, greedy, secondTurns: false);
+            var workload = Build(model.Tokenizer, greedy, firstReference);
+            var reused = workload.Where(r => firstReference.ContainsKey(r.RequestId)).ToList();
+            Assert.Equal(first.Count, reused.Count);
+            foreach (var (request, same) in reused.Zip(first))
+            {
+                Assert.Equal(same.RequestId, request.RequestId);
+                Assert.Equal(same.PromptTokenIds, request.PromptTokenIds);
+                Assert.Equal(same.Sampling, request.Sampling);
+                Assert.Equal((same.N, same.RoutingStart), (request.N, request.RoutingStart));
+            }
+            var reference = new Dictionary<string, RequestResult>(firstReference);
+            foreach (var (id, result) in EngineRunner.OneAtATime(model, workload.Except(reused)))
+            {
+                reference.Add(id, result);
+            }
+            return (workload, reference);
         })).Value;
     }
 

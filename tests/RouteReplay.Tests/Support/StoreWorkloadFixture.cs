@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using RouteReplay.Cache;
 using RouteReplay.Engine;
 using RouteReplay.Storage;
 
@@ -5,12 +7,17 @@ namespace RouteReplay.Tests.Support;
 
 /// <summary>
 /// The shared-prefix workload (greedy and sampled), its one-at-a-time reference results, and a block store folder
-/// filled by one engine that ran it, computed once for a test class: tests copy the folder and run a fresh engine.
+/// filled by one engine that ran it: tests copy the folder (or read its values) and run a fresh engine. Each case is
+/// computed once per test process for a model's weights and shared by every class that uses the fixture, as the
+/// workload's reference is (<see cref="SharedPrefixWorkload.WithReference"/>); no test writes to the filled folder.
 /// </summary>
 public sealed class StoreWorkloadFixture : IDisposable
 {
-    private readonly Dictionary<bool, (List<EngineRequest> Workload, Dictionary<string, RequestResult> Reference, string Folder, long Computed)> _cases = [];
-    private readonly Lock _lock = new();
+    private static readonly ConcurrentDictionary<(string Weights, bool Greedy), Lazy<(List<EngineRequest> Workload, Dictionary<string, RequestResult> Reference, string Folder, long Computed)>> Cases = new();
+
+    private readonly Lazy<string> _weights;
+
+    public StoreWorkloadFixture() => _weights = new(() => ModelFingerprint.HashWeights(Model.Directory));
 
     public TinyModelFixture Model { get; } = new();
 
@@ -61,30 +68,18 @@ public sealed class StoreWorkloadFixture : IDisposable
         return runner.Results;
     }
 
-    private (List<EngineRequest> Workload, Dictionary<string, RequestResult> Reference, string Folder, long Computed) Case(bool greedy)
-    {
-        lock (_lock)
+    private (List<EngineRequest> Workload, Dictionary<string, RequestResult> Reference, string Folder, long Computed) Case(bool greedy) =>
+        Cases.GetOrAdd((_weights.Value, greedy), _ => new(() =>
         {
-            if (!_cases.TryGetValue(greedy, out var found))
-            {
-                var (workload, reference) = SharedPrefixWorkload.WithReference(Model, greedy);
-                var folder = Directory.CreateTempSubdirectory("routereplay-filled-").FullName;
-                using var engine = EngineRunner.Create(Model, Options($"file:{folder}"));
-                SharedPrefixWorkload.AssertIdentical(workload, reference, Run(engine, workload));
-                Assert.True(engine.StoreTier!.DrainWrites(TimeSpan.FromSeconds(30)));
-                Assert.True(engine.StoreTier.Stats.Writes > 10);
-                _cases[greedy] = found = (workload, reference, folder, engine.Stats.ComputedTokens);
-            }
-            return found;
-        }
-    }
+            var (workload, reference) = SharedPrefixWorkload.WithReference(Model, greedy);
+            var folder = Directory.CreateTempSubdirectory("routereplay-filled-").FullName;
+            AppDomain.CurrentDomain.ProcessExit += (_, _) => Directory.Delete(folder, recursive: true);
+            using var engine = EngineRunner.Create(Model, Options($"file:{folder}"));
+            SharedPrefixWorkload.AssertIdentical(workload, reference, Run(engine, workload));
+            Assert.True(engine.StoreTier!.DrainWrites(TimeSpan.FromSeconds(30)));
+            Assert.True(engine.StoreTier.Stats.Writes > 10);
+            return (workload, reference, folder, engine.Stats.ComputedTokens);
+        })).Value;
 
-    public void Dispose()
-    {
-        foreach (var (_, _, folder, _) in _cases.Values)
-        {
-            Directory.Delete(folder, recursive: true);
-        }
-        Model.Dispose();
-    }
+    public void Dispose() => Model.Dispose();
 }

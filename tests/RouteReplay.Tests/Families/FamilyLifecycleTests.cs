@@ -47,9 +47,8 @@ public sealed class FamilyModelsFixture : IDisposable
 /// <summary>
 /// Every lifecycle path (prefix hit with chunked prefill, swap, recompute with replay, the host tier, n > 1, abort)
 /// returns the rows each token was first computed with, for every family, on a backend whose routing depends on the
-/// batch (so a recomputed row that was not replayed would differ). The block store is covered per family by
-/// <see cref="FamilyStoreTests"/>; prefill/decode transfers move payloads through the same codec and are tested on
-/// Qwen3-MoE.
+/// batch (so a recomputed row that was not replayed would differ). The block store and prefill/decode transfers are
+/// covered per family by <see cref="FamilyStoreTests"/> and <see cref="FamilyTransferTests"/>.
 /// </summary>
 public sealed class FamilyLifecycleTests(FamilyModelsFixture models) : IClassFixture<FamilyModelsFixture>
 {

@@ -77,7 +77,9 @@ public sealed class StoreNodeFaultTests(TinyModelFixture model) : IClassFixture<
         SharedPrefixWorkload.AssertIdentical(requests, reference, results);
         var stats = engine.StoreTier!.Stats;
         Assert.Equal(requests.Count, stats.LoadLatency.Count);
-        Assert.True(stats.LoadLatency.SumSeconds < timeoutMs / 1000.0 / 4, $"{stats.LoadLatency.SumSeconds:F2} s of lookups against a refused connection");
+        // Had any lookup waited for the timeout, the lookups would take at least that long together; a busy machine
+        // slows a refused connect by a second at most.
+        Assert.True(stats.LoadLatency.SumSeconds < timeoutMs / 1000.0, $"{stats.LoadLatency.SumSeconds:F2} s of lookups against a refused connection");
         var line = Assert.Single(log);
         Assert.Contains("connection refused", line);
         Assert.DoesNotContain("took longer", line);

@@ -19,7 +19,9 @@
 #               with POST /update_weights_from_ipc; tokens and routing equal a fresh server's on that checkpoint
 #               (clients/python/examples/gpu_ipc_check.py)
 #   weight-sync a full Qwen3-30B-A3B checkpoint written by transformers into /dev/shm (61 GB): serve's load at startup
-#               and POST /update_weights_from_disk timed, beside safetensors' own load_file(device='cuda') in the same run
+#               and POST /update_weights_from_disk timed, then the same weights pushed by CUDA IPC from a PyTorch process
+#               (per-tensor allocations and one flat buffer; clients/python/examples/gpu_ipc_full.py), beside
+#               safetensors' own load_file(device='cuda') in the same run
 #   memory-release the GPU shared with a trainer: in process, level 1 and level 2 releases free the KV cache and the
 #               weights (cudaMemGetInfo) and requests after the resume equal a fresh engine's; then serve --model small
 #               (its KV cache fills the GPU): nvidia-smi's used memory awake, released and resumed, and a request sent
@@ -198,7 +200,7 @@ weight_sync() {
   local bytes
   bytes=$(du -sb "$dir" | awk '{print $1}')
   local t0=$SECONDS
-  start_server $port "$out/logs/weight-sync-server.log" --model "$dir" --gpu-memory-utilization 0.8 --max-model-len 4096 --weights-version w0 || return 1
+  start_server $port "$out/logs/weight-sync-server.log" --model "$dir" --num-blocks 2048 --max-model-len 4096 --weights-version w0 || return 1
   echo "weight-sync: serve up in $((SECONDS - t0)) s (load, KV allocation and startup) for $bytes bytes"
   for v in 1 2; do
     curl -s -o "$r-update-$v.json" -w "weight-sync: update_weights_from_disk $v: HTTP %{http_code} in %{time_total} s\n" \
@@ -206,6 +208,9 @@ weight_sync() {
   done
   curl -s "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "The capital of France is", "max_tokens": 4, "return_routed_experts": true}' >"$r-after.json"
   grep -q routed_experts "$r-after.json" && echo "weight-sync: answered after the updates"
+  # The trainer's side on the same GPU: the same weights pushed by CUDA IPC (the KV pool is kept small so they fit twice).
+  python3 "$root/clients/python/examples/gpu_ipc_full.py" --url "http://127.0.0.1:$port" --model-dir "$dir" --out "$r-ipc.json"
+  local ipc=$?
   stop_server
   python3 - "$dir" <<'PY'
 import glob, sys, time, torch
@@ -221,6 +226,7 @@ seconds = time.perf_counter() - start
 print(f"weight-sync: safetensors load_file(device='cuda'): {total / 1e9:.1f} GB in {seconds:.2f} s ({total / 1e9 / seconds:.1f} GB/s)")
 PY
   rm -rf "$dir"
+  return $ipc
 }
 
 hf() {
@@ -255,7 +261,7 @@ for p in "${phases[@]}"; do
     build) phase build 240 build ;;
     kernels) phase kernels 180 "$work/native/kernel_tests" ;;
     kernel-bench) phase kernel-bench 180 "$work/native/kernel_bench" "$out/results/kernel_bench.json" ;;
-    weight-sync) phase weight-sync 400 weight_sync ;;
+    weight-sync) phase weight-sync 560 weight_sync ;;
     ipc) phase ipc 180 python3 "$root/clients/python/examples/gpu_ipc_check.py" --routereplay "$app/routereplay" --out "$out/results/gpu_ipc_check.json" ;;
     replay) phase replay 180 python3 "$root/clients/python/examples/gpu_replay_check.py" --routereplay "$app/routereplay" --out "$out/results/gpu_replay_check.json" ;;
     graphs) phase graphs 180 bash -c "'$checks/routereplay-device-checks' '$out/results' cuda-graphs small; a=\$?; '$checks/routereplay-device-checks' '$out/results/30b' cuda-graphs qwen3-30b-a3b; exit \$((a | \$?))" ;;

@@ -4,7 +4,7 @@ gathered across a multi-turn rollout, and converted to what Megatron-Core, slime
 from .accumulate import RoutingAccumulator, accumulate
 from .client import Client
 from .errors import RouteReplayError
-from .ipc import ipc_weights_request
+from .ipc import ipc_weights_request, release_shared_tensors
 from .layers import expand_to_all_layers, select_layers
 from .megatron import to_megatron_replay
 from .serve_process import ServeProcess, cli_command
@@ -22,6 +22,7 @@ __all__ = [
     "decode_routed_experts",
     "expand_to_all_layers",
     "ipc_weights_request",
+    "release_shared_tensors",
     "routing_start",
     "select_layers",
     "to_megatron_replay",

@@ -7,10 +7,10 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import RouteReplayError
-from .ipc import NamedTensors, ipc_weights_request
+from .ipc import NamedTensors, ipc_weights_request, release_shared_tensors
 from .wire import decode_routed_experts, routing_start
 
 Answer = Union[Dict[str, Any], List[Dict[str, Any]]]
@@ -135,11 +135,20 @@ class Client:
         ``POST /update_weights_from_ipc``: the server (``serve --device cuda`` on this machine) copies these CUDA tensors
         into its weights, device to device, without disk (see :func:`ipc_weights_request`). The tensors may be part of
         the model; requests in flight finish on the old weights (or are aborted first with ``abort_all_requests``).
-        Keep the tensors alive until this returns.
+        Keep the tensors alive until this returns. Once the engine has answered, their storages are released to
+        PyTorch (:func:`release_shared_tensors`), so tensors made only to be sent are freed when dropped. (When no answer
+        comes, a timeout or a lost connection, they stay held: the engine may still be reading them.)
         """
-        body = ipc_weights_request(named_tensors, weight_version, abort_all_requests)
+        counters: List[Tuple[bytes, int]] = []
+        body = ipc_weights_request(named_tensors, weight_version, abort_all_requests, counters)
         _synchronize_cuda()
-        return self.post("/update_weights_from_ipc", body)
+        try:
+            reply = self.post("/update_weights_from_ipc", body)
+        except RouteReplayError:
+            release_shared_tensors(counters)
+            raise
+        release_shared_tensors(counters)
+        return reply
 
     def _openai(self, path: str, body: Dict[str, Any], return_routed_experts: bool, routed_experts_start: Optional[int], return_token_ids: bool) -> Dict[str, Any]:
         _refuse_stream(body)

@@ -7,15 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from routereplay_client import RouteReplayError, ipc_weights_request
+from routereplay_client import RouteReplayError, ipc_weights_request, release_shared_tensors
 
 
 class FakeStorage:
     def __init__(self, device, handle, size_bytes, offset_bytes):
         self.shared = (device, handle, size_bytes, offset_bytes, b"ref-counter", 0, b"event", True)
+        self.shares = 0
 
     def _share_cuda_(self):
+        self.shares += 1
         return self.shared
+
+    def data_ptr(self):
+        return id(self)
 
 
 class FakeTensor:
@@ -105,3 +110,42 @@ def test_an_unknown_name_is_refused_naming_its_field(client):
         client.update_weights_from_ipc([("model.norm.weight.typo", FakeTensor([1], FakeStorage(0, HANDLE, 64, 0)))])
     assert error.value.status == 400 and error.value.param == "tensors[0].name"
     assert "model.norm.weight.typo" in str(error.value)
+
+
+def _counter_file(folder, name, values):
+    path = folder / name
+    path.write_bytes(b"\xff" * 64 + b"".join(v.to_bytes(8, "little", signed=True) for v in values))
+    return path
+
+
+def _counters(path):
+    raw = path.read_bytes()[64:]
+    return [int.from_bytes(raw[i:i + 8], "little", signed=True) for i in range(0, len(raw), 8)]
+
+
+class CountedStorage(FakeStorage):
+    def __init__(self, counter_file, index):
+        super().__init__(0, HANDLE, 64, 0)
+        self.shared = (0, HANDLE, 64, 0, counter_file, index, b"event", True)
+
+
+def test_each_storage_is_shared_once_and_its_counter_kept_for_the_release():
+    first, second = CountedStorage(b"/torch_7_1_0", 1), CountedStorage(b"/torch_7_1_0", 3)
+    counters = []
+    body = ipc_weights_request({"a": FakeTensor([2], first), "b": FakeTensor([2], first, storage_offset=2), "c": FakeTensor([2], second)},
+                               counters=counters)
+    assert (first.shares, second.shares) == (1, 1)
+    assert counters == [(b"/torch_7_1_0", 1), (b"/torch_7_1_0", 3)]
+    assert [t["offset_bytes"] for t in body["tensors"]] == [0, 4, 0]
+
+
+def test_release_takes_each_counter_from_one_to_zero_once(tmp_path):
+    path = _counter_file(tmp_path, "torch_7_1_0", [1, 1, 1, 5])
+    assert release_shared_tensors([(b"/torch_7_1_0", 1), (b"/torch_7_1_0", 3), (b"/torch_7_1_0", 1)], shared_memory_dir=str(tmp_path)) == 2
+    assert _counters(path) == [1, 0, 1, 4]
+
+
+def test_a_counter_at_zero_stays_at_zero_and_a_missing_counter_file_is_skipped(tmp_path):
+    path = _counter_file(tmp_path, "torch_7_1_0", [0])
+    assert release_shared_tensors([(b"/torch_7_1_0", 0), (b"/torch_gone", 0)], shared_memory_dir=str(tmp_path)) == 0
+    assert _counters(path) == [0]

@@ -91,6 +91,30 @@ double time_graph(cudaStream_t s, int per_graph, F&& run) {
     return ms * 1e3 / ((double)replays * per_graph);
 }
 
+// Every decode-sized candidate configuration at M = 1 and 8 (what a model's tuning chooses from), over the same
+// rotation of weights as bench_linear.
+void bench_linear_candidates(cudaStream_t s, const char* name, int n, int k) {
+    const size_t weight_bytes = (size_t)n * k * 2;
+    const int copies = (int)std::min<size_t>(64, std::max<size_t>(2, kRotationBytes / weight_bytes + 1));
+    LinearShape shape{n, k, {}};
+    for (int i = 0; i < copies; ++i) shape.weights.push_back(random_device(s, (size_t)n * k, 0.02f, 100 + i));
+    bf16* x = random_device(s, (size_t)16 * k, 1.f, 1);
+    bf16* y = device<bf16>((size_t)16 * n);
+    for (int m : {1, 8}) {
+        const auto times = time_linear_candidates(s, shape, x, y, m, 20, g_scratch);
+        for (int c = 0; c < (int)times.size(); ++c) {
+            if (times[c] < 0) continue;
+            const std::string label = std::string(name) + " M=" + std::to_string(m) + " " + linear_decode_candidate_name(c);
+            record("linear cand", label, times[c], weight_bytes + (double)m * (k + n) * 2, 2.0 * m * n * k);
+        }
+    }
+    const LinearTuning tuning = tune_decode_linears(s, {shape}, x, y, g_scratch);
+    std::printf("tuning %s: M<=4 %s, M<=16 %s\n", name, tuning.entries[0].few < 0 ? "own rule" : linear_decode_candidate_name(tuning.entries[0].few).c_str(),
+                tuning.entries[0].many < 0 ? "own rule" : linear_decode_candidate_name(tuning.entries[0].many).c_str());
+    for (const bf16* w : shape.weights) cudaFree(const_cast<bf16*>(w));
+    cudaFree(x), cudaFree(y);
+}
+
 void bench_linear(cudaStream_t s, const char* name, int n, int k, const std::vector<int>& batches) {
     const size_t weight_bytes = (size_t)n * k * 2;
     const int copies = (int)std::max<size_t>(2, kRotationBytes / weight_bytes + 1);
@@ -283,6 +307,9 @@ int main(int argc, char** argv) {
         bench_linear(s, "o 2048x4096", 2048, 4096, {1, 8, 64, 256, 16384});
         bench_linear(s, "router 128x2048", 128, 2048, {1, 8, 64, 256, 16384});
         bench_linear(s, "lm_head 151936x2048", kVocab, 2048, {1, 8, 64, 256});
+        bench_linear_candidates(s, "qkv 5120x2048", 5120, 2048);
+        bench_linear_candidates(s, "o 2048x4096", 2048, 4096);
+        bench_linear_candidates(s, "router 128x2048", 128, 2048);
         bench_moe(s, {1, 8, 64, 256, 16384});
         bench_route(s, {1, 64, 256, 16384});
         bench_norms(s, {1, 64, 256, 16384});

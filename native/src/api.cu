@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
 #include <string>
@@ -246,6 +247,54 @@ int rr_memory_info(uint64_t* free_bytes, uint64_t* total_bytes) {
     });
 }
 
+namespace {
+
+// Times launch_linear's decode-sized configurations on this model's projection weights (every layer's in turn, as a
+// decode step streams them) and keeps the fastest per shape; the bits do not depend on the choice.
+// ROUTEREPLAY_DECODE_TUNING=off keeps launch_linear's own rule (to measure what the tuning gains).
+void tune_linears(rr_model* m) {
+    const char* setting = std::getenv("ROUTEREPLAY_DECODE_TUNING");
+    if (setting && std::string(setting) == "off") return;
+    const rr_model_config& c = m->config;
+    const int H = c.hidden_size, qdim = c.num_heads * c.head_dim, kvdim = c.num_kv_heads * c.head_dim;
+    std::vector<LinearShape> shapes = {{qdim + 2 * kvdim, H, {}}, {H, qdim, {}}, {c.num_experts, H, {}},
+                                       {c.intermediate_size, H, {}}, {H, c.intermediate_size, {}}};
+    for (const LayerWeights& w : m->layers) {
+        shapes[0].weights.push_back(w.q);
+        shapes[1].weights.push_back(w.o);
+        if (w.moe) {
+            shapes[2].weights.push_back(w.router);
+        } else {
+            shapes[3].weights.push_back(w.mlp_gate);
+            shapes[3].weights.push_back(w.mlp_up);
+            shapes[4].weights.push_back(w.mlp_down);
+        }
+    }
+    int most_n = 0, most_k = 0;
+    for (const LinearShape& shape : shapes) {
+        if (shape.weights.empty()) continue;
+        most_n = std::max(most_n, shape.n);
+        most_k = std::max(most_k, shape.k);
+    }
+    bf16 *x = nullptr, *y = nullptr;
+    check_cuda(cudaMalloc(&x, (size_t)16 * most_k * sizeof(bf16)), "cudaMalloc(tuning input)");
+    const cudaError_t status = cudaMalloc(&y, (size_t)16 * most_n * sizeof(bf16));
+    if (status != cudaSuccess) {
+        cudaFree(x);
+        check_cuda(status, "cudaMalloc(tuning output)");
+    }
+    try {
+        m->linear_tuning = tune_decode_linears(m->stream, shapes, x, y, m->ws.gemm);
+    } catch (...) {
+        cudaFree(x), cudaFree(y);
+        throw;
+    }
+    cudaFree(x), cudaFree(y);
+    m->ws.gemm.tuning = &m->linear_tuning;
+}
+
+}  // namespace
+
 int rr_model_create(const rr_model_config* config, rr_model** out) {
     *out = nullptr;
     rr_model* m = new rr_model();
@@ -396,6 +445,7 @@ int rr_model_create(const rr_model_config* config, rr_model** out) {
         int sms = 0;
         check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, m->device), "cudaDeviceGetAttribute");
         ws.gemm.split_below_tiles = 4 * sms;
+        tune_linears(m);
         ws.cublas_workspace_bytes = 32u << 20;
         ws.cublas_workspace = device_alloc(m, ws.cublas_workspace_bytes, "cudaMalloc(cuBLAS workspace)");
         check_cublas(cublasSetWorkspace(m->cublas, ws.cublas_workspace, ws.cublas_workspace_bytes), "cublasSetWorkspace");

@@ -49,6 +49,8 @@ struct Accumulators {
 // projection, whose decode-sized steps gain blocks from a split).
 __host__ __device__ inline int gemm_chunk(int k) { return k <= 2048 ? k : k % 2048 == 0 ? 2048 : k % 1024 == 0 ? 1024 : k % 512 == 0 ? 512 : 256; }
 
+struct LinearTuning;
+
 // Where a split's blocks leave their chunk partials, and the per-tile counters (zero between launches: the block that
 // finishes a tile sets its counter back to zero).
 struct GemmScratch {
@@ -57,6 +59,7 @@ struct GemmScratch {
     int* counters = nullptr;
     int counter_capacity = 0;
     int split_below_tiles = 0;  // split only grids with fewer tiles than this (enough blocks without a split)
+    const LinearTuning* tuning = nullptr;  // decode-sized projections: the configuration measured fastest per shape
 
     bool fits(size_t tiles, int chunks, int tile_elements) const {
         return partials && counters && tiles <= (size_t)counter_capacity && tiles * chunks * tile_elements <= capacity;

@@ -7,6 +7,9 @@
 // only: batch invariance holds by construction.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "common.cuh"
 #include "routereplay_cuda.h"
 
@@ -103,6 +106,46 @@ size_t linear_scratch_floats(int n, int k);
 int linear_scratch_counters(int n);
 // The tile configuration launch_linear picks for a shape (for benchmarks and tests).
 const char* linear_config(int m, int n, int k);
+
+// Decode-sized (M <= 16) tile configurations of launch_linear, each with and without a split of K's chunks: every one
+// gives the same bits per element (gemm.cuh), so which runs is a matter of speed alone, and the fastest depends on the
+// weight's shape and the GPU. A model times them once at creation (tune_decode_linears) and launch_linear then runs
+// the winner for M <= 16.
+int linear_decode_candidates();
+std::string linear_decode_candidate_name(int candidate);
+bool linear_decode_candidate_fits(int candidate, int n, int k);
+void launch_linear_candidate(int candidate, cudaStream_t s, const bf16* x, const bf16* w, bf16* y, int m, int n, int k, const GemmScratch& scratch);
+
+// Per weight shape, the fastest decode candidate for 1-4 rows and for 5-16 rows (-1: launch_linear's own rule).
+struct LinearTuning {
+    static constexpr int kMaxShapes = 8;
+    struct Entry {
+        int n = 0, k = 0, few = -1, many = -1;
+    };
+    Entry entries[kMaxShapes];
+    int count = 0;
+    int pick(int m, int n, int k) const {
+        for (int i = 0; i < count; ++i) {
+            if (entries[i].n == n && entries[i].k == k) return m <= 4 ? entries[i].few : entries[i].many;
+        }
+        return -1;
+    }
+};
+
+// One weight shape to tune: N x K and the distinct weights of that shape (one per layer), launched in turn so the
+// timing streams from memory as a decode step does, not from L2.
+struct LinearShape {
+    int n = 0, k = 0;
+    std::vector<const bf16*> weights;
+};
+
+// Microseconds per launch of each decode candidate at m rows (-1 where it does not fit the shape), over rounds passes
+// through the shape's weights after one untimed pass. x holds m x K and y m x N values (contents irrelevant).
+std::vector<double> time_linear_candidates(cudaStream_t s, const LinearShape& shape, const bf16* x, bf16* y, int m, int rounds,
+                                           const GemmScratch& scratch);
+// Times the candidates for each shape at 1 and 8 rows and keeps the fastest of each (launch_linear's own rule when
+// it is within 2% of the best, so a tie never changes the configuration).
+LinearTuning tune_decode_linears(cudaStream_t s, const std::vector<LinearShape>& shapes, const bf16* x, bf16* y, const GemmScratch& scratch);
 
 struct RouteArgs {
     const bf16* logits;        // [T, E]

@@ -2,43 +2,12 @@
 // configuration is chosen here, in one place, by the shape: for decode batches narrow tiles whose K chunks run in
 // blocks of their own (a split) so the weights stream from every multiprocessor at once; for prefills wide tiles that
 // reuse them. Every configuration gives the same bits per element (gemm.cuh).
-#include "gemm.cuh"
+#include "dense.cuh"
 #include "kernels.cuh"
 
 namespace rr {
 
 namespace {
-
-template <typename Cfg>
-struct DenseProblem {
-    const bf16* x;
-    const bf16* w;
-    bf16* y;
-    int m, n, k;
-    const bf16* fallback;
-    int m0 = 0, n0 = 0;
-
-    __device__ bool tile(int& rows) {
-        m0 = blockIdx.y * Cfg::BM;
-        n0 = blockIdx.x * Cfg::BN;
-        rows = min(Cfg::BM, m - m0);
-        return rows > 0;
-    }
-    __device__ const bf16* a_row(int r) const { return x + (size_t)(m0 + r) * k; }
-    __device__ const bf16* b_row(int c) const { return n0 + c < n ? w + (size_t)(n0 + c) * k : nullptr; }
-    __device__ void store(const Accumulators<Cfg>& acc, int warp_m0, int warp_n0, int rows) const {
-        for_each_pair<Cfg>(acc, warp_m0, warp_n0, [&](int r, int c, float v0, float v1) {
-            if (r < rows && n0 + c < n) store_bf16_pair(y + (size_t)(m0 + r) * n + n0 + c, v0, v1);
-        });
-    }
-};
-
-template <typename Cfg>
-void run_dense(cudaStream_t s, const bf16* x, const bf16* w, bf16* y, int m, int n, int k, bool split, const GemmScratch& scratch) {
-    const dim3 grid(ceil_div(n, Cfg::BN), ceil_div(m, Cfg::BM));
-    split = split && (int)(grid.x * grid.y) < scratch.split_below_tiles;
-    launch_gemm<Cfg>(s, grid, k, split, scratch, DenseProblem<Cfg>{x, w, y, m, n, k, w}, "linear");
-}
 
 // Decode batches (M <= 16): 16 columns a block, a block per K chunk; the widest weights (the output head) need no
 // split. Mid-size batches (M <= 64, or more while 128 x 128 tiles would be too few) split too when their tiles are few.
@@ -54,6 +23,7 @@ using Mid = GemmConfig<64, 32, 4, 1, BK, 4>;
 using Wide = GemmConfig<128, 128, 2, 4, 32, 4>;
 
 constexpr int kDecodeTileN = 16, kMidTileM = 64, kMidTileN = 32;
+constexpr int kNarrowestDecodeTileN = 8;  // the narrowest decode candidate (kernels_gemm_decode.cu) has the most tiles
 
 // Wide tiles only when they are enough to fill the GPU (two blocks per multiprocessor and more); narrower weights and
 // batches of a few hundred tokens take the mid-size tiles, which make four to eight times as many blocks.
@@ -81,12 +51,16 @@ size_t linear_scratch_floats(int n, int k) {
     return std::max(decode, mid);
 }
 
-int linear_scratch_counters(int n) { return ceil_div(n, kDecodeTileN); }
+int linear_scratch_counters(int n) { return ceil_div(n, kNarrowestDecodeTileN); }
 
 void launch_linear(cudaStream_t s, const bf16* x, const bf16* w, bf16* y, int m, int n, int k, const GemmScratch& scratch) {
     if (m <= 0) return;
     if (k % 32 != 0 || n % 2 != 0) fail("linear: K must be a multiple of 32 and N even (K " + std::to_string(k) + ", N " + std::to_string(n) + ")");
     const int chunk = gemm_chunk(k);
+    if (m <= 16 && scratch.tuning) {
+        const int candidate = scratch.tuning->pick(m, n, k);
+        if (candidate >= 0) return launch_linear_candidate(candidate, s, x, w, y, m, n, k, scratch);
+    }
     if (m <= 16) {
         if (n >= 16384 && chunk % 64 == 0) return run_dense<Decode64>(s, x, w, y, m, n, k, false, scratch);
         if (chunk == k) {

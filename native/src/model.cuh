@@ -4,6 +4,7 @@
 #include "common.cuh"
 #include "decode_graphs.cuh"
 #include "gemm.cuh"
+#include "kernels.cuh"
 #include "routereplay_cuda.h"
 
 #include <vector>
@@ -131,6 +132,7 @@ struct rr_model {
     size_t kv_block_bytes = 0;
 
     rr::Workspace ws;
+    rr::LinearTuning linear_tuning;  // ws.gemm.tuning points here once measured
     bool per_expert_gemms = false;
     cudaStream_t stream = nullptr;
     cublasHandle_t cublas = nullptr;

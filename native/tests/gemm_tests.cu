@@ -120,6 +120,54 @@ void test_moe_invariance() {
     cudaFree(dgu), cudaFree(ddown);
 }
 
+// Every decode-sized candidate configuration (the ones a model's tuning may choose) gives launch_linear's own bits, at
+// 1, 5 and 16 rows; and tuning picks, per shape, either launch_linear's rule or a candidate that fits.
+void test_linear_candidates(int n, int k, const char* name) {
+    auto x = random_bf16((size_t)16 * k, 1.0f);
+    auto w = random_bf16((size_t)n * k, 1.0f / std::sqrt((float)k));
+    bf16* dw = to_device(w);
+    bf16* dx = to_device(x);
+    GemmScratch scratch = make_scratch(linear_scratch_floats(n, k), linear_scratch_counters(n));
+    int tried = 0, differ = 0;
+    std::string differing;
+    for (int m : {1, 5, 16}) {
+        const auto own = linear_on_device(std::vector<bf16>(x.begin(), x.begin() + (size_t)m * k), dw, m, n, k, scratch);
+        for (int c = 0; c < linear_decode_candidates(); ++c) {
+            if (!linear_decode_candidate_fits(c, n, k)) continue;
+            bf16* dy = poisoned<bf16>((size_t)m * n);
+            launch_linear_candidate(c, 0, dx, dw, dy, m, n, k, scratch);
+            const auto y = to_host(dy, (size_t)m * n);
+            cudaFree(dy);
+            ++tried;
+            if (std::memcmp(y.data(), own.data(), y.size() * sizeof(bf16)) != 0) {
+                ++differ;
+                differing += " " + linear_decode_candidate_name(c) + " (M=" + std::to_string(m) + ")";
+            }
+        }
+    }
+    char detail[400];
+    std::snprintf(detail, sizeof detail, "%d candidate launches at M = 1, 5, 16: %d differ from launch_linear%s", tried, differ,
+                  differing.substr(0, 200).c_str());
+    report((std::string("linear decode candidates, ") + name).c_str(), differ == 0 && tried > 0, detail);
+
+    LinearShape shape{n, k, {dw, dw}};
+    bf16* dy = poisoned<bf16>((size_t)16 * n);
+    cudaStream_t stream;  // tuning captures graphs, which the legacy default stream cannot
+    check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    const LinearTuning tuning = tune_decode_linears(stream, {shape, shape}, dx, dy, scratch);
+    cudaStreamDestroy(stream);
+    cudaFree(dy);
+    const bool sane = tuning.count == 1 && tuning.entries[0].n == n && tuning.entries[0].k == k &&
+                      (tuning.entries[0].few < 0 || linear_decode_candidate_fits(tuning.entries[0].few, n, k)) &&
+                      (tuning.entries[0].many < 0 || linear_decode_candidate_fits(tuning.entries[0].many, n, k));
+    std::snprintf(detail, sizeof detail, "one entry for the shape given twice: %d; picks: M<=4 %s, M<=16 %s", tuning.count,
+                  tuning.entries[0].few < 0 ? "own rule" : linear_decode_candidate_name(tuning.entries[0].few).c_str(),
+                  tuning.entries[0].many < 0 ? "own rule" : linear_decode_candidate_name(tuning.entries[0].many).c_str());
+    report((std::string("linear decode tuning, ") + name).c_str(), sane, detail);
+    free_scratch(scratch);
+    cudaFree(dw), cudaFree(dx);
+}
+
 }  // namespace
 
 void test_gemm_all() {
@@ -127,6 +175,10 @@ void test_gemm_all() {
     test_linear(2048, 4096, "o 2048x4096");
     test_linear(128, 2048, "router 128x2048");
     test_linear(256, 96, "K 96");
+    test_linear_candidates(5120, 2048, "qkv 5120x2048");
+    test_linear_candidates(2048, 4096, "o 2048x4096");
+    test_linear_candidates(128, 2048, "router 128x2048");
+    test_linear_candidates(384, 3072, "384x3072 (three chunks)");
     test_moe_invariance();
 }
 

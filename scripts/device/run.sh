@@ -38,6 +38,7 @@
 #   serve       serve --device cuda (dummy Qwen3-30B-A3B) at saturation: bench-serve at concurrency 256, ~400-token
 #               prompts, 512 output tokens, routing on; no integrity failure
 #   bench       routereplay bench on dummy Qwen3-30B-A3B (decode 1/8/64, prefill 8 x 2048, capture on/off, profile)
+#   bench-tuning decode at batch 1 and 8 with ROUTEREPLAY_DECODE_TUNING=off, then on (the decode-projection tuning)
 #   bench-quick the same with 32 output tokens, one round, two prefill prompts (a smoke test of the benchmark)
 #   hf-bench    the same shapes through transformers bf16
 #   all         every phase above
@@ -86,7 +87,7 @@ phase() {
   [ $rc -eq 0 ] || status="FAIL($rc)"
   [ $rc -eq 124 ] && status="TIMEOUT"
   rows+=("$(printf '%-12s %-9s %5ss' "$name" "$status" $((SECONDS - start)))")
-  grep -E '^(CHECK|kernel tests|ceilings|capture|decode batch|prefill|transformers|torch|bench-serve|serve:|serve-small:|weight-sync:|wrote|linear|moe|attention|route|add_rmsnorm|[a-z_]+ +(PASS|FAIL))' "$out/logs/$name.log" | tail -60
+  grep -E '^(CHECK|tuning|kernel tests|ceilings|capture|decode batch|prefill|transformers|torch|bench-serve|serve:|serve-small:|weight-sync:|wrote|linear|moe|attention|route|add_rmsnorm|[a-z_]+ +(PASS|FAIL))' "$out/logs/$name.log" | tail -60
   return 0
 }
 
@@ -248,6 +249,16 @@ families() {
     "$checks/routereplay-device-checks" "$out/results/made" families "$work/made"
 }
 
+# bench_tuning: decode at batch 1 and 8 with the decode-projection tuning off and on, one after the other.
+bench_tuning() {
+  local t
+  for t in off on; do
+    ROUTEREPLAY_DECODE_TUNING=$t "$app/routereplay" bench --device cuda --load-format dummy --preset qwen3-30b-a3b --batch-sizes 1,8 \
+      --prompt-tokens 512 --output-tokens 64 --prefill-requests 1 --prefill-tokens 512 --rounds 1 --max-num-seqs 8 \
+      --max-num-batched-tokens 4096 --max-model-len 4096 --json-out "$out/results/bench_tuning_$t.json" || return 1
+  done
+}
+
 bench() {
   "$app/routereplay" bench --device cuda --load-format dummy --preset qwen3-30b-a3b --batch-sizes 1,8,64,128,256 \
     --prompt-tokens 512 --output-tokens 256 --prefill-requests 8 --prefill-tokens 2048 --rounds 1 --profile \
@@ -255,7 +266,7 @@ bench() {
 }
 
 export root out work app checks tokenizer
-export -f build serve hf families bench weight_sync start_server stop_server serve_small invariance memory_release
+export -f build serve hf families bench bench_tuning weight_sync start_server stop_server serve_small invariance memory_release
 for p in "${phases[@]}"; do
   case "$p" in
     build) phase build 240 build ;;
@@ -276,6 +287,7 @@ for p in "${phases[@]}"; do
     families) phase families 240 families ;;
     serve) phase serve 300 serve ;;
     bench) phase bench 420 bench ;;
+    bench-tuning) phase bench-tuning 300 bench_tuning ;;
     bench-quick) phase bench-quick 240 "$app/routereplay" bench --device cuda --load-format dummy --preset qwen3-30b-a3b \
       --batch-sizes 1,8,64 --prompt-tokens 512 --output-tokens 32 --prefill-requests 2 --prefill-tokens 2048 --rounds 1 --profile \
       --max-num-seqs 64 --max-num-batched-tokens 16384 --max-model-len 4096 --json-out "$out/results/bench_quick.json" ;;

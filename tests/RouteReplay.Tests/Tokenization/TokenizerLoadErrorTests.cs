@@ -86,7 +86,6 @@ public sealed class TokenizerLoadErrorTests : IDisposable
     }
 
     [Theory]
-    [InlineData("""{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\d"}, "behavior": "Isolated"}, {"type": "Split", "pattern": {"Regex": "\\S+"}, "behavior": "Isolated"}]}""", "2 regexes")]
     [InlineData("""{"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, {"type": "ByteLevel", "use_regex": true}]}""", "Digits")]
     [InlineData("""{"type": "ByteLevel", "add_prefix_space": true}""", "prefix space")]
     [InlineData("""{"type": "Split", "pattern": {"Regex": "\\s"}, "behavior": "Removed"}""", "Isolated")]

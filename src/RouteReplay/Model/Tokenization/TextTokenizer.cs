@@ -163,14 +163,17 @@ public sealed class TextTokenizer
 
     private static BpeTokenizer CreateBpe(TokenizerDefinition definition, Dictionary<string, int> addedTokens, string path)
     {
-        Regex split;
-        try
+        var splits = new List<Regex>(definition.SplitPatterns.Count);
+        foreach (var pattern in definition.SplitPatterns)
         {
-            split = new Regex(definition.SplitPattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
-        }
-        catch (ArgumentException e)
-        {
-            throw TokenizerFileError.Invalid(path, $"the pre_tokenizer Split pattern is not a valid regular expression ({e.Message})", e);
+            try
+            {
+                splits.Add(new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant));
+            }
+            catch (ArgumentException e)
+            {
+                throw TokenizerFileError.Invalid(path, $"the pre_tokenizer Split pattern '{pattern}' is not a valid regular expression ({e.Message})", e);
+            }
         }
         try
         {
@@ -179,7 +182,7 @@ public sealed class TextTokenizer
                 Merges = definition.Merges,
                 SpecialTokens = addedTokens,
                 ByteLevel = true,
-                PreTokenizer = new RegexPreTokenizer(split, addedTokens),
+                PreTokenizer = new SequentialSplitPreTokenizer(splits, addedTokens),
             });
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)

@@ -6,13 +6,13 @@ namespace RouteReplay.Model.Tokenization;
 /// <param name="Vocabulary">BPE tokens, in the byte-level alphabet, by id.</param>
 /// <param name="Merges">BPE merges by priority, each as "left right".</param>
 /// <param name="AddedTokens">Tokens matched whole in the raw text.</param>
-/// <param name="SplitPattern">The pre-tokenizer's split regular expression.</param>
+/// <param name="SplitPatterns">The pre-tokenizer's split regular expressions, applied in turn.</param>
 /// <param name="NormalizesToNfc">Whether text is normalized to Unicode NFC before BPE.</param>
 internal sealed record TokenizerDefinition(
     Dictionary<string, int> Vocabulary,
     List<string> Merges,
     IReadOnlyList<AddedToken> AddedTokens,
-    string SplitPattern,
+    IReadOnlyList<string> SplitPatterns,
     bool NormalizesToNfc)
 {
     public const string FileName = "tokenizer.json";
@@ -33,7 +33,7 @@ internal sealed record TokenizerDefinition(
             ReadVocabulary(file, model),
             ReadMerges(file, model),
             ReadAddedTokens(file, root),
-            ReadSplitPattern(file, root),
+            ReadSplitPatterns(file, root),
             ReadNormalizesToNfc(file, root));
     }
 
@@ -96,11 +96,12 @@ internal sealed record TokenizerDefinition(
     internal const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
     /// <summary>
-    /// The one regex that splits text before BPE: a single <c>Split</c> step (isolating its matches), or the GPT-2
-    /// pattern of a ByteLevel step with <c>use_regex</c>. Anything else (several splits, digit or punctuation steps,
-    /// a prefix space) would tokenize differently from the model's own tokenizer, so it is refused.
+    /// The regexes that split text before BPE, in order: each <c>Split</c> step (isolating its matches), and the GPT-2
+    /// pattern of a ByteLevel step with <c>use_regex</c>. Anything else (digit or punctuation steps, Metaspace, a
+    /// prefix space, a Split that removes or inverts) would tokenize differently from the model's own tokenizer, so it
+    /// is refused.
     /// </summary>
-    private static string ReadSplitPattern(TokenizerJsonReader file, JsonElement root)
+    private static List<string> ReadSplitPatterns(TokenizerJsonReader file, JsonElement root)
     {
         var preTokenizer = file.Required(root, "pre_tokenizer", JsonValueKind.Object, "pre_tokenizer");
         var steps = file.Optional(preTokenizer, "pretokenizers") is { ValueKind: JsonValueKind.Array } sequence
@@ -136,14 +137,12 @@ internal sealed record TokenizerDefinition(
             }
             else
             {
-                throw file.Invalid($"'pre_tokenizer' step '{type}' is not supported (only one Split regex, or ByteLevel).");
+                throw file.Invalid($"'pre_tokenizer' step '{type}' is not supported (only Split regexes and ByteLevel).");
             }
         }
-        return patterns.Count == 1
-            ? patterns[0]
-            : throw file.Invalid(patterns.Count == 0
-                ? "'pre_tokenizer' has no Split step with a Regex pattern (nor a ByteLevel step with use_regex)."
-                : $"'pre_tokenizer' splits with {patterns.Count} regexes in turn; only one is supported.");
+        return patterns.Count > 0
+            ? patterns
+            : throw file.Invalid("'pre_tokenizer' has no Split step with a Regex pattern (nor a ByteLevel step with use_regex).");
     }
 
     private static void RequireByteLevelDecoder(TokenizerJsonReader file, JsonElement root)
@@ -158,13 +157,24 @@ internal sealed record TokenizerDefinition(
         }
     }
 
+    /// <summary>NFC, or nothing: no normalizer, or a <c>Sequence</c> of NFC steps or of none (DeepSeek-V3's).</summary>
     private static bool ReadNormalizesToNfc(TokenizerJsonReader file, JsonElement root)
     {
-        if (file.Optional(root, "normalizer") is not { } normalizer)
+        if (file.Optional(root, "normalizer") is not { ValueKind: JsonValueKind.Object } normalizer)
         {
             return false;
         }
-        var type = file.OptionalString(normalizer, "type");
-        return type == "NFC" ? true : throw file.Invalid($"normalizer '{type}' is not supported (only NFC or none).");
+        var steps = file.OptionalString(normalizer, "type") == "Sequence" && file.Optional(normalizer, "normalizers") is { ValueKind: JsonValueKind.Array } sequence
+            ? sequence.EnumerateArray().ToList()
+            : [normalizer];
+        foreach (var step in steps)
+        {
+            var type = file.OptionalString(step, "type");
+            if (type != "NFC")
+            {
+                throw file.Invalid($"normalizer '{type}' is not supported (only NFC or none).");
+            }
+        }
+        return steps.Count > 0;
     }
 }
